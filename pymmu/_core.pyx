@@ -1,0 +1,1 @@
+"""The typed core (under construction)."""

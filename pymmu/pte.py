@@ -1,0 +1,119 @@
+"""PTE bit layout and a decoder for raw page-table entries.
+
+The constants come from ``src_c/pte.h`` through the compiled ``_ptebits``
+module, so C and Python cannot disagree about the layout.
+
+>>> from pymmu import pte
+>>> d = pte.decode(pte.PRESENT | pte.READABLE | pte.USER | (7 << pte.PFN_SHIFT))
+>>> d.present, d.writable, d.pfn
+(True, False, 7)
+>>> pte.describe(pte.PRESENT | pte.READABLE | pte.WRITABLE | pte.USER | (7 << pte.PFN_SHIFT))
+'pfn 7 P RW U'
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pymmu._ptebits import (  # noqa: F401  (re-exported)
+    ACCESSED,
+    COW,
+    DIRTY,
+    EXECUTABLE,
+    PFN_SHIFT,
+    PRESENT,
+    READABLE,
+    SHARED,
+    SWAP,
+    USER,
+    WRITABLE,
+    ZERO,
+)
+
+__all__ = [
+    "PRESENT", "WRITABLE", "USER", "READABLE", "EXECUTABLE", "ACCESSED", "DIRTY",
+    "SWAP", "COW", "ZERO", "SHARED", "PFN_SHIFT", "FLAG_MASK", "PTE", "decode",
+    "describe",
+]
+
+FLAG_MASK = (1 << PFN_SHIFT) - 1
+
+# Order of the letters in describe(): (bit, letter).
+_LETTERS = (
+    (PRESENT, "P"), (READABLE, "R"), (WRITABLE, "W"), (EXECUTABLE, "X"),
+    (USER, "U"), (ACCESSED, "A"), (DIRTY, "D"), (COW, "cow"), (ZERO, "zero"),
+    (SHARED, "shared"),
+)
+
+
+class PTE(NamedTuple):
+    """A decoded page-table entry."""
+
+    raw: int
+    present: bool
+    writable: bool
+    user: bool
+    readable: bool
+    executable: bool
+    accessed: bool
+    dirty: bool
+    cow: bool
+    zero: bool
+    shared: bool
+    swapped: bool
+    pfn: int | None        # frame number when present
+    swap_slot: int | None  # swap slot when the PTE holds a swap entry
+
+
+def decode(raw: int) -> PTE:
+    """Split a raw PTE into its fields.
+
+    Parameters
+    ----------
+    raw : int
+        The 64-bit entry, as returned by ``Process.pte``.
+
+    Returns
+    -------
+    PTE
+        A named tuple of flags, with ``pfn`` set for a present entry and
+        ``swap_slot`` for a swap entry (the other one is None).
+    """
+    raw = int(raw)
+    if raw < 0 or raw >= 1 << 64:
+        raise ValueError(f"a PTE is a 64-bit unsigned value, not {raw}")
+    present = bool(raw & PRESENT)
+    swapped = not present and bool(raw & SWAP)
+    return PTE(
+        raw=raw,
+        present=present,
+        writable=bool(raw & WRITABLE),
+        user=bool(raw & USER),
+        readable=bool(raw & READABLE),
+        executable=bool(raw & EXECUTABLE),
+        accessed=bool(raw & ACCESSED),
+        dirty=bool(raw & DIRTY),
+        cow=bool(raw & COW),
+        zero=bool(raw & ZERO),
+        shared=bool(raw & SHARED),
+        swapped=swapped,
+        pfn=raw >> PFN_SHIFT if present else None,
+        swap_slot=raw >> PFN_SHIFT if swapped else None,
+    )
+
+
+def describe(raw: int) -> str:
+    """One-line human-readable form of a PTE, e.g. ``'pfn 7 P R W U A D'``."""
+    d = decode(raw)
+    if d.present:
+        head = f"pfn {d.pfn}"
+    elif d.swapped:
+        return f"swap slot {d.swap_slot}"
+    elif raw == 0:
+        return "none"
+    else:
+        head = "not present"
+    perm = "".join(letter for bit, letter in _LETTERS if letter in "RWX" and raw & bit)
+    flags = [letter for bit, letter in _LETTERS if letter not in "RWX" and raw & bit]
+    # Present first, then the permission word ("RW", "RX"), then the rest.
+    words = flags[:1] + ([perm] if perm else []) + flags[1:]
+    return " ".join([head] + words)

@@ -1,0 +1,45 @@
+"""Build the Cython core.
+
+All compiler directives live here. ``DEBUG=1 pip install .`` turns bounds checks,
+wraparound checks and initialisation checks back on and compiles with -O0 -g.
+"""
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("DEBUG", "0") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "nonecheck": DEBUG,
+    "binding": True,
+    "embedsignature": True,
+}
+cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+
+
+def ext(name):
+    return Extension(
+        f"pymmu.{name}",
+        [f"pymmu/{name}.pyx"],
+        include_dirs=["src_c", numpy.get_include()],
+        define_macros=macros,
+        extra_compile_args=cflags,
+        depends=["src_c/pte.h"],
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [ext("_ptebits"), ext("_core")],
+        compiler_directives=directives,
+        include_path=["pymmu"],
+    ),
+)
