@@ -130,3 +130,13 @@ def levels_for(va_bits: int, page_shift: int) -> tuple[int, int]:
     bits = page_shift - (2 if va_bits == 32 else 3)
     vpn_bits = va_bits - page_shift
     return -(-vpn_bits // bits), bits
+
+# The counters of Machine.stats and Process.stats, in DESIGN.md order.
+STAT_NAMES = (
+    "reads", "writes", "fetches", "minor_faults", "major_faults", "zero_page_maps",
+    "zero_fills", "zero_pool_hits", "cow_copies", "cow_reuses", "evictions",
+    "swap_outs", "swap_ins", "swap_cache_hits", "file_reads", "tlb_hits",
+    "tlb_misses", "forks", "vforks", "execs", "vfork_child_writes",
+)
+
+MMAP_MIN = 0x10000   # lowest address mmap(addr=None) hands out, like Linux's mmap_min_addr

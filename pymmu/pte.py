@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from pymmu._ptebits import (  # noqa: F401  (re-exported)
     ACCESSED,
     COW,
@@ -32,7 +34,7 @@ from pymmu._ptebits import (  # noqa: F401  (re-exported)
 __all__ = [
     "PRESENT", "WRITABLE", "USER", "READABLE", "EXECUTABLE", "ACCESSED", "DIRTY",
     "SWAP", "COW", "ZERO", "SHARED", "PFN_SHIFT", "FLAG_MASK", "PTE", "decode",
-    "describe",
+    "describe", "PAGE_TABLE_DTYPE", "page_table_rows",
 ]
 
 FLAG_MASK = (1 << PFN_SHIFT) - 1
@@ -117,3 +119,49 @@ def describe(raw: int) -> str:
     # Present first, then the permission word ("RW", "RX"), then the rest.
     words = flags[:1] + ([perm] if perm else []) + flags[1:]
     return " ".join([head] + words)
+
+
+# One row of Process.page_table(): a PTE that exists (present or swap entry).
+PAGE_TABLE_DTYPE = np.dtype([
+    ("vaddr", "<u8"),       # virtual address of the page
+    ("pte", "<u8"),         # the raw entry
+    ("pfn", "<i8"),         # frame number, -1 if not present
+    ("swap_slot", "<i8"),   # swap slot, -1 unless a swap entry
+    ("present", "?"),
+    ("writable", "?"),
+    ("executable", "?"),
+    ("accessed", "?"),
+    ("dirty", "?"),
+    ("cow", "?"),
+    ("zero", "?"),
+    ("shared", "?"),
+    ("refcount", "<i8"),    # refcount of the frame (0 if not present)
+])
+
+
+def page_table_rows(vaddrs, ptes, refcounts) -> np.ndarray:
+    """Build ``Process.page_table()`` rows from parallel arrays.
+
+    Parameters
+    ----------
+    vaddrs, ptes : array_like of uint64
+        Page addresses and raw entries, sorted by address.
+    refcounts : array_like of int
+        The refcount of each present entry's frame (anything for others).
+    """
+    ptes = np.asarray(ptes, dtype=np.uint64)
+    rows = np.zeros(len(ptes), PAGE_TABLE_DTYPE)
+    rows["vaddr"] = vaddrs
+    rows["pte"] = ptes
+    present = (ptes & np.uint64(PRESENT)) != 0
+    swapped = ~present & ((ptes & np.uint64(SWAP)) != 0)
+    frame = (ptes >> np.uint64(PFN_SHIFT)).astype(np.int64)
+    rows["pfn"] = np.where(present, frame, -1)
+    rows["swap_slot"] = np.where(swapped, frame, -1)
+    rows["present"] = present
+    for name, bit in (("writable", WRITABLE), ("executable", EXECUTABLE),
+                      ("accessed", ACCESSED), ("dirty", DIRTY), ("cow", COW),
+                      ("zero", ZERO), ("shared", SHARED)):
+        rows[name] = (ptes & np.uint64(bit)) != 0
+    rows["refcount"] = np.where(present, np.asarray(refcounts, dtype=np.int64), 0)
+    return rows
