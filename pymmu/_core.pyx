@@ -1,1 +1,1195 @@
-"""The typed core (under construction)."""
+"""The typed core of pymmu: frames, page tables, the TLB, swap, reclaim, faults.
+
+One ``Core`` is one physical machine. It knows address spaces only by number
+(``mm``) and mappings only as the tables ``machine.py`` pushes with
+``set_vmas``; processes, pids and argument checking live in ``machine.py``.
+
+Where to read what:
+
+* ``_touch`` / ``_fault``: what one access to one page does (DESIGN.md section 4,
+  docs/semantics.md section 5). "What a write fault does" is the first branch
+  of ``_fault``.
+* ``_alloc_frame`` / ``_reclaim`` / ``_evict``: free sets and memory pressure.
+* ``mm_fork`` / ``mm_destroy`` / ``unmap`` / ``protect``: address-space operations.
+* ``check``: every invariant, for tests.
+
+Page-table nodes are calloc'd blocks of ``2**bits`` 64-bit entries outside the
+user frames; an inner entry holds the child node's address, a leaf entry a PTE.
+Every routine returns a ``Status``; ``_raise_status`` is the one place that turns
+a status into an exception.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+cimport numpy as cnp
+
+from pymmu._pte cimport *
+from pymmu.errors import OutOfMemory, ProtectionFault, SegmentationFault
+
+cnp.import_array()
+
+_ACCESS_NAMES = ("read", "write", "execute")
+_PROT_R, _PROT_W, _PROT_X = 1, 2, 4
+
+
+
+cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
+    cdef uint64_t z
+    state[0] += <uint64_t>0x9E3779B97F4A7C15
+    z = state[0]
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+# ---- binary min-heaps of frame / slot numbers (free sets, lowest first) ----
+
+cdef inline void heap_push(int64_t *h, int64_t *n, int64_t v) noexcept nogil:
+    cdef int64_t i = n[0], p
+    n[0] += 1
+    while i > 0:
+        p = (i - 1) >> 1
+        if h[p] <= v:
+            break
+        h[i] = h[p]
+        i = p
+    h[i] = v
+
+
+cdef inline int64_t heap_pop(int64_t *h, int64_t *n) noexcept nogil:
+    cdef int64_t top = h[0], v, i = 0, c
+    n[0] -= 1
+    v = h[n[0]]
+    while True:
+        c = 2 * i + 1
+        if c >= n[0]:
+            break
+        if c + 1 < n[0] and h[c + 1] < h[c]:
+            c += 1
+        if h[c] >= v:
+            break
+        h[i] = h[c]
+        i = c
+    if n[0] > 0:
+        h[i] = v
+    return top
+
+
+cdef inline pte_t prot_bits(int64_t prot) noexcept nogil:
+    """PTE permission bits a present page of a mapping with ``prot`` carries."""
+    cdef pte_t b = PTE_PRESENT | PTE_USER
+    if prot & 1:
+        b |= PTE_READABLE
+    if prot & 4:
+        b |= PTE_EXECUTABLE
+    return b
+
+
+cdef inline bint pte_allows(pte_t pte, int kind) noexcept nogil:
+    if not (pte & PTE_PRESENT):
+        return False
+    if kind == ACC_READ:
+        return (pte & PTE_READABLE) != 0
+    if kind == ACC_WRITE:
+        return (pte & PTE_WRITABLE) != 0
+    return (pte & PTE_EXECUTABLE) != 0
+
+
+cdef void *realloc_or_raise(void *p, size_t size) except NULL:
+    cdef void *q = realloc(p, size)
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
+cdef class Core:
+    """One machine's physical memory, page tables, TLB and swap device.
+
+    Parameters
+    ----------
+    frames, page_size, swap_slots, policy, va_bits, zero_pool, zero_page,
+    tlb_entries, seed
+        As ``pymmu.Machine``; already validated. ``policy`` is an index into
+        ``_args.POLICIES``; ``zero_pool`` is -1 for "no limit".
+    """
+
+    # geometry
+    cdef readonly int64_t page_size, frames, swap_slots, va_bits
+    cdef readonly int page_shift, levels, bits
+    cdef uint64_t max_vpn
+    cdef int policy
+    cdef int64_t zero_pool_target
+    cdef bint zero_page_on
+    cdef int64_t tlb_n
+    cdef uint64_t rng
+    # physical memory: frames + 1 rows, the last is the zero page
+    cdef readonly object mem_array
+    cdef uint8_t[:, ::1] mem
+    cdef int64_t zero_pfn
+    cdef int32_t[::1] refcnt
+    cdef uint8_t[::1] fstate
+    cdef uint8_t[::1] fflags
+    cdef int64_t[::1] rmap_family     # anon/file/shmem: fork family of its mappers
+    cdef int64_t[::1] rmap_vpn        # the virtual page all its mappers use
+    cdef int64_t[::1] frame_obj       # shmem: object id; else -1
+    cdef int64_t[::1] frame_slot      # swap cache: the slot this frame caches, or -1
+    cdef int64_t[::1] frame_tick      # lru: last touch; fifo: load time
+    cdef int64_t tick
+    cdef int64_t *pool_heap
+    cdef int64_t pool_n
+    cdef int64_t *dirty_heap
+    cdef int64_t dirty_n
+    cdef int64_t clock_hand
+    # swap device
+    cdef readonly object swap_array
+    cdef uint8_t[:, ::1] swapmem
+    cdef int32_t[::1] scount          # swap PTEs + object pages naming the slot
+    cdef int64_t[::1] scache          # frame caching the slot, or -1
+    cdef uint8_t[::1] szero           # slot content known all zero
+    cdef int64_t *slot_heap
+    cdef int64_t slot_n
+    # address spaces
+    cdef int64_t mm_cap, mm_next
+    cdef uintptr_t *mm_root
+    cdef int64_t *mm_family
+    cdef int64_t *mm_fnext            # next mm of the same family (linked list)
+    cdef int64_t *fam_head
+    cdef int64_t *vma_rows            # per mm: pointer to its VMA table (as int)
+    cdef int64_t *vma_count
+    cdef list vma_keep
+    cdef readonly int64_t nodes
+    # shared memory objects and exec images
+    cdef list objects                 # id -> int64 pages: -1 none, pfn, -(slot+2)
+    cdef list obj_base                # id -> base vpn (all mappers use base + page)
+    cdef list obj_family
+    cdef list images                  # id -> Layout
+    # TLB: direct-mapped, tagged (mm, vpn), caching the PTE's address
+    cdef int64_t *tlb_mm
+    cdef uint64_t *tlb_vpn
+    cdef pte_t **tlb_pte
+    # counters and the last fault
+    cdef readonly object stats_array
+    cdef int64_t[::1] stats
+    cdef public uint64_t fault_addr
+    cdef public int fault_kind
+    cdef int64_t *pins
+    cdef int64_t pin_n, pin_cap
+
+    def __cinit__(self):
+        self.pool_heap = NULL
+        self.dirty_heap = NULL
+        self.slot_heap = NULL
+        self.mm_root = NULL
+        self.mm_family = NULL
+        self.mm_fnext = NULL
+        self.fam_head = NULL
+        self.vma_rows = NULL
+        self.vma_count = NULL
+        self.tlb_mm = NULL
+        self.tlb_vpn = NULL
+        self.tlb_pte = NULL
+        self.pins = NULL
+
+    def __init__(self, int64_t frames, int64_t page_size, int64_t swap_slots, int policy,
+                 int64_t va_bits, int64_t zero_pool, bint zero_page, int64_t tlb_entries,
+                 uint64_t seed):
+        cdef int64_t i
+        self.frames = frames
+        self.page_size = page_size
+        self.page_shift = page_size.bit_length() - 1
+        self.swap_slots = swap_slots
+        self.va_bits = va_bits
+        self.bits = self.page_shift - (2 if va_bits == 32 else 3)
+        self.levels = (va_bits - self.page_shift + self.bits - 1) // self.bits
+        self.max_vpn = (<uint64_t>1) << (va_bits - self.page_shift)
+        self.policy = policy
+        self.zero_pool_target = zero_pool
+        self.zero_page_on = zero_page
+        self.tlb_n = tlb_entries
+        self.rng = seed
+        self.mem_array = np.zeros((frames + 1, page_size), np.uint8)
+        self.mem = self.mem_array
+        self.zero_pfn = frames
+        self.refcnt = np.zeros(frames + 1, np.int32)
+        self.fstate = np.zeros(frames + 1, np.uint8)
+        self.fflags = np.full(frames + 1, FL_POOL | FL_CZERO, np.uint8)
+        self.fflags[frames] = FL_CZERO
+        self.rmap_family = np.full(frames + 1, -1, np.int64)
+        self.rmap_vpn = np.full(frames + 1, -1, np.int64)
+        self.frame_obj = np.full(frames + 1, -1, np.int64)
+        self.frame_slot = np.full(frames + 1, -1, np.int64)
+        self.frame_tick = np.zeros(frames + 1, np.int64)
+        self.pool_heap = <int64_t *>malloc(frames * sizeof(int64_t))
+        self.dirty_heap = <int64_t *>malloc(frames * sizeof(int64_t))
+        self.pins = <int64_t *>malloc(16 * sizeof(int64_t))
+        self.pin_cap = 16
+        if self.pool_heap == NULL or self.dirty_heap == NULL or self.pins == NULL:
+            raise MemoryError()
+        for i in range(frames):        # ascending order is already a valid heap
+            self.pool_heap[i] = i
+        self.pool_n = frames
+        self.swap_array = np.zeros((swap_slots, page_size), np.uint8)
+        self.swapmem = self.swap_array
+        self.scount = np.zeros(swap_slots, np.int32)
+        self.scache = np.full(swap_slots, -1, np.int64)
+        self.szero = np.ones(swap_slots, np.uint8)
+        self.slot_heap = <int64_t *>malloc(max(swap_slots, 1) * sizeof(int64_t))
+        if self.slot_heap == NULL:
+            raise MemoryError()
+        for i in range(swap_slots):
+            self.slot_heap[i] = i
+        self.slot_n = swap_slots
+        self.mm_cap = 0
+        self.mm_next = 1
+        self._grow_mm(16)
+        self.vma_keep = [None] * 16
+        self.objects, self.obj_base, self.obj_family, self.images = [], [], [], []
+        if tlb_entries:
+            self.tlb_mm = <int64_t *>calloc(tlb_entries, sizeof(int64_t))
+            self.tlb_vpn = <uint64_t *>calloc(tlb_entries, sizeof(uint64_t))
+            self.tlb_pte = <pte_t **>calloc(tlb_entries, sizeof(pte_t *))
+            if self.tlb_mm == NULL or self.tlb_vpn == NULL or self.tlb_pte == NULL:
+                raise MemoryError()
+        self.stats_array = np.zeros(S_COUNT, np.int64)
+        self.stats = self.stats_array
+
+    def __dealloc__(self):
+        cdef int64_t mm
+        if self.mm_root != NULL:
+            for mm in range(1, self.mm_next):
+                if self.mm_root[mm]:
+                    self._free_tree(<uint64_t *>self.mm_root[mm], 0)
+        free(self.pool_heap); free(self.dirty_heap); free(self.slot_heap)
+        free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
+        free(self.vma_rows); free(self.vma_count)
+        free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
+
+    cdef void _grow_mm(self, int64_t cap) except *:
+        cdef int64_t i
+        cdef void *p
+        p = realloc_or_raise(self.mm_root, cap * sizeof(uintptr_t))
+        self.mm_root = <uintptr_t *>p
+        self.mm_family = <int64_t *>realloc_or_raise(self.mm_family, cap * sizeof(int64_t))
+        self.mm_fnext = <int64_t *>realloc_or_raise(self.mm_fnext, cap * sizeof(int64_t))
+        self.fam_head = <int64_t *>realloc_or_raise(self.fam_head, cap * sizeof(int64_t))
+        self.vma_rows = <int64_t *>realloc_or_raise(self.vma_rows, cap * sizeof(int64_t))
+        self.vma_count = <int64_t *>realloc_or_raise(self.vma_count, cap * sizeof(int64_t))
+        for i in range(self.mm_cap, cap):
+            self.mm_root[i] = 0
+            self.mm_family[i] = -1
+            self.mm_fnext[i] = 0
+            self.fam_head[i] = 0
+            self.vma_rows[i] = 0
+            self.vma_count[i] = 0
+        self.mm_cap = cap
+
+    # ------------------------------------------------------------------
+    # page-table walks
+
+    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL:
+        """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``."""
+        cdef uint64_t *node = <uint64_t *>self.mm_root[mm]
+        cdef uint64_t *child
+        cdef int level, shift
+        cdef uint64_t idx, mask = ((<uint64_t>1) << self.bits) - 1
+        if node == NULL:
+            if not alloc:
+                return NULL
+            node = self._new_node()
+            self.mm_root[mm] = <uintptr_t>node
+        for level in range(self.levels - 1):
+            shift = self.bits * (self.levels - 1 - level)
+            idx = (vpn >> shift) & mask
+            child = <uint64_t *><uintptr_t>node[idx]
+            if child == NULL:
+                if not alloc:
+                    return NULL
+                child = self._new_node()
+                node[idx] = <uint64_t><uintptr_t>child
+            node = child
+        return <pte_t *>&node[vpn & mask]
+
+    cdef uint64_t *_new_node(self) except NULL:
+        cdef uint64_t *n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
+        if n == NULL:
+            raise MemoryError()
+        self.nodes += 1
+        return n
+
+    cdef void _free_tree(self, uint64_t *node, int level) noexcept:
+        cdef int64_t i, n = (<int64_t>1) << self.bits
+        if level < self.levels - 1:
+            for i in range(n):
+                if node[i]:
+                    self._free_tree(<uint64_t *><uintptr_t>node[i], level + 1)
+        free(node)
+        self.nodes -= 1
+
+    cdef int64_t _collect(self, int64_t mm, uint64_t lo, uint64_t hi,
+                          uint64_t[::1] vpns, uint64_t[::1] ptes) except -1:
+        """Fill the nonzero PTEs of ``[lo, hi)`` in vpn order; returns how many."""
+        if self.mm_root[mm] == 0:
+            return 0
+        return self._collect_node(<uint64_t *>self.mm_root[mm], 0, 0, lo, hi, vpns, ptes, 0)
+
+    cdef int64_t _collect_node(self, uint64_t *node, int level, uint64_t base, uint64_t lo,
+                               uint64_t hi, uint64_t[::1] vpns, uint64_t[::1] ptes,
+                               int64_t n) except -1:
+        cdef int64_t i, count = (<int64_t>1) << self.bits
+        cdef int shift = self.bits * (self.levels - 1 - level)
+        cdef uint64_t first, span = (<uint64_t>1) << shift
+        for i in range(count):
+            if not node[i]:
+                continue
+            first = base + (<uint64_t>i << shift)
+            if first >= hi or first + span <= lo:
+                continue
+            if level == self.levels - 1:
+                if vpns is not None:
+                    vpns[n] = first
+                    ptes[n] = node[i]
+                n += 1
+            else:
+                n = self._collect_node(<uint64_t *><uintptr_t>node[i], level + 1, first,
+                                       lo, hi, vpns, ptes, n)
+        return n
+
+    def ptes(self, int64_t mm, uint64_t lo=0, object hi=None):
+        """``(vpns, ptes)`` arrays of the nonzero PTEs of ``mm`` in ``[lo, hi)``."""
+        cdef uint64_t h = self.max_vpn if hi is None else <uint64_t>hi
+        cdef int64_t n = self._collect(mm, lo, h, None, None)
+        vpns = np.zeros(n, np.uint64)
+        ptes = np.zeros(n, np.uint64)
+        if n:
+            self._collect(mm, lo, h, vpns, ptes)
+        return vpns, ptes
+
+    # ------------------------------------------------------------------
+    # TLB
+
+    cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept:
+        cdef int64_t i
+        if self.tlb_n:
+            i = <int64_t>(vpn % <uint64_t>self.tlb_n)
+            if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
+                self.tlb_mm[i] = 0
+
+    cdef void _tlb_flush(self, int64_t mm) noexcept:
+        cdef int64_t i
+        for i in range(self.tlb_n):
+            if self.tlb_mm[i] == mm:
+                self.tlb_mm[i] = 0
+
+    # ------------------------------------------------------------------
+    # frames
+
+    cdef inline void _count(self, int64_t[::1] ps, int stat) noexcept:
+        self.stats[stat] += 1
+        ps[stat] += 1
+
+    cdef void _free_frame(self, int64_t pfn) noexcept:
+        """Return a frame nobody maps to the dirty set."""
+        cdef int64_t slot = self.frame_slot[pfn]
+        if slot >= 0:
+            self.scache[slot] = -1
+            self.frame_slot[pfn] = -1
+        self.fstate[pfn] = F_FREE
+        self.fflags[pfn] &= FL_CZERO
+        self.frame_obj[pfn] = -1
+        self.rmap_family[pfn] = -1
+        self.rmap_vpn[pfn] = -1
+        heap_push(self.dirty_heap, &self.dirty_n, pfn)
+
+    cdef inline void _put_frame(self, int64_t pfn) noexcept:
+        """Drop one PTE reference to a frame."""
+        self.refcnt[pfn] -= 1
+        if pfn != self.zero_pfn and self.refcnt[pfn] == 0 and self.fstate[pfn] != F_SHMEM:
+            self._free_frame(pfn)
+
+    cdef int64_t _alloc_frame(self, bint zeroed, int64_t[::1] ps) except -2:
+        """A free frame for a fault, lowest pfn of the preferred set; reclaims if
+        none is free. ``zeroed``: a demand-zero fill (pool first, bytes zeroed);
+        else a frame about to be overwritten (dirty set first). Returns -1 with
+        ``self.fault_kind`` untouched when nothing can be freed (ST_OOM), -3 for
+        the opt policy (ST_OPT)."""
+        cdef int64_t pfn
+        cdef int st
+        if self.pool_n == 0 and self.dirty_n == 0:
+            st = self._reclaim(ps)
+            if st != ST_OK:
+                return -1 if st == ST_OOM else -3
+        if zeroed:
+            if self.pool_n:
+                pfn = heap_pop(self.pool_heap, &self.pool_n)
+                self._count(ps, S_ZERO_POOL_HITS)
+            else:
+                pfn = heap_pop(self.dirty_heap, &self.dirty_n)
+                if not (self.fflags[pfn] & FL_CZERO):
+                    page_zero(&self.mem[pfn, 0], self.page_size)
+                    self.fflags[pfn] |= FL_CZERO
+        else:
+            if self.dirty_n:
+                pfn = heap_pop(self.dirty_heap, &self.dirty_n)
+            else:
+                pfn = heap_pop(self.pool_heap, &self.pool_n)
+        self.fflags[pfn] &= ~FL_POOL
+        self.tick += 1
+        self.frame_tick[pfn] = self.tick
+        return pfn
+
+    cdef void _copy_page(self, int64_t dst, int64_t src) noexcept:
+        if self.fflags[src] & FL_CZERO:
+            if not (self.fflags[dst] & FL_CZERO):
+                page_zero(&self.mem[dst, 0], self.page_size)
+                self.fflags[dst] |= FL_CZERO
+        else:
+            page_copy(&self.mem[dst, 0], &self.mem[src, 0], self.page_size)
+            self.fflags[dst] &= ~FL_CZERO
+
+    cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept:
+        self.fstate[pfn] = state
+        self.rmap_family[pfn] = self.mm_family[mm]
+        self.rmap_vpn[pfn] = <int64_t>vpn
+        self.refcnt[pfn] = 1
+
+    # ------------------------------------------------------------------
+    # swap slots
+
+    cdef void _slot_put(self, int64_t slot, int64_t n) noexcept:
+        """Drop ``n`` references to a slot; free it (and its cache link) at 0."""
+        cdef int64_t f
+        self.scount[slot] -= <int32_t>n
+        if self.scount[slot] == 0:
+            f = self.scache[slot]
+            if f >= 0:
+                self.frame_slot[f] = -1
+                self.scache[slot] = -1
+            heap_push(self.slot_heap, &self.slot_n, slot)
+
+    cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept:
+        if self.fflags[pfn] & FL_CZERO:
+            self.szero[slot] = 1
+        else:
+            page_copy(&self.swapmem[slot, 0], &self.mem[pfn, 0], self.page_size)
+            self.szero[slot] = 0
+
+    cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept:
+        if self.szero[slot]:
+            if not (self.fflags[pfn] & FL_CZERO):
+                page_zero(&self.mem[pfn, 0], self.page_size)
+                self.fflags[pfn] |= FL_CZERO
+        else:
+            page_copy(&self.mem[pfn, 0], &self.swapmem[slot, 0], self.page_size)
+            self.fflags[pfn] &= ~FL_CZERO
+
+    # ------------------------------------------------------------------
+    # reverse map and reclaim
+
+    cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1:
+        """Visit every PTE that maps ``pfn`` through its fork family.
+
+        op 0: count those with ACCESSED; 1: clear ACCESSED; 2: replace with ``arg``
+        (a swap entry, or 0) and invalidate the TLB; 3: count them. Returns how
+        many matched (for op 0, how many had ACCESSED).
+        """
+        cdef int64_t fam = self.rmap_family[pfn], mm, n = 0
+        cdef uint64_t vpn = <uint64_t>self.rmap_vpn[pfn]
+        cdef pte_t *p
+        mm = self.fam_head[fam]
+        while mm:
+            p = self._walk(mm, vpn, False)
+            if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn:
+                if op == 0:
+                    if p[0] & PTE_ACCESSED:
+                        n += 1
+                elif op == 1:
+                    p[0] &= ~PTE_ACCESSED
+                    n += 1
+                elif op == 3:
+                    n += 1
+                else:
+                    p[0] = arg
+                    self._tlb_invalidate(mm, vpn)
+                    n += 1
+            mm = self.mm_fnext[mm]
+        return n
+
+    cdef bint _evictable(self, int64_t pfn) noexcept:
+        cdef int s = self.fstate[pfn]
+        if s == F_FREE or self.fflags[pfn] & FL_PINNED:
+            return False
+        if s == F_FILE:
+            return True
+        if s == F_ANON and self.frame_slot[pfn] >= 0:
+            return True
+        return self.slot_n > 0
+
+    cdef int _reclaim(self, int64_t[::1] ps) except -1:
+        """Free one frame by the machine's policy; returns a status."""
+        cdef int64_t pfn, victim = -1, best = 0, steps, count, k
+        if self.policy == P_CLOCK:
+            for steps in range(2 * self.frames):
+                pfn = self.clock_hand
+                self.clock_hand = (pfn + 1) % self.frames
+                if not self._evictable(pfn):
+                    continue
+                if self._rmap(pfn, 0, 0):
+                    self._rmap(pfn, 1, 0)
+                    continue
+                victim = pfn
+                break
+        elif self.policy == P_FIFO or self.policy == P_LRU:
+            for pfn in range(self.frames):
+                if self._evictable(pfn) and (victim < 0 or self.frame_tick[pfn] < best):
+                    victim, best = pfn, self.frame_tick[pfn]
+        elif self.policy == P_RANDOM:
+            count = 0
+            for pfn in range(self.frames):
+                count += self._evictable(pfn)
+            if count:
+                k = <int64_t>(splitmix64(&self.rng) % <uint64_t>count)
+                for pfn in range(self.frames):
+                    if self._evictable(pfn):
+                        if k == 0:
+                            victim = pfn
+                            break
+                        k -= 1
+        else:
+            return ST_OPT
+        if victim < 0:
+            return ST_OOM
+        self._evict(victim, ps)
+        return ST_OK
+
+    cdef void _evict(self, int64_t pfn, int64_t[::1] ps) except *:
+        cdef int s = self.fstate[pfn]
+        cdef int64_t slot, n, obj
+        cdef cnp.int64_t[::1] pages
+        if s == F_FILE:
+            self._rmap(pfn, 2, 0)
+        elif s == F_ANON:
+            slot = self.frame_slot[pfn]
+            if slot < 0:
+                slot = heap_pop(self.slot_heap, &self.slot_n)
+                self._swap_write(slot, pfn)
+                self._count(ps, S_SWAP_OUTS)
+            else:                   # clean swap-cache copy: no second write
+                self.frame_slot[pfn] = -1
+                self.scache[slot] = -1
+            n = self._rmap(pfn, 2, pte_make_swap(slot))
+            self.scount[slot] += <int32_t>n
+        else:                       # shmem: the object remembers the slot
+            slot = heap_pop(self.slot_heap, &self.slot_n)
+            self._swap_write(slot, pfn)
+            self._count(ps, S_SWAP_OUTS)
+            self._rmap(pfn, 2, 0)
+            obj = self.frame_obj[pfn]
+            pages = self.objects[obj]
+            pages[self.rmap_vpn[pfn] - <int64_t>self.obj_base[obj]] = -(slot + 2)
+            self.scount[slot] = 1
+        self._count(ps, S_EVICTIONS)
+        self.refcnt[pfn] = 0
+        self._free_frame(pfn)
+
+    # ------------------------------------------------------------------
+    # one access
+
+    cdef inline int64_t *_vma(self, int64_t mm, uint64_t vpn) noexcept:
+        """The VMA row containing ``vpn`` (binary search), or NULL."""
+        cdef int64_t *rows = <int64_t *><uintptr_t>self.vma_rows[mm]
+        cdef int64_t lo = 0, hi = self.vma_count[mm], mid
+        cdef int64_t v = <int64_t>vpn
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if rows[mid * V_NCOLS + V_START] <= v:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == 0:
+            return NULL
+        rows = rows + (lo - 1) * V_NCOLS
+        if rows[V_END] > v:
+            return rows
+        return NULL
+
+    cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,
+                    int64_t[::1] ps) except -1:
+        """Resolve one fault on the PTE at ``p`` (semantics.md section 5)."""
+        cdef pte_t pte = p[0], base = prot_bits(vma[V_PROT])
+        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef int64_t old, new, slot, obj, page
+        cdef cnp.int64_t[::1] pages
+        cdef const uint8_t[::1] content
+        cdef uint8_t saved
+        if pte & PTE_PRESENT:
+            # A write to a present page the PTE does not let us write.
+            if pte & PTE_ZERO:
+                new = self._alloc_frame(True, ps)
+                if new < 0:
+                    return ST_OOM if new == -1 else ST_OPT
+                self._put_frame(self.zero_pfn)
+                self._own(new, F_ANON, mm, vpn)
+                p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
+                self._count(ps, S_ZERO_FILLS)
+            else:
+                old = pte_pfn(pte)
+                if self.refcnt[old] == 1:
+                    # Nobody else maps it: write in place (do_wp_page's reuse).
+                    slot = self.frame_slot[old]
+                    if slot >= 0:       # other swap entries keep the slot's data
+                        self.frame_slot[old] = -1
+                        self.scache[slot] = -1
+                    self.fstate[old] = F_ANON
+                    p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
+                    self._count(ps, S_COW_REUSES)
+                else:
+                    saved = self.fflags[old]
+                    self.fflags[old] |= FL_PINNED
+                    new = self._alloc_frame(False, ps)
+                    self.fflags[old] = (self.fflags[old] & ~FL_PINNED) | (saved & FL_PINNED)
+                    if new < 0:
+                        return ST_OOM if new == -1 else ST_OPT
+                    self._copy_page(new, old)
+                    self._own(new, F_ANON, mm, vpn)
+                    self._put_frame(old)
+                    p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
+                    self._count(ps, S_COW_COPIES)
+            self._tlb_invalidate(mm, vpn)
+            self._count(ps, S_MINOR)
+            return ST_OK
+        if pte_is_swap(pte):
+            slot = pte_pfn(pte)
+            new = self.scache[slot]
+            if new >= 0:
+                self.refcnt[new] += 1
+                p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+                self._slot_put(slot, 1)
+                self._count(ps, S_SWAP_CACHE_HITS)
+                self._count(ps, S_MINOR)
+                return ST_OK
+            new = self._alloc_frame(False, ps)
+            if new < 0:
+                return ST_OOM if new == -1 else ST_OPT
+            self._swap_read(new, slot)
+            self._own(new, F_ANON, mm, vpn)
+            if self.scount[slot] == 1:
+                self._slot_put(slot, 1)
+                p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
+            else:
+                self._slot_put(slot, 1)
+                self.scache[slot] = new
+                self.frame_slot[new] = slot
+                p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+            self._count(ps, S_SWAP_INS)
+            self._count(ps, S_MAJOR)
+            return ST_OK
+        if vma[V_KIND] == K_SHARED:
+            obj = vma[V_OBJ]
+            pages = self.objects[obj]
+            page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
+            new = pages[page]
+            if new >= 0:
+                self.refcnt[new] += 1
+                self._count(ps, S_MINOR)
+            elif new == -1:
+                new = self._alloc_frame(True, ps)
+                if new < 0:
+                    return ST_OOM if new == -1 else ST_OPT
+                self._own_shmem(new, obj, page, mm, vpn, pages)
+                self._count(ps, S_ZERO_FILLS)
+                self._count(ps, S_MINOR)
+            else:
+                slot = -new - 2
+                new = self._alloc_frame(False, ps)
+                if new < 0:
+                    return ST_OOM if new == -1 else ST_OPT
+                self._swap_read(new, slot)
+                self._slot_put(slot, 1)
+                self._own_shmem(new, obj, page, mm, vpn, pages)
+                self._count(ps, S_SWAP_INS)
+                self._count(ps, S_MAJOR)
+            p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
+            return ST_OK
+        if vma[V_KIND] == K_FILE:
+            content = self.images[vma[V_OBJ]].page(vpn)
+            if content is not None:
+                new = self._alloc_frame(False, ps)
+                if new < 0:
+                    return ST_OOM if new == -1 else ST_OPT
+                memcpy(&self.mem[new, 0], &content[0], self.page_size)
+                self.fflags[new] &= ~FL_CZERO
+                if kind == ACC_WRITE:
+                    self._own(new, F_ANON, mm, vpn)
+                    p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
+                else:
+                    self._own(new, F_FILE, mm, vpn)
+                    p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+                self._count(ps, S_FILE_READS)
+                self._count(ps, S_MAJOR)
+                return ST_OK
+        # Private anonymous memory (or bss) touched for the first time.
+        if kind == ACC_WRITE or not self.zero_page_on:
+            new = self._alloc_frame(True, ps)
+            if new < 0:
+                return ST_OOM if new == -1 else ST_OPT
+            self._own(new, F_ANON, mm, vpn)
+            p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
+            self._count(ps, S_ZERO_FILLS)
+        else:
+            self.refcnt[self.zero_pfn] += 1
+            p[0] = pte_with_pfn(base | PTE_ZERO, self.zero_pfn)
+            self._count(ps, S_ZERO_PAGE_MAPS)
+        self._count(ps, S_MINOR)
+        return ST_OK
+
+    cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
+                         uint64_t vpn, cnp.int64_t[::1] pages) noexcept:
+        self._own(pfn, F_SHMEM, mm, vpn)
+        self.frame_obj[pfn] = obj
+        pages[page] = pfn
+
+    cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                    int64_t[::1] ps, pte_t **out) except -1:
+        """Make page ``vpn`` allow ``kind``: TLB, walk, faults; set A/D."""
+        cdef int64_t i = 0, pfn
+        cdef pte_t *p = NULL
+        cdef int st
+        if self.tlb_n:
+            i = <int64_t>(vpn % <uint64_t>self.tlb_n)
+            if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
+                self._count(ps, S_TLB_HITS)
+                p = self.tlb_pte[i]
+            else:
+                self._count(ps, S_TLB_MISSES)
+        if p == NULL or not pte_allows(p[0], kind):
+            p = self._walk(mm, vpn, True)
+            while not pte_allows(p[0], kind):
+                st = self._fault(mm, vpn, kind, vma, p, ps)
+                if st != ST_OK:
+                    return st
+        p[0] |= PTE_ACCESSED | (PTE_DIRTY if kind == ACC_WRITE else 0)
+        pfn = pte_pfn(p[0])
+        if pfn != self.zero_pfn and self.policy == P_LRU:
+            self.tick += 1
+            self.frame_tick[pfn] = self.tick
+        if self.tlb_n:
+            self.tlb_mm[i] = mm
+            self.tlb_vpn[i] = vpn
+            self.tlb_pte[i] = p
+        out[0] = p
+        return ST_OK
+
+    cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
+                     int64_t[::1] ps, uint8_t *buf) except -1:
+        """One read/write/fetch of ``n`` >= 1 bytes (semantics.md section 5)."""
+        cdef uint64_t first = addr >> self.page_shift, last, vpn
+        cdef int64_t *vma
+        cdef int need = 1 if kind == ACC_READ else (2 if kind == ACC_WRITE else 4)
+        cdef int st = ST_OK
+        cdef pte_t *p
+        cdef int64_t npages, k, pfn, off, chunk, done = 0
+        self.fault_kind = kind
+        if addr + <uint64_t>(n - 1) < addr:     # wraps around 2**64
+            self.fault_addr = addr
+            return ST_SEGV
+        last = (addr + <uint64_t>(n - 1)) >> self.page_shift
+        # 1. every page is mapped and allowed, before anything changes
+        vpn = first
+        while vpn <= last:
+            self.fault_addr = addr if vpn == first else vpn << self.page_shift
+            if vpn >= self.max_vpn:
+                return ST_SEGV
+            vma = self._vma(mm, vpn)
+            if vma == NULL:
+                return ST_SEGV
+            if not (vma[V_PROT] & need):
+                return ST_PROT
+            vpn += 1
+        npages = <int64_t>(last - first + 1)
+        if npages > 1:
+            self._reserve_pins(npages)
+        # 2. touch each page, pinning the ones done so far
+        self.pin_n = 0
+        vpn = first
+        while vpn <= last:
+            self.fault_addr = addr if vpn == first else vpn << self.page_shift
+            vma = self._vma(mm, vpn)
+            st = self._touch(mm, vpn, kind, vma, ps, &p)
+            if st != ST_OK:
+                break
+            pfn = pte_pfn(p[0])
+            if npages > 1 and pfn != self.zero_pfn and not (self.fflags[pfn] & FL_PINNED):
+                self.fflags[pfn] |= FL_PINNED
+                self.pins[self.pin_n] = pfn
+                self.pin_n += 1
+            vpn += 1
+        for k in range(self.pin_n):
+            self.fflags[self.pins[k]] &= ~FL_PINNED
+        if st != ST_OK:
+            return st
+        # 3. move the bytes
+        if buf != NULL:
+            vpn = first
+            off = <int64_t>(addr & <uint64_t>(self.page_size - 1))
+            while vpn <= last:
+                p = self._walk(mm, vpn, False)
+                pfn = pte_pfn(p[0])
+                chunk = min(self.page_size - off, n - done)
+                if kind == ACC_WRITE:
+                    memcpy(&self.mem[pfn, off], buf + done, chunk)
+                    self.fflags[pfn] &= ~FL_CZERO
+                else:
+                    memcpy(buf + done, &self.mem[pfn, off], chunk)
+                done += chunk
+                off = 0
+                vpn += 1
+        self._count(ps, S_READS if kind == ACC_READ else (S_WRITES if kind == ACC_WRITE
+                                                           else S_FETCHES))
+        return ST_OK
+
+    cdef void _reserve_pins(self, int64_t n) except *:
+        if n > self.pin_cap:
+            self.pins = <int64_t *>realloc_or_raise(self.pins, n * sizeof(int64_t))
+            self.pin_cap = n
+
+    cdef object _raise_status(self, int st, int64_t pid):
+        """The one place a status code becomes an exception."""
+        access = _ACCESS_NAMES[self.fault_kind]
+        if st == ST_SEGV:
+            raise SegmentationFault(self.fault_addr, access, pid)
+        if st == ST_PROT:
+            raise ProtectionFault(self.fault_addr, access, pid)
+        if st == ST_OOM:
+            raise OutOfMemory(self.fault_addr, access, pid)
+        if st == ST_OPT:
+            raise ValueError("the opt policy needs the future: it runs only in Machine.replay")
+        raise SystemError(f"unknown core status {st}")
+
+    def read(self, int64_t mm, int64_t pid, uint64_t addr, Py_ssize_t n, int kind,
+             int64_t[::1] ps):
+        """Read (kind 0) or fetch (kind 2) ``n`` bytes; returns bytes."""
+        cdef int st
+        if n == 0:
+            return b""
+        out = PyBytes_FromStringAndSize(NULL, n)
+        st = self._access(mm, addr, n, kind, ps, <uint8_t *>PyBytes_AS_STRING(out))
+        if st != ST_OK:
+            self._raise_status(st, pid)
+        return out
+
+    def write(self, int64_t mm, int64_t pid, uint64_t addr, const uint8_t[::1] data,
+              int64_t[::1] ps):
+        """Write ``data``; returns the number of bytes written."""
+        cdef int st
+        cdef Py_ssize_t n = data.shape[0]
+        if n == 0:
+            return 0
+        st = self._access(mm, addr, n, ACC_WRITE, ps, <uint8_t *>&data[0])
+        if st != ST_OK:
+            self._raise_status(st, pid)
+        return n
+
+    # ------------------------------------------------------------------
+    # address spaces
+
+    def mm_new(self, int64_t family=-1):
+        """A new, empty address space; in ``family`` or (-1) a new family."""
+        cdef int64_t mm = self.mm_next
+        if mm >= self.mm_cap:
+            self._grow_mm(2 * self.mm_cap)
+            self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
+        self.mm_next += 1
+        if family < 0:
+            family = mm             # a family is named after its first member
+        self.mm_family[mm] = family
+        self.mm_fnext[mm] = self.fam_head[family]
+        self.fam_head[family] = mm
+        self.vma_rows[mm] = 0
+        self.vma_count[mm] = 0
+        return mm
+
+    def set_vmas(self, int64_t mm, cnp.ndarray rows):
+        """Install the mapping table of ``mm``: int64 rows of V_NCOLS columns,
+        sorted by start. The core keeps a reference; callers never mutate it."""
+        cdef cnp.ndarray arr = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1, V_NCOLS)
+        self.vma_keep[mm] = arr
+        self.vma_rows[mm] = <int64_t><uintptr_t>cnp.PyArray_DATA(arr)
+        self.vma_count[mm] = arr.shape[0]
+
+    def mm_fork(self, int64_t parent):
+        """Copy ``parent``'s page table into a new address space of its family:
+        private pages become read-only + COW in both, refcounts and swap counts
+        go up. No page data moves. Returns the child's mm."""
+        cdef int64_t child = self.mm_new(self.mm_family[parent])
+        if self.mm_root[parent]:
+            self.mm_root[child] = <uintptr_t>self._new_node()
+            self._fork_node(<uint64_t *>self.mm_root[parent],
+                            <uint64_t *>self.mm_root[child], 0)
+        self._tlb_flush(parent)
+        return child
+
+    cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *:
+        cdef int64_t i, n = (<int64_t>1) << self.bits
+        cdef pte_t pte
+        cdef uint64_t *child
+        if level < self.levels - 1:
+            for i in range(n):
+                if src[i]:
+                    child = self._new_node()
+                    dst[i] = <uint64_t><uintptr_t>child
+                    self._fork_node(<uint64_t *><uintptr_t>src[i], child, level + 1)
+            return
+        for i in range(n):
+            pte = src[i]
+            if not pte:
+                continue
+            if pte & PTE_PRESENT:
+                if not (pte & (PTE_ZERO | PTE_SHARED)) and pte & (PTE_WRITABLE | PTE_COW):
+                    pte = (pte & ~PTE_WRITABLE) | PTE_COW
+                    src[i] = pte
+                self.refcnt[pte_pfn(pte)] += 1
+                dst[i] = pte & ~PTE_ACCESSED
+            else:
+                self.scount[pte_pfn(pte)] += 1
+                dst[i] = pte
+
+    def mm_destroy(self, int64_t mm):
+        """Drop every PTE of ``mm``, free its page table, flush its TLB entries."""
+        cdef int64_t fam = self.mm_family[mm], cur, prev = 0
+        self.unmap(mm, 0, self.max_vpn)
+        if self.mm_root[mm]:
+            self._free_tree(<uint64_t *>self.mm_root[mm], 0)
+            self.mm_root[mm] = 0
+        self._tlb_flush(mm)
+        cur = self.fam_head[fam]
+        while cur and cur != mm:
+            prev, cur = cur, self.mm_fnext[cur]
+        if cur:
+            if prev:
+                self.mm_fnext[prev] = self.mm_fnext[mm]
+            else:
+                self.fam_head[fam] = self.mm_fnext[mm]
+        self.vma_keep[mm] = None
+        self.vma_rows[mm] = 0
+        self.vma_count[mm] = 0
+
+    def unmap(self, int64_t mm, uint64_t lo, uint64_t hi):
+        """Drop the PTEs of ``[lo, hi)`` (frames and slots lose a reference)."""
+        cdef uint64_t[::1] vpns, ptes
+        cdef int64_t i
+        cdef pte_t *p
+        vpns, ptes = self.ptes(mm, lo, hi)
+        for i in range(vpns.shape[0]):
+            p = self._walk(mm, vpns[i], False)
+            if ptes[i] & PTE_PRESENT:
+                self._put_frame(pte_pfn(ptes[i]))
+            else:
+                self._slot_put(pte_pfn(ptes[i]), 1)
+            p[0] = 0
+            self._tlb_invalidate(mm, vpns[i])
+
+    def protect(self, int64_t mm, uint64_t lo, uint64_t hi, int64_t prot):
+        """Rewrite the present PTEs of ``[lo, hi)`` for a new ``prot``."""
+        cdef uint64_t[::1] vpns, ptes
+        cdef int64_t i
+        cdef pte_t *p
+        cdef pte_t pte
+        vpns, ptes = self.ptes(mm, lo, hi)
+        for i in range(vpns.shape[0]):
+            pte = ptes[i]
+            if not (pte & PTE_PRESENT):
+                continue
+            pte &= ~(PTE_READABLE | PTE_EXECUTABLE)
+            pte |= prot_bits(prot)
+            if not (prot & _PROT_W):
+                pte &= ~(PTE_WRITABLE | PTE_COW)
+            elif pte & PTE_SHARED:
+                pte |= PTE_WRITABLE
+            elif not (pte & (PTE_ZERO | PTE_WRITABLE)):
+                pte |= PTE_COW
+            p = self._walk(mm, vpns[i], False)
+            p[0] = pte
+            self._tlb_invalidate(mm, vpns[i])
+
+    def tlb_flush(self, int64_t mm):
+        self._tlb_flush(mm)
+
+    # ------------------------------------------------------------------
+    # shared objects and images
+
+    def obj_new(self, int64_t npages, int64_t base_vpn, int64_t mm):
+        """A shared memory object of ``npages`` pages mapped at ``base_vpn``."""
+        self.objects.append(np.full(npages, -1, np.int64))
+        self.obj_base.append(base_vpn)
+        self.obj_family.append(self.mm_family[mm])
+        return len(self.objects) - 1
+
+    def obj_release(self, int64_t obj):
+        """The last mapping of ``obj`` is gone: free its frames and slots."""
+        cdef cnp.int64_t[::1] pages = self.objects[obj]
+        cdef int64_t i, v
+        for i in range(pages.shape[0]):
+            v = pages[i]
+            if v >= 0:
+                self._free_frame(v)
+            elif v <= -2:
+                self._slot_put(-v - 2, 1)
+            pages[i] = -1
+        self.objects[obj] = np.zeros(0, np.int64)
+
+    def image_new(self, layout):
+        """Register an image layout for file mappings; returns its id."""
+        self.images.append(layout)
+        return len(self.images) - 1
+
+    # ------------------------------------------------------------------
+    # introspection and housekeeping
+
+    def translate(self, int64_t mm, uint64_t addr):
+        cdef pte_t *p
+        if addr >> self.page_shift >= self.max_vpn or mm == 0:
+            return None
+        p = self._walk(mm, addr >> self.page_shift, False)
+        if p == NULL or not (p[0] & PTE_PRESENT):
+            return None
+        return (pte_pfn(p[0]) << self.page_shift) | (addr & <uint64_t>(self.page_size - 1))
+
+    def pte(self, int64_t mm, uint64_t addr):
+        cdef pte_t *p
+        if addr >> self.page_shift >= self.max_vpn or mm == 0:
+            return 0
+        p = self._walk(mm, addr >> self.page_shift, False)
+        return 0 if p == NULL else p[0]
+
+    def refcounts(self):
+        """The refcount array (a read-only view; the core owns it)."""
+        view = np.asarray(self.refcnt)
+        view = view.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def frames_free(self):
+        return self.pool_n + self.dirty_n
+
+    @property
+    def pool_size(self):
+        return self.pool_n
+
+    @property
+    def swap_free(self):
+        return self.slot_n
+
+    def idle(self, object n):
+        """Zero dirty free frames into the pool, lowest pfn first."""
+        cdef int64_t done = 0, pfn
+        cdef int64_t limit = self.dirty_n if n is None else min(<int64_t>n, self.dirty_n)
+        if self.zero_pool_target >= 0:
+            limit = min(limit, max(self.zero_pool_target - self.pool_n, 0))
+        while done < limit:
+            pfn = heap_pop(self.dirty_heap, &self.dirty_n)
+            if not (self.fflags[pfn] & FL_CZERO):
+                page_zero(&self.mem[pfn, 0], self.page_size)
+            self.fflags[pfn] |= FL_POOL | FL_CZERO
+            heap_push(self.pool_heap, &self.pool_n, pfn)
+            done += 1
+        return done
+
+    def check(self, list mms):
+        """Return the first broken invariant as a string, or None.
+
+        ``mms`` lists the live address spaces.
+        """
+        cdef int64_t i, pfn, mm, slot
+        cdef int64_t frames = self.frames
+        expect = np.zeros(frames + 1, np.int64)
+        sexpect = np.zeros(self.swap_slots, np.int64)
+        mem = self.mem_array
+        for mm in mms:
+            vpns, ptes = self.ptes(mm)
+            present = (ptes & np.uint64(PTE_PRESENT)) != 0
+            pfns = (ptes >> np.uint64(PTE_PFN_SHIFT)).astype(np.int64)
+            if np.any(pfns[present] > frames):
+                return f"mm {mm}: a PTE maps a frame beyond the machine"
+            np.add.at(expect, pfns[present], 1)
+            swp = ~present
+            if np.any((ptes[swp] & np.uint64(PTE_SWAP)) == 0):
+                return f"mm {mm}: a non-present PTE that is not a swap entry"
+            if np.any(pfns[swp] >= self.swap_slots):
+                return f"mm {mm}: a swap entry beyond the swap device"
+            np.add.at(sexpect, pfns[swp], 1)
+            zero = present & (pfns == frames)
+            if np.any((ptes[zero] & np.uint64(PTE_ZERO | PTE_WRITABLE)) != np.uint64(PTE_ZERO)):
+                return f"mm {mm}: a zero-page mapping is writable or lacks the ZERO bit"
+            for pfn in pfns[present & ~zero].tolist():
+                if self.fstate[pfn] == F_FREE:
+                    return f"mm {mm}: a PTE maps free frame {pfn}"
+        for obj, pages in enumerate(self.objects):
+            for v in pages.tolist():
+                if v <= -2:
+                    sexpect[-v - 2] += 1
+                elif v >= 0 and (self.fstate[v] != F_SHMEM or self.frame_obj[v] != obj):
+                    return f"shared object {obj}: page frame {v} not owned by it"
+        if not np.array_equal(expect, np.asarray(self.refcnt)):
+            bad = int(np.nonzero(expect != np.asarray(self.refcnt))[0][0])
+            return (f"refcount of frame {bad} is {self.refcnt[bad]} but "
+                    f"{expect[bad]} PTEs map it")
+        if not np.array_equal(sexpect, np.asarray(self.scount)):
+            bad = int(np.nonzero(sexpect != np.asarray(self.scount))[0][0])
+            return f"swap slot {bad} count is {self.scount[bad]} but {sexpect[bad]} refer to it"
+        free_set = set()
+        for i in range(self.pool_n):
+            pfn = self.pool_heap[i]
+            if not (self.fflags[pfn] & FL_POOL):
+                return f"frame {pfn} in the zero pool lacks the pool flag"
+            if mem[pfn].any():
+                return f"zero-pool frame {pfn} holds nonzero bytes"
+            free_set.add(pfn)
+        for i in range(self.dirty_n):
+            pfn = self.dirty_heap[i]
+            if self.fflags[pfn] & FL_POOL or pfn in free_set:
+                return f"free frame {pfn} is in both free sets"
+            free_set.add(pfn)
+        for pfn in range(frames):
+            is_free = self.fstate[pfn] == F_FREE
+            if is_free != (pfn in free_set):
+                return f"frame {pfn}: state {'free' if is_free else 'used'} disagrees with the free sets"
+            if not is_free and self.fstate[pfn] != F_SHMEM and self.refcnt[pfn] == 0:
+                return f"frame {pfn} is in use but nothing maps it"
+            if self.fflags[pfn] & FL_PINNED:
+                return f"frame {pfn} still pinned after an access"
+            if self.fflags[pfn] & FL_CZERO and mem[pfn].any():
+                return f"frame {pfn} is flagged all-zero but holds nonzero bytes"
+            slot = self.frame_slot[pfn]
+            if slot >= 0 and (self.scache[slot] != pfn or self.scount[slot] == 0):
+                return f"frame {pfn}: swap cache link to slot {slot} is broken"
+        if mem[frames].any():
+            return "the zero page holds nonzero bytes"
+        free_slots = {self.slot_heap[i] for i in range(self.slot_n)}
+        for slot in range(self.swap_slots):
+            if (self.scount[slot] == 0) != (slot in free_slots):
+                return f"swap slot {slot}: count {self.scount[slot]} disagrees with the free list"
+            if self.scache[slot] >= 0 and self.frame_slot[self.scache[slot]] != slot:
+                return f"swap slot {slot}: cache link broken"
+            if self.szero[slot] and self.swap_array[slot].any():
+                return f"swap slot {slot} is flagged all-zero but holds nonzero bytes"
+        for i in range(self.tlb_n):
+            mm = self.tlb_mm[i]
+            if mm == 0:
+                continue
+            if mm not in mms:
+                return f"TLB entry {i} belongs to a dead address space"
+            if self._walk(mm, self.tlb_vpn[i], False) != self.tlb_pte[i] or not (
+                    self.tlb_pte[i][0] & PTE_PRESENT):
+                return f"TLB entry {i} (vpn {self.tlb_vpn[i]:#x}) disagrees with the page table"
+        # reverse map: each used anon/file frame is found through its family
+        for pfn in range(frames):
+            if self.fstate[pfn] in (F_ANON, F_FILE, F_SHMEM) and self.refcnt[pfn]:
+                if self._rmap(pfn, 3, 0) != self.refcnt[pfn]:
+                    return f"frame {pfn}: the reverse map finds {self._rmap(pfn, 3, 0)} of its {self.refcnt[pfn]} PTEs"
+        return None
+
+

@@ -1,10 +1,665 @@
-"""Machine and Process: the public API over the Cython core (under construction)."""
+"""``Machine`` and ``Process``: the public API over the Cython core.
+
+This layer owns what is not hot: argument checking, processes (pids, parents,
+states, vfork lending), and the mappings of each address space (an
+``AddressMap`` per space, pushed to the core as a table after every change).
+Everything an access does happens in ``pymmu._core.Core``.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Mapping as TMapping
+
+import numpy as np
+
+from pymmu import pte as _pte
+from pymmu._args import (
+    MMAP_MIN,
+    POLICIES,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    STAT_NAMES,
+    as_buffer,
+    as_int,
+    check_machine_args,
+    nonneg_int,
+    parse_prot,
+)
+from pymmu._core import Core
+from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault
+from pymmu.image import Image
+from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
+
+__all__ = ["Machine", "Process"]
+
+_STAT_INDEX = {name: i for i, name in enumerate(STAT_NAMES)}
 
 
-class Machine:  # replaced by the real class in this session
-    def __init__(self, *a, **k):
-        raise NotImplementedError("core under construction")
+class _Space:
+    """One address space: its core id, its mappings, and how many processes use it
+    (more than one only while a vfork child borrows it)."""
+
+    __slots__ = ("mm", "amap", "users")
+
+    def __init__(self, mm: int, amap: AddressMap):
+        self.mm = mm
+        self.amap = amap
+        self.users = 1
+
+
+class Machine:
+    """A physical machine: frames, a swap device, a TLB and processes.
+
+    Parameters
+    ----------
+    frames : int
+        Number of user frames (at least 1).
+    page_size : int, optional
+        Bytes per page, a power of two from 512 to 65536. Default 4096.
+    swap_slots : int, optional
+        Pages of swap. Default 0 (no swap: anonymous pages cannot be evicted).
+    policy : str, optional
+        Page replacement: "clock" (default), "fifo", "lru", "random" or "opt"
+        (replay only).
+    va_bits : int, optional
+        Virtual address width: 32, 39 or 48 (default).
+    zero_pool : int or None, optional
+        Target size of the pre-zeroed free-frame pool that ``idle`` refills
+        (None: no limit).
+    zero_page : bool, optional
+        Map the shared zero page on a first read (default True).
+    tlb_entries : int, optional
+        Entries of the direct-mapped software TLB (0 disables it). Default 64.
+    strict_vfork : bool, optional
+        Make a write by a vfork child raise ``ProcessStateError``.
+    seed : int, optional
+        Seed of the "random" policy.
+
+    Examples
+    --------
+    >>> m = Machine(16)
+    >>> p = m.spawn()
+    >>> a = p.mmap(4096)
+    >>> p.read(a, 4)
+    b'\\x00\\x00\\x00\\x00'
+    >>> m.stats["zero_page_maps"], m.frames_free
+    (1, 16)
+    """
+
+    def __init__(self, frames, *, page_size=4096, swap_slots=0, policy="clock", va_bits=48,
+                 zero_pool=None, zero_page=True, tlb_entries=64, strict_vfork=False, seed=0):
+        (frames, page_size, swap_slots, policy, va_bits, zero_pool, tlb_entries,
+         seed) = check_machine_args(frames, page_size, swap_slots, policy, va_bits,
+                                    zero_pool, tlb_entries, seed)
+        for name, value in (("zero_page", zero_page), ("strict_vfork", strict_vfork)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+        self._core = Core(frames, page_size, swap_slots, POLICIES.index(policy), va_bits,
+                          -1 if zero_pool is None else zero_pool, bool(zero_page),
+                          tlb_entries, seed % (1 << 64))
+        self._stats = self._core.stats_array
+        self._shift = page_size.bit_length() - 1
+        self._top = 1 << va_bits
+        self.policy = policy
+        self.va_bits = va_bits
+        self.zero_pool = zero_pool
+        self.zero_page = bool(zero_page)
+        self.tlb_entries = tlb_entries
+        self.strict_vfork = bool(strict_vfork)
+        self.seed = seed
+        self._procs: dict[int, Process] = {}
+        self._next_pid = 1
+        self._spaces: dict[int, _Space] = {}
+        self._images: dict[int, tuple[Image, int]] = {}
+
+    # ---- numbers ---------------------------------------------------------
+
+    @property
+    def page_size(self) -> int:
+        """Bytes per page."""
+        return self._core.page_size
+
+    @property
+    def frames(self) -> int:
+        """Number of user frames (the zero page is not one of them)."""
+        return self._core.frames
+
+    @property
+    def frames_free(self) -> int:
+        """User frames that hold no page: the zero pool plus the dirty free frames."""
+        return self._core.frames_free
+
+    @property
+    def swap_slots(self) -> int:
+        """Size of the swap device, in pages."""
+        return self._core.swap_slots
+
+    @property
+    def swap_free(self) -> int:
+        """Swap slots that no PTE and no shared object refers to."""
+        return self._core.swap_free
+
+    @property
+    def page_table_pages(self) -> int:
+        """Page-table nodes in existence, over all address spaces."""
+        return self._core.nodes
+
+    @property
+    def stats(self) -> TMapping[str, int]:
+        """Counters since the start or the last ``reset_stats()`` (a copy)."""
+        return dict(zip(STAT_NAMES, self._stats.tolist()))
+
+    def reset_stats(self) -> None:
+        """Zero the machine's counters (processes keep theirs)."""
+        self._stats[:] = 0
+
+    def refcount(self, pfn) -> int:
+        """Number of PTEs, over all processes, that map frame ``pfn``.
+
+        ``pfn == frames`` is the shared zero page.
+        """
+        pfn = as_int(pfn, "pfn")
+        if not 0 <= pfn <= self.frames:
+            raise ValueError(f"pfn must be in 0..{self.frames} (the last is the zero page), "
+                             f"got {pfn}")
+        return int(self._core.refcounts()[pfn])
+
+    def idle(self, n=None) -> int:
+        """Zero up to ``n`` dirty free frames into the pool (None: until the pool
+        reaches its target); returns how many were zeroed."""
+        if n is not None:
+            n = nonneg_int(n, "n")
+        return self._core.idle(n)
+
+    def check(self) -> None:
+        """Verify every invariant; raise ``InvariantError`` naming the first broken one."""
+        mms = sorted(self._spaces)
+        problem = self._core.check(mms)
+        if problem is None:
+            for mm in mms:
+                problem = self._check_space(self._spaces[mm])
+                if problem:
+                    break
+        if problem is None:
+            for p in self._procs.values():
+                problem = p._check_state()
+                if problem:
+                    break
+        if problem:
+            raise InvariantError(problem)
+
+    def _check_space(self, space: _Space) -> str | None:
+        """Mappings sorted and disjoint; every PTE inside a mapping, with bits that
+        agree with its protection."""
+        amap = space.amap
+        problem = amap.check(self._top >> self._shift)
+        if problem:
+            return f"mm {space.mm}: {problem}"
+        vpns, ptes = self._core.ptes(space.mm)
+        inside = np.zeros(len(vpns), bool)
+        P, R, W, X, C, Z, S = (np.uint64(b) for b in (
+            _pte.PRESENT, _pte.READABLE, _pte.WRITABLE, _pte.EXECUTABLE, _pte.COW,
+            _pte.ZERO, _pte.SHARED))
+        for v in amap:
+            sel = (vpns >= v.start) & (vpns < v.end)
+            inside |= sel
+            pt = ptes[sel & ((ptes & P) != 0)]
+            if np.any(((pt & R) != 0) != bool(v.prot & PROT_READ)):
+                return f"mm {space.mm}: READABLE bit disagrees with mapping at {v.start:#x}"
+            if np.any(((pt & X) != 0) != bool(v.prot & PROT_EXEC)):
+                return f"mm {space.mm}: EXECUTABLE bit disagrees with mapping at {v.start:#x}"
+            if not v.prot & PROT_WRITE and np.any(pt & (W | C)):
+                return f"mm {space.mm}: writable or COW PTE in read-only mapping {v.start:#x}"
+            if np.any(((pt & S) != 0) != v.shared):
+                return f"mm {space.mm}: SHARED bit disagrees with mapping at {v.start:#x}"
+            if v.prot & PROT_WRITE and not v.shared:
+                priv = pt[(pt & Z) == 0]
+                if np.any(((priv & W) != 0) == ((priv & C) != 0)):
+                    return (f"mm {space.mm}: private PTE without exactly one of WRITABLE "
+                            f"and COW in mapping {v.start:#x}")
+        if not inside.all():
+            return f"mm {space.mm}: PTE at page {int(vpns[~inside][0]):#x} outside every mapping"
+        return None
+
+    # ---- processes -------------------------------------------------------
+
+    def spawn(self) -> "Process":
+        """A new process with an empty address space and no parent (ppid 0)."""
+        space = self._new_space(self._core.mm_new(), AddressMap())
+        return self._new_process(0, space)
+
+    def process(self, pid) -> "Process":
+        """The process with this pid (``KeyError`` if there never was one)."""
+        pid = as_int(pid, "pid")
+        try:
+            return self._procs[pid]
+        except KeyError:
+            raise KeyError(f"no process with pid {pid}") from None
+
+    def _new_process(self, ppid: int, space: _Space) -> "Process":
+        p = Process(self, self._next_pid, ppid, space)
+        self._procs[p.pid] = p
+        self._next_pid += 1
+        return p
+
+    def _new_space(self, mm: int, amap: AddressMap) -> _Space:
+        space = _Space(mm, amap)
+        self._spaces[mm] = space
+        self._push(space)
+        return space
+
+    def _push(self, space: _Space) -> None:
+        """Hand the core the mapping table of ``space``."""
+        rows = np.array([(v.start, v.end, v.prot, KINDS[v.kind],
+                          -1 if v.obj is None else v.obj, v.pgoff) for v in space.amap],
+                        dtype=np.int64).reshape(-1, 6)
+        self._core.set_vmas(space.mm, rows)
+
+    def _drop_space(self, space: _Space) -> None:
+        """One user less; free the space when none is left."""
+        space.users -= 1
+        if space.users:
+            return
+        objs = {v.obj for v in space.amap if v.shared}
+        self._core.mm_destroy(space.mm)
+        del self._spaces[space.mm]
+        self._release_objects(objs)
+
+    def _release_objects(self, objs) -> None:
+        """Free shared objects that no mapping refers to any more."""
+        if not objs:
+            return
+        live = {v.obj for s in self._spaces.values() for v in s.amap if v.shared}
+        for obj in sorted(objs - live):
+            self._core.obj_release(obj)
+
+    def _image_id(self, image: Image) -> int:
+        entry = self._images.get(id(image))
+        if entry is None or entry[0] is not image:
+            entry = (image, self._core.image_new(image.layout(self.page_size)))
+            self._images[id(image)] = entry
+        return entry[1]
+
+    def _image_name(self, img_id: int) -> str:
+        for image, i in self._images.values():
+            if i == img_id:
+                return image.name
+        return ""
+
+    def _count(self, p: "Process", name: str) -> None:
+        i = _STAT_INDEX[name]
+        self._stats[i] += 1
+        p._stats[i] += 1
+
+    def __repr__(self) -> str:
+        return (f"Machine(frames={self.frames}, page_size={self.page_size}, "
+                f"swap_slots={self.swap_slots}, policy={self.policy!r}, "
+                f"frames_free={self.frames_free})")
 
 
 class Process:
-    pass
+    """A process: a pid, a parent, a state and an address space.
+
+    Made by ``Machine.spawn``, ``fork`` and ``vfork``; never constructed directly.
+    ``state`` is "running", "suspended" (lending its space to a vfork child),
+    "zombie" (exited, not yet waited for) or "exited".
+    """
+
+    def __init__(self, machine: Machine, pid: int, ppid: int, space: _Space):
+        self._m = machine
+        self._core = machine._core
+        self.pid = pid
+        self.ppid = ppid
+        self._space: _Space | None = space
+        self._mm = space.mm
+        self._stats = np.zeros(len(STAT_NAMES), np.int64)
+        self._children: list[Process] = []
+        self._lender: Process | None = None      # whom we borrow from (vfork child)
+        self._borrower: Process | None = None    # who borrows from us (we are suspended)
+        self._status: int | None = None
+        self._exited = False
+
+    # ---- state -----------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """"running", "suspended", "zombie" or "exited"."""
+        if self._exited:
+            return "exited"
+        if self._status is not None:
+            return "zombie"
+        if self._borrower is not None:
+            return "suspended"
+        return "running"
+
+    @property
+    def stats(self) -> TMapping[str, int]:
+        """This process's counters since it was created (a copy)."""
+        return dict(zip(STAT_NAMES, self._stats.tolist()))
+
+    def _running(self, what: str) -> None:
+        state = self.state
+        if state != "running":
+            raise ProcessStateError(f"pid {self.pid} is {state}: cannot {what}")
+
+    def _check_state(self) -> str | None:
+        alive = self._space is not None
+        if alive != (self.state in ("running", "suspended")):
+            return f"pid {self.pid}: state {self.state} but address space present={alive}"
+        if alive and self._space.mm not in self._m._spaces:
+            return f"pid {self.pid}: uses a freed address space"
+        return None
+
+    # ---- mappings --------------------------------------------------------
+
+    def _range(self, addr, length) -> tuple[int, int]:
+        """Check ``addr``/``length`` of munmap/mprotect; return the page range."""
+        addr = as_int(addr, "addr")
+        length = as_int(length, "length")
+        if addr < 0 or length < 0:
+            raise ValueError(f"addr and length must not be negative ({addr:#x}, {length})")
+        if length == 0:
+            raise ValueError("length must be positive")
+        ps = self._m.page_size
+        if addr % ps:
+            raise ValueError(f"addr {addr:#x} is not page-aligned (page size {ps})")
+        end = addr + length
+        if end > self._m._top:
+            raise ValueError(f"range {addr:#x}+{length:#x} ends beyond the address space "
+                             f"(2**{self._m.va_bits})")
+        return addr >> self._m._shift, (end + ps - 1) >> self._m._shift
+
+    def mmap(self, length, prot="rw", *, addr=None, shared=False) -> int:
+        """Map ``length`` bytes (rounded up to pages); returns the base address.
+
+        Parameters
+        ----------
+        length : int
+            Bytes, > 0.
+        prot : str or int
+            ``"r"``, ``"rw"``, ``"r-x"``, ``""`` (a guard mapping), or PROT_ flags.
+        addr : int, optional
+            A page-aligned free address (like MAP_FIXED_NOREPLACE); by default
+            the lowest free range at or above 0x10000.
+        shared : bool
+            A MAP_SHARED anonymous mapping, inherited shared across fork.
+        """
+        self._running("mmap")
+        length = as_int(length, "length")
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        prot = parse_prot(prot)
+        if not isinstance(shared, (bool, np.bool_)):
+            raise TypeError(f"shared must be a bool, not {type(shared).__name__}")
+        m = self._m
+        npages = (length + m.page_size - 1) >> m._shift
+        top = m._top >> m._shift
+        amap = self._space.amap
+        if addr is None:
+            start = amap.find_free(npages, MMAP_MIN >> m._shift, top)
+            if start is None:
+                raise ValueError(f"no free range of {npages} pages in the address space")
+        else:
+            addr = as_int(addr, "addr")
+            if addr < 0:
+                raise ValueError(f"addr must not be negative, got {addr}")
+            if addr % m.page_size:
+                raise ValueError(f"addr {addr:#x} is not page-aligned (page size {m.page_size})")
+            start = addr >> m._shift
+            if start + npages > top:
+                raise ValueError(f"mapping at {addr:#x} of {length:#x} bytes ends beyond "
+                                 f"the address space (2**{m.va_bits})")
+            if not amap.is_free(start, start + npages):
+                raise ValueError(f"range {addr:#x}-{(start + npages) << m._shift:#x} "
+                                 "overlaps an existing mapping")
+        if shared:
+            obj = self._core.obj_new(npages, start, self._mm)
+            vma = Vma(start, start + npages, prot, "shared", obj, 0)
+        else:
+            vma = Vma(start, start + npages, prot, "anon")
+        amap.insert(vma)
+        m._push(self._space)
+        return start << m._shift
+
+    def munmap(self, addr, length) -> None:
+        """Unmap every page in ``[addr, addr + length)``; holes are fine."""
+        self._running("munmap")
+        lo, hi = self._range(addr, length)
+        removed = self._space.amap.remove(lo, hi)
+        self._core.unmap(self._mm, lo, hi)
+        self._m._push(self._space)
+        self._m._release_objects({v.obj for v in removed if v.shared})
+
+    def mprotect(self, addr, length, prot) -> None:
+        """Change the protection of ``[addr, addr + length)``, which must be mapped."""
+        self._running("mprotect")
+        lo, hi = self._range(addr, length)
+        prot = parse_prot(prot)
+        amap = self._space.amap
+        if not amap.covers(lo, hi):
+            raise ValueError(f"mprotect range {lo << self._m._shift:#x}-"
+                             f"{hi << self._m._shift:#x} is not entirely mapped")
+        amap.protect(lo, hi, prot)
+        self._core.protect(self._mm, lo, hi, prot)
+        self._m._push(self._space)
+
+    # ---- accesses --------------------------------------------------------
+
+    def _addr_len(self, addr, n) -> tuple[int, int]:
+        if type(addr) is not int:
+            addr = as_int(addr, "addr")
+        if type(n) is not int:
+            n = as_int(n, "n")
+        if addr < 0 or n < 0:
+            raise ValueError(f"addr and n must not be negative ({addr}, {n})")
+        return addr, n
+
+    def read(self, addr, n) -> bytes:
+        """Read ``n`` bytes at ``addr`` (a read access); returns bytes."""
+        addr, n = self._addr_len(addr, n)
+        if self._borrower is not None or self._status is not None or self._exited:
+            self._running("read")
+        if addr >= self._m._top:
+            raise SegmentationFault(addr, "read", self.pid)
+        return self._core.read(self._mm, self.pid, addr, n, 0, self._stats)
+
+    def fetch(self, addr, n) -> bytes:
+        """Fetch ``n`` bytes at ``addr`` as instructions (an execute access)."""
+        addr, n = self._addr_len(addr, n)
+        if self._borrower is not None or self._status is not None or self._exited:
+            self._running("fetch")
+        if addr >= self._m._top:
+            raise SegmentationFault(addr, "execute", self.pid)
+        return self._core.read(self._mm, self.pid, addr, n, 2, self._stats)
+
+    def write(self, addr, data) -> None:
+        """Write ``data`` (any bytes-like object) at ``addr`` (a write access)."""
+        addr = as_int(addr, "addr") if type(addr) is not int else addr
+        if addr < 0:
+            raise ValueError(f"addr must not be negative, got {addr}")
+        view = as_buffer(data)
+        if self._borrower is not None or self._status is not None or self._exited:
+            self._running("write")
+        if self._lender is not None and self._m.strict_vfork:
+            raise ProcessStateError(f"pid {self.pid} is a vfork child: writes to the "
+                                    "borrowed address space are refused (strict_vfork)")
+        if addr >= self._m._top and len(view):
+            raise SegmentationFault(addr, "write", self.pid)
+        if self._core.write(self._mm, self.pid, addr, view, self._stats) and (
+                self._lender is not None):
+            self._m._count(self, "vfork_child_writes")
+
+    # ---- process lifecycle -------------------------------------------------
+
+    def fork(self) -> "Process":
+        """A child with a copy-on-write copy of this address space."""
+        self._running("fork")
+        m = self._m
+        mm = self._core.mm_fork(self._mm)
+        space = m._new_space(mm, self._space.amap.copy())
+        child = m._new_process(self.pid, space)
+        self._children.append(child)
+        m._count(self, "forks")
+        return child
+
+    def vfork(self) -> "Process":
+        """A child that borrows this address space; this process is suspended
+        until the child calls ``exec`` or ``exit``."""
+        self._running("vfork")
+        m = self._m
+        self._space.users += 1
+        child = m._new_process(self.pid, self._space)
+        child._lender = self
+        self._borrower = child
+        self._children.append(child)
+        m._count(self, "vforks")
+        return child
+
+    def _leave_space(self) -> None:
+        """Give up the address space: return it to a vfork lender, or drop it."""
+        space, self._space, self._mm = self._space, None, 0
+        if self._lender is not None:
+            self._lender._borrower = None
+            self._lender = None
+        self._m._drop_space(space)
+
+    def exec(self, image: Image) -> None:
+        """Replace the address space with ``image`` (demand-paged: nothing is read now)."""
+        self._running("exec")
+        if not isinstance(image, Image):
+            raise TypeError(f"exec needs a pymmu.Image, not {type(image).__name__}")
+        m = self._m
+        layout = image.layout(m.page_size)
+        top = m._top >> m._shift
+        stack = (image.stack_size + m.page_size - 1) >> m._shift
+        if layout.runs and layout.runs[-1][1] > top:
+            raise ValueError(f"image segment ends beyond the address space (2**{m.va_bits})")
+        if stack > top or (layout.runs and layout.runs[-1][1] > top - stack):
+            raise ValueError("the stack would overlap an image segment")
+        img = m._image_id(image)
+        amap = AddressMap([Vma(s, e, prot, "file", img) for s, e, prot in layout.runs])
+        if stack:
+            amap.insert(Vma(top - stack, top, PROT_READ | PROT_WRITE, "stack"))
+        space = m._new_space(self._core.mm_new(), amap)
+        self._leave_space()
+        self._space, self._mm = space, space.mm
+        m._count(self, "execs")
+
+    def exit(self, status=0) -> None:
+        """Terminate: release the address space, resume a vfork lender, orphan
+        the children; a zombie until the parent waits (reaped at once if ppid 0)."""
+        self._running("exit")
+        status = as_int(status, "status")
+        self._leave_space()
+        for c in self._children:
+            if c._status is not None:
+                c._exited = True
+            else:
+                c.ppid = 0
+        self._children = []
+        self._status = status
+        if self.ppid == 0:
+            self._exited = True
+
+    def wait(self, child=None) -> int:
+        """Reap an exited child (``child``, a Process or pid, or the lowest pid);
+        returns its exit status. Never blocks: ``ProcessStateError`` if none."""
+        self._running("wait")
+        if child is None:
+            zombies = [c for c in self._children if c._status is not None]
+            if not zombies:
+                raise ProcessStateError(f"pid {self.pid} has no exited child to wait for")
+            target = min(zombies, key=lambda c: c.pid)
+        else:
+            pid = child.pid if isinstance(child, Process) else as_int(child, "child")
+            target = next((c for c in self._children if c.pid == pid), None)
+            if target is None:
+                raise ProcessStateError(f"pid {pid} is not a child of pid {self.pid} "
+                                        "that can be waited for")
+            if target._status is None:
+                raise ProcessStateError(f"child pid {pid} has not exited")
+        self._children.remove(target)
+        target._exited = True
+        return target._status
+
+    # ---- introspection (never raises for state) --------------------------
+
+    def _page_addr(self, addr) -> int:
+        addr = as_int(addr, "addr")
+        if addr < 0:
+            raise ValueError(f"addr must not be negative, got {addr}")
+        return addr
+
+    def translate(self, addr) -> int | None:
+        """Physical address that ``addr`` maps to, or None if not present. Never faults."""
+        addr = self._page_addr(addr)
+        if self._space is None or addr >= self._m._top:
+            return None
+        return self._core.translate(self._mm, addr)
+
+    def pte(self, addr) -> int:
+        """The raw PTE of the page holding ``addr`` (0 if none)."""
+        addr = self._page_addr(addr)
+        if self._space is None or addr >= self._m._top:
+            return 0
+        return int(self._core.pte(self._mm, addr))
+
+    def page_table(self) -> np.ndarray:
+        """One row per existing PTE (present or swap entry), sorted by address;
+        see ``pymmu.pte.PAGE_TABLE_DTYPE``. A snapshot: the caller owns it."""
+        if self._space is None:
+            return np.zeros(0, _pte.PAGE_TABLE_DTYPE)
+        vpns, ptes = self._core.ptes(self._mm)
+        pfn = (ptes >> np.uint64(_pte.PFN_SHIFT)).astype(np.int64)
+        present = (ptes & np.uint64(_pte.PRESENT)) != 0
+        rc = self._core.refcounts()[np.where(present, pfn, 0)]
+        return _pte.page_table_rows(vpns << np.uint64(self._m._shift), ptes, rc)
+
+    def maps(self) -> list[Mapping]:
+        """The mappings, like ``/proc/PID/maps``."""
+        if self._space is None:
+            return []
+        names = {"stack": "[stack]", "shared": "[shared]"}
+        out = []
+        for v in self._space.amap:
+            if v.kind == "file":
+                name = self._m._image_name(v.obj)
+            else:
+                name = names.get(v.kind, "")
+            out.append(mapping_of(v, self._m._shift, name))
+        return out
+
+    def _resident(self) -> np.ndarray:
+        """Refcounts of the frames this process maps (zero page excluded)."""
+        if self._space is None:
+            return np.zeros(0, np.int64)
+        _, ptes = self._core.ptes(self._mm)
+        ptes = ptes[((ptes & np.uint64(_pte.PRESENT)) != 0)
+                    & ((ptes & np.uint64(_pte.ZERO)) == 0)]
+        pfn = (ptes >> np.uint64(_pte.PFN_SHIFT)).astype(np.int64)
+        return self._core.refcounts()[pfn].astype(np.int64)
+
+    @property
+    def rss(self) -> int:
+        """Resident bytes: present pages, not counting zero-page mappings."""
+        return len(self._resident()) * self._m.page_size
+
+    @property
+    def pss(self) -> int:
+        """Proportional set size: page_size / sharers for each resident page,
+        summed exactly and rounded down."""
+        rc = self._resident()
+        total = Fraction(0)
+        for count, n in zip(*np.unique(rc, return_counts=True)):
+            total += Fraction(int(n) * self._m.page_size, int(count))
+        return int(total)
+
+    @property
+    def uss(self) -> int:
+        """Unique set size: resident bytes that no other process maps."""
+        return int(np.count_nonzero(self._resident() == 1)) * self._m.page_size
+
+    def __repr__(self) -> str:
+        return f"<Process pid={self.pid} ppid={self.ppid} {self.state}>"
+

@@ -1,0 +1,650 @@
+#!/usr/bin/env python3
+"""Side-by-side performance of pymmu against its baselines, in one process.
+
+This script owns the ratio table of DESIGN.md section 9. Every figure is the median of
+several repeats timed with ``time.perf_counter_ns`` (garbage collector off while a
+repeat runs), and every target is judged on the ratio of two figures taken in this same
+run: machines differ and runs drift by 15-25%, so no absolute time is ever a target.
+
+Usage::
+
+    python benchmarks/compare.py            # full run, about a minute on 2 cores
+    python benchmarks/compare.py --quick    # small sizes, a few seconds (CI smoke run)
+    python benchmarks/compare.py --json results.json
+    python benchmarks/compare.py --only access,fork
+    python benchmarks/compare.py --list     # the registered measurements
+
+The script exits 0 whether or not a target holds (the last column says); it exits 1
+only when a measurement could not run at all.
+
+Measurements live in a registry: a function decorated with ``@measurement(name)``
+takes the run's :class:`Context` and returns :class:`Row` objects. A measurement that
+needs an optional package names it in ``requires=``; where the package is missing it
+is listed as skipped instead of failing the run. Replay comparisons (libCacheSim, the
+numpy gather, Unicorn) register themselves the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import importlib.util
+import json
+import mmap
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+PAGE = 4096
+DATA8 = b"\xa5" * 8
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str                                   # key for --only
+    func: Callable[["Context"], list["Row"]]    # does the work, returns table rows
+    requires: tuple[str, ...]                   # optional modules it imports
+    title: str                                  # first line of the docstring
+
+
+MEASUREMENTS: dict[str, Measurement] = {}
+
+
+def measurement(name: str, *, requires: Iterable[str] = ()):
+    """Register ``func(ctx) -> list[Row]`` under ``name``; table order is registration order."""
+    def register(func):
+        title = (func.__doc__ or name).strip().splitlines()[0]
+        MEASUREMENTS[name] = Measurement(name, func, tuple(requires), title)
+        return func
+    return register
+
+
+def missing_modules(m: Measurement) -> list[str]:
+    return [mod for mod in m.requires if importlib.util.find_spec(mod) is None]
+
+
+# ------------------------------------------------------------------------------ rows
+
+@dataclass
+class Row:
+    """One line of the table: a pymmu figure, what it is compared with, and the target.
+
+    ``ratio`` is ``baseline_ns / pymmu_ns`` when ``ratio_is == "speedup"`` (bigger is
+    better for pymmu) and ``pymmu_ns / baseline_ns`` when it is ``"cost"``.
+    ``lo``/``hi`` bound the ratio; ``holds`` is None for rows without a target.
+    """
+
+    group: str
+    path: str
+    pymmu_ns: float
+    baseline: str = ""
+    baseline_ns: float | None = None
+    ratio_is: str = "cost"
+    ratio: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    target: str = ""
+    holds: bool | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        if self.baseline_ns and self.ratio is None:
+            if self.ratio_is == "speedup":
+                self.ratio = self.baseline_ns / self.pymmu_ns
+            else:
+                self.ratio = self.pymmu_ns / self.baseline_ns
+        if self.ratio is not None and (self.lo is not None or self.hi is not None):
+            self.holds = ((self.lo is None or self.ratio >= self.lo)
+                          and (self.hi is None or self.ratio <= self.hi))
+            if not self.target:
+                self.target = target_text(self.ratio_is, self.lo, self.hi)
+
+    @property
+    def ratio_text(self) -> str:
+        if self.ratio is None:
+            return ""
+        if self.ratio_is == "speedup":
+            if self.ratio < 1:
+                return f"{fmt_ratio(1 / self.ratio)}x slower"
+            return f"{fmt_ratio(self.ratio)}x faster"
+        return f"{fmt_ratio(self.ratio)}x"
+
+
+def speedup(group, path, t, baseline, tb, *, at_least=None, note=""):
+    """A row whose ratio is baseline / pymmu: how many times faster pymmu is."""
+    return Row(group, path, t, baseline, tb, "speedup", lo=at_least, note=note)
+
+
+def cost(group, path, t, baseline, tb, *, at_most=None, within=None, note=""):
+    """A row whose ratio is pymmu / baseline; ``within=k`` means between 1/k and k."""
+    lo, hi = (1 / within, within) if within else (None, at_most)
+    return Row(group, path, t, baseline, tb, "cost", lo=lo, hi=hi, note=note)
+
+
+def target_text(ratio_is, lo, hi) -> str:
+    if ratio_is == "speedup":
+        return "faster" if lo == 1 else f">= {fmt_ratio(lo)}x faster"
+    if lo is not None and hi is not None:
+        return f"within {fmt_ratio(hi)}x"
+    return f"<= {fmt_ratio(hi)}x"
+
+
+def fmt_ratio(r: float) -> str:
+    return f"{r:.0f}" if r >= 100 else f"{r:.3g}"
+
+
+def fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return ""
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+# ---------------------------------------------------------------------------- timing
+
+def median_ns(run: Callable, repeats: int, *, before: Callable | None = None,
+              after: Callable | None = None, per: int = 1, warmup: bool = False) -> float:
+    """Median over ``repeats`` of the time of ``run(state)``, divided by ``per``.
+
+    ``before()`` (untimed) makes the state each repeat starts from and
+    ``after(state, result)`` (untimed) undoes what the repeat did.
+    """
+    if warmup:
+        state = before() if before else None
+        result = run(state)
+        if after:
+            after(state, result)
+    samples = []
+    enabled = gc.isenabled()
+    try:
+        for _ in range(repeats):
+            state = before() if before else None
+            gc.collect()
+            gc.disable()
+            t0 = time.perf_counter_ns()
+            result = run(state)
+            t1 = time.perf_counter_ns()
+            if enabled:
+                gc.enable()
+            if after:
+                after(state, result)
+            samples.append((t1 - t0) / per)
+    finally:
+        if enabled:
+            gc.enable()
+    return statistics.median(samples)
+
+
+# --------------------------------------------------------------------------- context
+
+@dataclass
+class Sizes:
+    access_pages: int        # resident pages the random 8-byte accesses fall into
+    access_calls: int        # calls per timed loop, pymmu and bytearray
+    reference_calls: int     # calls per timed loop, reference.py
+    fork_pages: tuple        # N for fork per page; [1] is where linearity is judged from
+    pagesize_pages: int      # N for the page_size 512 vs 65536 fork comparison
+    cow_pages: int           # pages written once after a fork, per repeat
+    vfork_samples: int       # single vfork calls timed (it cannot be batched)
+
+
+FULL = Sizes(16384, 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101)
+QUICK = Sizes(64, 2_000, 200, (16, 128, 1024), 128, 64, 11)
+
+
+@dataclass
+class Context:
+    Machine: type               # the implementation under test
+    Reference: type | None      # pymmu.reference.Machine, the oracle
+    impl: str                   # how Machine was chosen (--impl)
+    quick: bool
+    repeats: int
+    sizes: Sizes
+    seed: int = 0
+    notes: list = field(default_factory=list)
+
+    def resident(self, pages: int, *, page_size: int = PAGE, Machine=None, frames=None):
+        """A machine with one process whose ``pages`` private pages are all resident
+        and writable (each written once). Returns (machine, process, base address)."""
+        Machine = Machine or self.Machine
+        m = Machine(frames or pages, page_size=page_size)
+        p = m.spawn()
+        base = p.mmap(pages * page_size)
+        touch(p, base, pages, page_size)
+        return m, p, base
+
+
+def touch(p, base: int, pages: int, page_size: int) -> None:
+    """Write one byte to every page (makes each resident, private and writable)."""
+    write = p.write
+    one = b"\x01"
+    for a in range(base, base + pages * page_size, page_size):
+        write(a, one)
+
+
+# ---------------------------------------------------------------------- measurements
+
+def _read_loop(read, addrs):
+    for a in addrs:
+        read(a, 8)
+
+
+def _write_loop(write, addrs):
+    data = DATA8
+    for a in addrs:
+        write(a, data)
+
+
+def _slice_read_loop(buf, offs):
+    for a in offs:
+        buf[a:a + 8]
+
+
+def _slice_write_loop(buf, offs):
+    data = DATA8
+    for a in offs:
+        buf[a:a + 8] = data
+
+
+@measurement("access")
+def measure_access(ctx: Context) -> list[Row]:
+    """8-byte p.read / p.write per call on resident pages at random addresses."""
+    s, r = ctx.sizes, ctx.repeats
+    pages = s.access_pages
+    rng = random.Random(ctx.seed)
+    offs = [rng.randrange(pages * PAGE // 8) * 8 for _ in range(s.access_calls)]
+    label = f"{pages} resident pages"
+
+    m, p, base = ctx.resident(pages)
+    addrs = [base + o for o in offs]
+    core_read = median_ns(lambda _: _read_loop(p.read, addrs), r, per=len(addrs), warmup=True)
+    core_write = median_ns(lambda _: _write_loop(p.write, addrs), r, per=len(addrs), warmup=True)
+    del m, p
+
+    buf = bytearray(pages * PAGE)
+    buf[::PAGE] = b"\x01" * pages
+    ba_read = median_ns(lambda _: _slice_read_loop(buf, offs), r, per=len(offs), warmup=True)
+    ba_write = median_ns(lambda _: _slice_write_loop(buf, offs), r, per=len(offs), warmup=True)
+    del buf
+
+    rows = []
+    if ctx.Reference is not None:
+        rm, rp, rbase = ctx.resident(pages, Machine=ctx.Reference)
+        raddrs = [rbase + o for o in offs[:s.reference_calls]]
+        ref_read = median_ns(lambda _: _read_loop(rp.read, raddrs), r, per=len(raddrs))
+        ref_write = median_ns(lambda _: _write_loop(rp.write, raddrs), r, per=len(raddrs))
+        del rm, rp
+        rows += [
+            speedup("access", f"p.read(a, 8), {label}", core_read,
+                    "reference.py p.read(a, 8)", ref_read, at_least=50),
+            speedup("access", f"p.write(a, 8 bytes), {label}", core_write,
+                    "reference.py p.write(a, 8 bytes)", ref_write, at_least=50),
+        ]
+    rows += [
+        cost("access", f"p.read(a, 8), {label}", core_read,
+             "bytearray slice buf[a:a+8]", ba_read, at_most=1.5),
+        cost("access", f"p.write(a, 8 bytes), {label}", core_write,
+             "bytearray slice buf[a:a+8] = b", ba_write, at_most=1.5),
+    ]
+    return rows
+
+
+def _fork(p):
+    return p.fork()
+
+
+def _reap(p):
+    def after(state, child):
+        child.exit()
+        p.wait(child)
+    return after
+
+
+def fork_cost(ctx: Context, pages: int, page_size: int = PAGE) -> float:
+    """Median time of ``p.fork()`` with ``pages`` resident, writable private pages.
+
+    Between repeats the child exits and every page is written again, so each fork
+    starts from writable PTEs (the first-fork case, which write-protects them all).
+    """
+    m, p, base = ctx.resident(pages, page_size=page_size)
+    return median_ns(lambda _: p.fork(), ctx.repeats, after=_reap(p),
+                     before=lambda: touch(p, base, pages, page_size))
+
+
+def real_fork_cost(pages: int, repeats: int) -> float | None:
+    """Median time until ``os.fork()`` returns in the parent of a process holding
+    ``pages`` resident private 4 KiB pages (anonymous mmap, huge pages off).
+
+    The child calls ``os._exit(0)`` at once; the parent reaps it untimed. Before each
+    repeat every page is written again, as for pymmu's fork.
+    """
+    if not hasattr(os, "fork"):
+        return None
+    mem = mmap.mmap(-1, pages * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        mem.madvise(mmap.MADV_NOHUGEPAGE)
+    view = np.frombuffer(mem, np.uint8)
+
+    def before():
+        view[::PAGE] = 1
+
+    def run(_):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        return pid
+
+    def after(_, pid):
+        os.waitpid(pid, 0)
+
+    try:
+        return median_ns(run, repeats, before=before, after=after)
+    finally:
+        del view
+        mem.close()
+
+
+@measurement("fork")
+def measure_fork(ctx: Context) -> list[Row]:
+    """fork() against N resident pages: linear in N, independent of page bytes, vs os.fork."""
+    s = ctx.sizes
+    ns = s.fork_pages
+    total = {n: fork_cost(ctx, n) for n in ns}
+    gc.collect()
+    per_page = {n: total[n] / n for n in ns}
+    ref_n, max_n = ns[1], ns[-1]
+    rows = []
+    for n in ns:
+        path = f"p.fork() per page, N={n} (whole call {fmt_ns(total[n])})"
+        if n == ref_n:
+            rows.append(Row("fork", path, per_page[n], note="per-page reference point"))
+        else:
+            judged = n == max_n         # linearity is judged at the largest N
+            note = "linear in N" if judged else ("fixed cost shows" if n < ref_n else "")
+            rows.append(cost("fork", path, per_page[n], f"per page at N={ref_n}",
+                             per_page[ref_n], at_most=2.0 if judged else None, note=note))
+
+    n = s.pagesize_pages
+    small = fork_cost(ctx, n, 512)
+    gc.collect()
+    big = fork_cost(ctx, n, 65536)
+    gc.collect()
+    rows.append(cost("fork", f"p.fork(), N={n} pages of 65536 bytes", big,
+                     f"N={n} pages of 512 bytes", small, within=1.5,
+                     note="cost follows pages, not bytes"))
+
+    real = real_fork_cost(max_n, ctx.repeats)
+    if real is not None:
+        rows.append(speedup("fork", f"p.fork(), N={max_n} pages", total[max_n],
+                            f"os.fork(), {max_n * PAGE >> 20} MiB in 4 KiB pages", real,
+                            at_least=10))
+    else:
+        ctx.notes.append("os.fork() is not available here: no real-fork baseline")
+    return rows
+
+
+@measurement("vfork")
+def measure_vfork(ctx: Context) -> list[Row]:
+    """vfork() cost is flat: the child borrows the address space, nothing is copied."""
+    small_n, big_n = ctx.sizes.fork_pages[0], ctx.sizes.fork_pages[-1]
+    cost_at = {}
+    for n in (small_n, big_n):
+        m, p, _ = ctx.resident(n)
+        cost_at[n] = median_ns(lambda _: p.vfork(), ctx.sizes.vfork_samples,
+                               after=_reap(p), warmup=True)
+        del m, p
+        gc.collect()
+    return [cost("vfork", f"p.vfork(), N={big_n} pages", cost_at[big_n],
+                 f"p.vfork(), N={small_n} pages", cost_at[small_n], at_most=1.2,
+                 note="flat")]
+
+
+def kernel_cow_fault(pages: int, repeats: int) -> float | None:
+    """Per page: the parent's first 8-byte write to each of ``pages`` resident 4 KiB
+    pages while a forked child (asleep on a pipe) still shares them."""
+    if not hasattr(os, "fork"):
+        return None
+    mem = mmap.mmap(-1, pages * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        mem.madvise(mmap.MADV_NOHUGEPAGE)
+    view = np.frombuffer(mem, np.uint8)
+    view[::PAGE] = 1
+    offs = range(0, pages * PAGE, PAGE)
+
+    def before():
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(wfd)
+                os.read(rfd, 1)
+            finally:
+                os._exit(0)
+        os.close(rfd)
+        return pid, wfd
+
+    def run(_):
+        data = DATA8
+        for o in offs:
+            mem[o:o + 8] = data
+
+    def after(state, _):
+        pid, wfd = state
+        os.close(wfd)           # the child's read returns, it exits
+        os.waitpid(pid, 0)
+
+    try:
+        return median_ns(run, repeats, before=before, after=after, per=pages)
+    finally:
+        del view
+        mem.close()
+
+
+@measurement("cow")
+def measure_cow(ctx: Context) -> list[Row]:
+    """Copy-on-write write fault, per page: fork, then the first write to each page."""
+    n = ctx.sizes.cow_pages
+    m, p, base = ctx.resident(n, frames=2 * n)
+    addrs = range(base, base + n * PAGE, PAGE)
+
+    def run(_):
+        write, data = p.write, DATA8
+        for a in addrs:
+            write(a, data)
+
+    def after(child, _):
+        child.exit()
+        p.wait(child)
+
+    core = median_ns(run, ctx.repeats, before=p.fork, after=after, per=n)
+    del m, p
+    gc.collect()
+
+    src = np.random.default_rng(ctx.seed).integers(0, 256, (n, PAGE), dtype=np.uint8)
+    dst = np.empty_like(src)
+
+    def copy_pages(_):
+        for i in range(n):
+            dst[i] = src[i]
+
+    npcopy = median_ns(copy_pages, ctx.repeats, per=n, warmup=True)
+    del src, dst
+    rows = [cost("cow", f"COW write fault + 4 KiB copy, per page ({n} pages)", core,
+                 "numpy copy of one page, dst[i] = src[i]", npcopy,
+                 note="no target: what the copy alone costs from Python")]
+    kernel = kernel_cow_fault(n, ctx.repeats)
+    if kernel is not None:
+        rows.append(speedup("cow", f"COW write fault + 4 KiB copy, per page ({n} pages)",
+                            core, "Linux COW fault (write after os.fork)", kernel,
+                            at_least=1))
+    return rows
+
+
+# ------------------------------------------------------------------------ the run
+
+def load_machine(spec: str):
+    """``core`` (pymmu.Machine), ``reference`` (pymmu.reference.Machine) or
+    ``module:attr`` for any class with the same API."""
+    if spec == "core":
+        import pymmu
+        return pymmu.Machine
+    if spec == "reference":
+        from pymmu import reference
+        return reference.Machine
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr or "Machine")
+
+
+def environment(ctx: Context) -> dict:
+    try:
+        import pymmu
+        version = pymmu.__version__
+    except Exception:                                   # pragma: no cover
+        version = "?"
+    thp = "?"
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            thp = f.read().strip()
+    except OSError:
+        pass
+    return {
+        "implementation": ctx.impl, "pymmu": version, "python": platform.python_version(),
+        "numpy": np.__version__, "platform": platform.platform(),
+        "machine": platform.machine(), "cpus": os.cpu_count(), "thp": thp,
+        "quick": ctx.quick, "repeats": ctx.repeats, "sizes": asdict(ctx.sizes),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def format_table(rows: list[Row]) -> str:
+    head = ("measurement", "pymmu", "baseline", "baseline time", "ratio", "target", "holds")
+    lines = [head]
+    for r in rows:
+        holds = "" if r.holds is None else ("yes" if r.holds else "NO")
+        lines.append((r.path, fmt_ns(r.pymmu_ns), r.baseline, fmt_ns(r.baseline_ns),
+                      r.ratio_text, r.target or ("-" if r.baseline else ""), holds))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    right = {1, 3, 4}
+    out = []
+    for k, line in enumerate(lines):
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes and few repeats: a smoke run of a few seconds")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows and environment here")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repeats per figure (median taken; default 7, --quick 5; min 5)")
+    ap.add_argument("--only", metavar="NAMES",
+                    help="comma-separated measurements to run (see --list)")
+    ap.add_argument("--list", action="store_true", help="list the measurements and exit")
+    ap.add_argument("--impl", default="core",
+                    help="implementation under test: core (default), reference, or "
+                         "module:Class (to exercise this script itself)")
+    ap.add_argument("--reference", default="reference",
+                    help="the oracle compared against: reference (default) or module:Class")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    if args.list:
+        for m in MEASUREMENTS.values():
+            extra = f"  (needs {', '.join(m.requires)})" if m.requires else ""
+            print(f"{m.name:10s} {m.title}{extra}")
+        return 0
+
+    names = list(MEASUREMENTS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in MEASUREMENTS]
+        if unknown:
+            ap.error(f"unknown measurement(s) {', '.join(unknown)}; "
+                     f"known: {', '.join(MEASUREMENTS)}")
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 7)
+    if repeats < 5:
+        ap.error("--repeats must be at least 5 (figures are medians)")
+
+    Machine = load_machine(args.impl)
+    try:
+        Reference = load_machine(args.reference)
+    except ImportError:
+        Reference = None
+    ctx = Context(Machine, Reference, args.impl, args.quick, repeats,
+                  QUICK if args.quick else FULL, seed=args.seed)
+    if Reference is None:
+        ctx.notes.append("pymmu.reference is not importable: no reference.py rows")
+    elif Reference is Machine:
+        ctx.notes.append("the implementation under test is reference.py itself: "
+                         "its ratios against reference.py are 1x by construction")
+
+    env = environment(ctx)
+    print(f"pymmu benchmarks/compare.py: {args.impl} implementation "
+          f"({Machine.__module__}.{Machine.__qualname__}), "
+          f"{'quick' if args.quick else 'full'} run, median of {repeats} repeats")
+    print(f"python {env['python']}, numpy {env['numpy']}, {env['platform']}, "
+          f"{env['cpus']} cpus, transparent huge pages: {env['thp']}")
+    print()
+
+    rows: list[Row] = []
+    skipped, failed = [], []
+    t_start = time.perf_counter()
+    for name in names:
+        m = MEASUREMENTS[name]
+        missing = missing_modules(m)
+        if missing:
+            skipped.append((name, f"needs {', '.join(missing)}"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            rows += m.func(ctx)
+        except Exception:
+            failed.append(name)
+            print(f"measurement {name!r} failed:", file=sys.stderr)
+            traceback.print_exc()
+        print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        gc.collect()
+
+    print(format_table(rows))
+    print()
+    print("ratio: 'Nx faster' (or slower) compares the two times; a bare 'Nx' is pymmu "
+          "time / baseline time. Times are per call, or per page where the row says so.")
+    for name, why in skipped:
+        print(f"skipped {name}: {why}")
+    if ctx.quick:
+        print("quick run: sizes are too small for the targets to mean much; "
+              "judge them on a full run")
+    for note in ctx.notes:
+        print(f"note: {note}")
+    held = sum(r.holds is True for r in rows)
+    judged = sum(r.holds is not None for r in rows)
+    print(f"targets held: {held} of {judged}; failed measurements: {len(failed)}; "
+          f"{time.perf_counter() - t_start:.1f} s")
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "rows": [asdict(r) for r in rows],
+                       "skipped": dict(skipped), "failed": failed, "notes": ctx.notes},
+                      f, indent=2)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
