@@ -187,6 +187,34 @@ def median_ns(run: Callable, repeats: int, *, before: Callable | None = None,
     return statistics.median(samples)
 
 
+def interleaved_medians(runs: dict, repeats: int) -> dict:
+    """Median time per op of several loops, timed in turn within each repeat.
+
+    ``runs`` maps a name to ``(run, ops)``; ``run()`` does ``ops`` operations. Taking
+    the loops in turn (A B C, A B C, ...) keeps their ratios fair when the machine's
+    background load drifts during the run. Each loop runs once untimed first.
+    """
+    for run, _ in runs.values():
+        run()
+    samples = {name: [] for name in runs}
+    enabled = gc.isenabled()
+    try:
+        for _ in range(repeats):
+            for name, (run, ops) in runs.items():
+                gc.collect()
+                gc.disable()
+                t0 = time.perf_counter_ns()
+                run()
+                t1 = time.perf_counter_ns()
+                if enabled:
+                    gc.enable()
+                samples[name].append((t1 - t0) / ops)
+    finally:
+        if enabled:
+            gc.enable()
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
 # --------------------------------------------------------------------------- context
 
 @dataclass
@@ -261,7 +289,7 @@ def _slice_write_loop(buf, offs):
 @measurement("access")
 def measure_access(ctx: Context) -> list[Row]:
     """8-byte p.read / p.write per call on resident pages at random addresses."""
-    s, r = ctx.sizes, ctx.repeats
+    s = ctx.sizes
     pages = s.access_pages
     rng = random.Random(ctx.seed)
     offs = [rng.randrange(pages * PAGE // 8) * 8 for _ in range(s.access_calls)]
@@ -269,34 +297,35 @@ def measure_access(ctx: Context) -> list[Row]:
 
     m, p, base = ctx.resident(pages)
     addrs = [base + o for o in offs]
-    core_read = median_ns(lambda _: _read_loop(p.read, addrs), r, per=len(addrs), warmup=True)
-    core_write = median_ns(lambda _: _write_loop(p.write, addrs), r, per=len(addrs), warmup=True)
-    del m, p
-
     buf = bytearray(pages * PAGE)
     buf[::PAGE] = b"\x01" * pages
-    ba_read = median_ns(lambda _: _slice_read_loop(buf, offs), r, per=len(offs), warmup=True)
-    ba_write = median_ns(lambda _: _slice_write_loop(buf, offs), r, per=len(offs), warmup=True)
-    del buf
-
-    rows = []
+    n = len(offs)
+    runs = {
+        "read": (lambda: _read_loop(p.read, addrs), n),
+        "write": (lambda: _write_loop(p.write, addrs), n),
+        "slice_read": (lambda: _slice_read_loop(buf, offs), n),
+        "slice_write": (lambda: _slice_write_loop(buf, offs), n),
+    }
     if ctx.Reference is not None:
         rm, rp, rbase = ctx.resident(pages, Machine=ctx.Reference)
         raddrs = [rbase + o for o in offs[:s.reference_calls]]
-        ref_read = median_ns(lambda _: _read_loop(rp.read, raddrs), r, per=len(raddrs))
-        ref_write = median_ns(lambda _: _write_loop(rp.write, raddrs), r, per=len(raddrs))
-        del rm, rp
+        runs["ref_read"] = (lambda: _read_loop(rp.read, raddrs), len(raddrs))
+        runs["ref_write"] = (lambda: _write_loop(rp.write, raddrs), len(raddrs))
+    t = interleaved_medians(runs, ctx.repeats)
+
+    rows = []
+    if ctx.Reference is not None:
         rows += [
-            speedup("access", f"p.read(a, 8), {label}", core_read,
-                    "reference.py p.read(a, 8)", ref_read, at_least=50),
-            speedup("access", f"p.write(a, 8 bytes), {label}", core_write,
-                    "reference.py p.write(a, 8 bytes)", ref_write, at_least=50),
+            speedup("access", f"p.read(a, 8), {label}", t["read"],
+                    "reference.py p.read(a, 8)", t["ref_read"], at_least=50),
+            speedup("access", f"p.write(a, 8 bytes), {label}", t["write"],
+                    "reference.py p.write(a, 8 bytes)", t["ref_write"], at_least=50),
         ]
     rows += [
-        cost("access", f"p.read(a, 8), {label}", core_read,
-             "bytearray slice buf[a:a+8]", ba_read, at_most=1.5),
-        cost("access", f"p.write(a, 8 bytes), {label}", core_write,
-             "bytearray slice buf[a:a+8] = b", ba_write, at_most=1.5),
+        cost("access", f"p.read(a, 8), {label}", t["read"],
+             "bytearray slice buf[a:a+8]", t["slice_read"], at_most=1.5),
+        cost("access", f"p.write(a, 8 bytes), {label}", t["write"],
+             "bytearray slice buf[a:a+8] = b", t["slice_write"], at_most=1.5),
     ]
     return rows
 

@@ -18,7 +18,8 @@ user frames; an inner entry holds the child node's address, a leaf entry a PTE.
 Every routine returns a ``Status``; ``_raise_status`` is the one place that turns
 a status into an exception.
 """
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
@@ -173,6 +174,8 @@ cdef class Core:
     # counters and the last fault
     cdef readonly object stats_array
     cdef int64_t[::1] stats
+    cdef int64_t *ps                  # counters of the process being served
+    cdef int64_t scratch[S_COUNT]     # where ps points between calls
     cdef public uint64_t fault_addr
     cdef public int fault_kind
     cdef int64_t *pins
@@ -192,6 +195,7 @@ cdef class Core:
         self.tlb_vpn = NULL
         self.tlb_pte = NULL
         self.pins = NULL
+        self.ps = self.scratch
 
     def __init__(self, int64_t frames, int64_t page_size, int64_t swap_slots, int policy,
                  int64_t va_bits, int64_t zero_pool, bint zero_page, int64_t tlb_entries,
@@ -386,9 +390,9 @@ cdef class Core:
     # ------------------------------------------------------------------
     # frames
 
-    cdef inline void _count(self, int64_t[::1] ps, int stat) noexcept:
+    cdef inline void _count(self, int stat) noexcept:
         self.stats[stat] += 1
-        ps[stat] += 1
+        self.ps[stat] += 1
 
     cdef void _free_frame(self, int64_t pfn) noexcept:
         """Return a frame nobody maps to the dirty set."""
@@ -409,7 +413,7 @@ cdef class Core:
         if pfn != self.zero_pfn and self.refcnt[pfn] == 0 and self.fstate[pfn] != F_SHMEM:
             self._free_frame(pfn)
 
-    cdef int64_t _alloc_frame(self, bint zeroed, int64_t[::1] ps) except -2:
+    cdef int64_t _alloc_frame(self, bint zeroed) except -2:
         """A free frame for a fault, lowest pfn of the preferred set; reclaims if
         none is free. ``zeroed``: a demand-zero fill (pool first, bytes zeroed);
         else a frame about to be overwritten (dirty set first). Returns -1 with
@@ -418,13 +422,13 @@ cdef class Core:
         cdef int64_t pfn
         cdef int st
         if self.pool_n == 0 and self.dirty_n == 0:
-            st = self._reclaim(ps)
+            st = self._reclaim()
             if st != ST_OK:
                 return -1 if st == ST_OOM else -3
         if zeroed:
             if self.pool_n:
                 pfn = heap_pop(self.pool_heap, &self.pool_n)
-                self._count(ps, S_ZERO_POOL_HITS)
+                self._count(S_ZERO_POOL_HITS)
             else:
                 pfn = heap_pop(self.dirty_heap, &self.dirty_n)
                 if not (self.fflags[pfn] & FL_CZERO):
@@ -527,7 +531,7 @@ cdef class Core:
             return True
         return self.slot_n > 0
 
-    cdef int _reclaim(self, int64_t[::1] ps) except -1:
+    cdef int _reclaim(self) except -1:
         """Free one frame by the machine's policy; returns a status."""
         cdef int64_t pfn, victim = -1, best = 0, steps, count, k
         if self.policy == P_CLOCK:
@@ -561,10 +565,10 @@ cdef class Core:
             return ST_OPT
         if victim < 0:
             return ST_OOM
-        self._evict(victim, ps)
+        self._evict(victim)
         return ST_OK
 
-    cdef void _evict(self, int64_t pfn, int64_t[::1] ps) except *:
+    cdef void _evict(self, int64_t pfn) except *:
         cdef int s = self.fstate[pfn]
         cdef int64_t slot, n, obj
         cdef cnp.int64_t[::1] pages
@@ -575,7 +579,7 @@ cdef class Core:
             if slot < 0:
                 slot = heap_pop(self.slot_heap, &self.slot_n)
                 self._swap_write(slot, pfn)
-                self._count(ps, S_SWAP_OUTS)
+                self._count(S_SWAP_OUTS)
             else:                   # clean swap-cache copy: no second write
                 self.frame_slot[pfn] = -1
                 self.scache[slot] = -1
@@ -584,13 +588,13 @@ cdef class Core:
         else:                       # shmem: the object remembers the slot
             slot = heap_pop(self.slot_heap, &self.slot_n)
             self._swap_write(slot, pfn)
-            self._count(ps, S_SWAP_OUTS)
+            self._count(S_SWAP_OUTS)
             self._rmap(pfn, 2, 0)
             obj = self.frame_obj[pfn]
             pages = self.objects[obj]
             pages[self.rmap_vpn[pfn] - <int64_t>self.obj_base[obj]] = -(slot + 2)
             self.scount[slot] = 1
-        self._count(ps, S_EVICTIONS)
+        self._count(S_EVICTIONS)
         self.refcnt[pfn] = 0
         self._free_frame(pfn)
 
@@ -615,8 +619,8 @@ cdef class Core:
             return rows
         return NULL
 
-    cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,
-                    int64_t[::1] ps) except -1:
+    cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                    pte_t *p) except -1:
         """Resolve one fault on the PTE at ``p`` (semantics.md section 5)."""
         cdef pte_t pte = p[0], base = prot_bits(vma[V_PROT])
         cdef bint vma_w = (vma[V_PROT] & 2) != 0
@@ -627,13 +631,13 @@ cdef class Core:
         if pte & PTE_PRESENT:
             # A write to a present page the PTE does not let us write.
             if pte & PTE_ZERO:
-                new = self._alloc_frame(True, ps)
+                new = self._alloc_frame(True)
                 if new < 0:
                     return ST_OOM if new == -1 else ST_OPT
                 self._put_frame(self.zero_pfn)
                 self._own(new, F_ANON, mm, vpn)
                 p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
-                self._count(ps, S_ZERO_FILLS)
+                self._count(S_ZERO_FILLS)
             else:
                 old = pte_pfn(pte)
                 if self.refcnt[old] == 1:
@@ -644,11 +648,11 @@ cdef class Core:
                         self.scache[slot] = -1
                     self.fstate[old] = F_ANON
                     p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
-                    self._count(ps, S_COW_REUSES)
+                    self._count(S_COW_REUSES)
                 else:
                     saved = self.fflags[old]
                     self.fflags[old] |= FL_PINNED
-                    new = self._alloc_frame(False, ps)
+                    new = self._alloc_frame(False)
                     self.fflags[old] = (self.fflags[old] & ~FL_PINNED) | (saved & FL_PINNED)
                     if new < 0:
                         return ST_OOM if new == -1 else ST_OPT
@@ -656,9 +660,9 @@ cdef class Core:
                     self._own(new, F_ANON, mm, vpn)
                     self._put_frame(old)
                     p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
-                    self._count(ps, S_COW_COPIES)
+                    self._count(S_COW_COPIES)
             self._tlb_invalidate(mm, vpn)
-            self._count(ps, S_MINOR)
+            self._count(S_MINOR)
             return ST_OK
         if pte_is_swap(pte):
             slot = pte_pfn(pte)
@@ -667,10 +671,10 @@ cdef class Core:
                 self.refcnt[new] += 1
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
                 self._slot_put(slot, 1)
-                self._count(ps, S_SWAP_CACHE_HITS)
-                self._count(ps, S_MINOR)
+                self._count(S_SWAP_CACHE_HITS)
+                self._count(S_MINOR)
                 return ST_OK
-            new = self._alloc_frame(False, ps)
+            new = self._alloc_frame(False)
             if new < 0:
                 return ST_OOM if new == -1 else ST_OPT
             self._swap_read(new, slot)
@@ -683,8 +687,8 @@ cdef class Core:
                 self.scache[slot] = new
                 self.frame_slot[new] = slot
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-            self._count(ps, S_SWAP_INS)
-            self._count(ps, S_MAJOR)
+            self._count(S_SWAP_INS)
+            self._count(S_MAJOR)
             return ST_OK
         if vma[V_KIND] == K_SHARED:
             obj = vma[V_OBJ]
@@ -693,30 +697,30 @@ cdef class Core:
             new = pages[page]
             if new >= 0:
                 self.refcnt[new] += 1
-                self._count(ps, S_MINOR)
+                self._count(S_MINOR)
             elif new == -1:
-                new = self._alloc_frame(True, ps)
+                new = self._alloc_frame(True)
                 if new < 0:
                     return ST_OOM if new == -1 else ST_OPT
                 self._own_shmem(new, obj, page, mm, vpn, pages)
-                self._count(ps, S_ZERO_FILLS)
-                self._count(ps, S_MINOR)
+                self._count(S_ZERO_FILLS)
+                self._count(S_MINOR)
             else:
                 slot = -new - 2
-                new = self._alloc_frame(False, ps)
+                new = self._alloc_frame(False)
                 if new < 0:
                     return ST_OOM if new == -1 else ST_OPT
                 self._swap_read(new, slot)
                 self._slot_put(slot, 1)
                 self._own_shmem(new, obj, page, mm, vpn, pages)
-                self._count(ps, S_SWAP_INS)
-                self._count(ps, S_MAJOR)
+                self._count(S_SWAP_INS)
+                self._count(S_MAJOR)
             p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
             return ST_OK
         if vma[V_KIND] == K_FILE:
             content = self.images[vma[V_OBJ]].page(vpn)
             if content is not None:
-                new = self._alloc_frame(False, ps)
+                new = self._alloc_frame(False)
                 if new < 0:
                     return ST_OOM if new == -1 else ST_OPT
                 memcpy(&self.mem[new, 0], &content[0], self.page_size)
@@ -727,22 +731,22 @@ cdef class Core:
                 else:
                     self._own(new, F_FILE, mm, vpn)
                     p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-                self._count(ps, S_FILE_READS)
-                self._count(ps, S_MAJOR)
+                self._count(S_FILE_READS)
+                self._count(S_MAJOR)
                 return ST_OK
         # Private anonymous memory (or bss) touched for the first time.
         if kind == ACC_WRITE or not self.zero_page_on:
-            new = self._alloc_frame(True, ps)
+            new = self._alloc_frame(True)
             if new < 0:
                 return ST_OOM if new == -1 else ST_OPT
             self._own(new, F_ANON, mm, vpn)
             p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
-            self._count(ps, S_ZERO_FILLS)
+            self._count(S_ZERO_FILLS)
         else:
             self.refcnt[self.zero_pfn] += 1
             p[0] = pte_with_pfn(base | PTE_ZERO, self.zero_pfn)
-            self._count(ps, S_ZERO_PAGE_MAPS)
-        self._count(ps, S_MINOR)
+            self._count(S_ZERO_PAGE_MAPS)
+        self._count(S_MINOR)
         return ST_OK
 
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
@@ -752,7 +756,7 @@ cdef class Core:
         pages[page] = pfn
 
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
-                    int64_t[::1] ps, pte_t **out) except -1:
+                    pte_t **out) except -1:
         """Make page ``vpn`` allow ``kind``: TLB, walk, faults; set A/D."""
         cdef int64_t i = 0, pfn
         cdef pte_t *p = NULL
@@ -760,14 +764,14 @@ cdef class Core:
         if self.tlb_n:
             i = <int64_t>(vpn % <uint64_t>self.tlb_n)
             if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
-                self._count(ps, S_TLB_HITS)
+                self._count(S_TLB_HITS)
                 p = self.tlb_pte[i]
             else:
-                self._count(ps, S_TLB_MISSES)
+                self._count(S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
             p = self._walk(mm, vpn, True)
             while not pte_allows(p[0], kind):
-                st = self._fault(mm, vpn, kind, vma, p, ps)
+                st = self._fault(mm, vpn, kind, vma, p)
                 if st != ST_OK:
                     return st
         p[0] |= PTE_ACCESSED | (PTE_DIRTY if kind == ACC_WRITE else 0)
@@ -783,7 +787,7 @@ cdef class Core:
         return ST_OK
 
     cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
-                     int64_t[::1] ps, uint8_t *buf) except -1:
+                     uint8_t *buf) except -1:
         """One read/write/fetch of ``n`` >= 1 bytes (semantics.md section 5)."""
         cdef uint64_t first = addr >> self.page_shift, last, vpn
         cdef int64_t *vma
@@ -817,7 +821,7 @@ cdef class Core:
         while vpn <= last:
             self.fault_addr = addr if vpn == first else vpn << self.page_shift
             vma = self._vma(mm, vpn)
-            st = self._touch(mm, vpn, kind, vma, ps, &p)
+            st = self._touch(mm, vpn, kind, vma, &p)
             if st != ST_OK:
                 break
             pfn = pte_pfn(p[0])
@@ -846,7 +850,7 @@ cdef class Core:
                 done += chunk
                 off = 0
                 vpn += 1
-        self._count(ps, S_READS if kind == ACC_READ else (S_WRITES if kind == ACC_WRITE
+        self._count(S_READS if kind == ACC_READ else (S_WRITES if kind == ACC_WRITE
                                                            else S_FETCHES))
         return ST_OK
 
@@ -868,26 +872,52 @@ cdef class Core:
             raise ValueError("the opt policy needs the future: it runs only in Machine.replay")
         raise SystemError(f"unknown core status {st}")
 
+    cdef inline void _serve(self, cnp.ndarray ps) except *:
+        """Point the per-process counters at ``ps`` (int64, S_COUNT long)."""
+        if ps.dtype.num != cnp.NPY_INT64 or cnp.PyArray_SIZE(ps) != S_COUNT or (
+                not cnp.PyArray_ISCARRAY(ps)):
+            raise ValueError("per-process counters must be a contiguous int64 array")
+        self.ps = <int64_t *>cnp.PyArray_DATA(ps)
+
     def read(self, int64_t mm, int64_t pid, uint64_t addr, Py_ssize_t n, int kind,
-             int64_t[::1] ps):
-        """Read (kind 0) or fetch (kind 2) ``n`` bytes; returns bytes."""
+             cnp.ndarray ps):
+        """Read (kind 0) or fetch (kind 2) ``n`` bytes; returns bytes.
+
+        ``ps`` is the calling process's counter array (int64[S_COUNT]).
+        """
         cdef int st
         if n == 0:
             return b""
+        self._serve(ps)
         out = PyBytes_FromStringAndSize(NULL, n)
-        st = self._access(mm, addr, n, kind, ps, <uint8_t *>PyBytes_AS_STRING(out))
+        st = self._access(mm, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out))
+        self.ps = self.scratch
         if st != ST_OK:
             self._raise_status(st, pid)
         return out
 
-    def write(self, int64_t mm, int64_t pid, uint64_t addr, const uint8_t[::1] data,
-              int64_t[::1] ps):
-        """Write ``data``; returns the number of bytes written."""
+    def write(self, int64_t mm, int64_t pid, uint64_t addr, object data, cnp.ndarray ps):
+        """Write ``data`` (bytes, or any C-contiguous buffer); returns its length."""
         cdef int st
-        cdef Py_ssize_t n = data.shape[0]
-        if n == 0:
-            return 0
-        st = self._access(mm, addr, n, ACC_WRITE, ps, <uint8_t *>&data[0])
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        if type(data) is bytes:
+            n = PyBytes_GET_SIZE(data)
+            if n == 0:
+                return 0
+            self._serve(ps)
+            st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>PyBytes_AS_STRING(data))
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                n = view.len
+                if n == 0:
+                    return 0
+                self._serve(ps)
+                st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>view.buf)
+            finally:
+                PyBuffer_Release(&view)
+        self.ps = self.scratch
         if st != ST_OK:
             self._raise_status(st, pid)
         return n

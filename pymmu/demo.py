@@ -3,7 +3,7 @@
 The demo owns nothing but presentation: every number it prints comes from the
 public API (``Machine``, ``Process``, ``pymmu.pte``, ``stats``), so the same
 script runs on the Cython core and on the pure-Python ``pymmu.reference`` model,
-and prints the same text on both.
+and prints the same page tables and counters on both.
 
 Sections (each a function taking the ``Machine`` class, so tests can run them on
 either implementation):
@@ -118,9 +118,7 @@ def flags_of(raw: int) -> tuple[str, str]:
     if text.startswith("pfn "):
         pfn, _, flags = text[4:].partition(" ")
         return pfn, flags
-    if text.startswith("swap slot "):
-        return "-", text                # a swap entry: not present
-    return "-", text                    # "none" / "not present"
+    return "-", text                    # "swap slot 3", "none", "not present"
 
 
 class Pages:
@@ -522,7 +520,7 @@ def demo(Machine=None, *, out: TextIO | None = None, sections=None) -> None:
     ----------
     Machine : type, optional
         The machine class to run on: ``pymmu.Machine`` (default) or
-        ``pymmu.reference.Machine``. Both print the same text.
+        ``pymmu.reference.Machine``. Both print the same tables and counters.
     out : text stream, optional
         Where to print; default ``sys.stdout``.
     sections : iterable of str, optional

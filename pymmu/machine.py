@@ -319,6 +319,8 @@ class Process:
         self._borrower: Process | None = None    # who borrows from us (we are suspended)
         self._status: int | None = None
         self._exited = False
+        self._active = True      # state == "running": the accessors' fast check
+        self._top = machine._top
 
     # ---- state -----------------------------------------------------------
 
@@ -446,47 +448,60 @@ class Process:
 
     # ---- accesses --------------------------------------------------------
 
-    def _addr_len(self, addr, n) -> tuple[int, int]:
-        if type(addr) is not int:
-            addr = as_int(addr, "addr")
-        if type(n) is not int:
-            n = as_int(n, "n")
+    def _checked(self, addr, n, access: str) -> tuple[int, int]:
+        """The slow path of read/fetch/write: types, signs and state."""
+        addr = as_int(addr, "addr")
+        n = as_int(n, "n")
         if addr < 0 or n < 0:
             raise ValueError(f"addr and n must not be negative ({addr}, {n})")
+        self._running(access)
         return addr, n
 
+    # The three accessors test the common case (int arguments, running process)
+    # inline and leave everything else to _checked: they are the per-call hot path.
+
     def read(self, addr, n) -> bytes:
-        """Read ``n`` bytes at ``addr`` (a read access); returns bytes."""
-        addr, n = self._addr_len(addr, n)
-        if self._borrower is not None or self._status is not None or self._exited:
-            self._running("read")
-        if addr >= self._m._top:
+        """Read ``n`` bytes at ``addr`` (a read access); returns bytes.
+
+        Raises ``SegmentationFault`` / ``ProtectionFault`` (with ``.addr``,
+        ``.access`` and ``.pid``) or ``OutOfMemory``; a failed read changes no byte.
+        """
+        if type(addr) is not int or type(n) is not int or addr < 0 or n < 0 or (
+                not self._active):
+            addr, n = self._checked(addr, n, "read")
+        if addr >= self._top:
             raise SegmentationFault(addr, "read", self.pid)
         return self._core.read(self._mm, self.pid, addr, n, 0, self._stats)
 
     def fetch(self, addr, n) -> bytes:
         """Fetch ``n`` bytes at ``addr`` as instructions (an execute access)."""
-        addr, n = self._addr_len(addr, n)
-        if self._borrower is not None or self._status is not None or self._exited:
-            self._running("fetch")
-        if addr >= self._m._top:
+        if type(addr) is not int or type(n) is not int or addr < 0 or n < 0 or (
+                not self._active):
+            addr, n = self._checked(addr, n, "fetch")
+        if addr >= self._top:
             raise SegmentationFault(addr, "execute", self.pid)
         return self._core.read(self._mm, self.pid, addr, n, 2, self._stats)
 
     def write(self, addr, data) -> None:
-        """Write ``data`` (any bytes-like object) at ``addr`` (a write access)."""
-        addr = as_int(addr, "addr") if type(addr) is not int else addr
-        if addr < 0:
-            raise ValueError(f"addr must not be negative, got {addr}")
-        view = as_buffer(data)
-        if self._borrower is not None or self._status is not None or self._exited:
-            self._running("write")
-        if self._lender is not None and self._m.strict_vfork:
-            raise ProcessStateError(f"pid {self.pid} is a vfork child: writes to the "
-                                    "borrowed address space are refused (strict_vfork)")
-        if addr >= self._m._top and len(view):
+        """Write ``data`` (bytes, bytearray, memoryview, numpy array...) at ``addr``.
+
+        A write by a vfork child lands in the parent's memory and counts
+        ``vfork_child_writes`` (or raises ``ProcessStateError`` with
+        ``strict_vfork``).
+        """
+        if type(data) is not bytes:
+            data = as_buffer(data)
+        if type(addr) is not int or addr < 0 or not self._active:
+            addr, _ = self._checked(addr, 0, "write")
+        if self._lender is not None:
+            if self._m.strict_vfork:
+                raise ProcessStateError(f"pid {self.pid} is a vfork child: writes to the "
+                                        "borrowed address space are refused (strict_vfork)")
+        if addr >= self._top:
+            if len(data) == 0:
+                return
             raise SegmentationFault(addr, "write", self.pid)
-        if self._core.write(self._mm, self.pid, addr, view, self._stats) and (
+        if self._core.write(self._mm, self.pid, addr, data, self._stats) and (
                 self._lender is not None):
             self._m._count(self, "vfork_child_writes")
 
@@ -512,6 +527,7 @@ class Process:
         child = m._new_process(self.pid, self._space)
         child._lender = self
         self._borrower = child
+        self._active = False
         self._children.append(child)
         m._count(self, "vforks")
         return child
@@ -521,6 +537,7 @@ class Process:
         space, self._space, self._mm = self._space, None, 0
         if self._lender is not None:
             self._lender._borrower = None
+            self._lender._active = self._lender._status is None
             self._lender = None
         self._m._drop_space(space)
 
@@ -559,6 +576,7 @@ class Process:
                 c.ppid = 0
         self._children = []
         self._status = status
+        self._active = False
         if self.ppid == 0:
             self._exited = True
 

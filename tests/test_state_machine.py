@@ -283,6 +283,9 @@ class DiffMachine(RuleBasedStateMachine):
     def P0(self):
         return self.sides[0]["P"]
 
+    def live(self) -> bool:
+        return any(self.P0[pid].state == "running" for pid in self.pids)
+
     def pick(self, who: int) -> int:
         """A running pid most of the time; any pid ever made an eighth of the time."""
         live = [pid for pid in self.pids if self.P0[pid].state == "running"]
@@ -344,6 +347,7 @@ class DiffMachine(RuleBasedStateMachine):
     def spawn(self):
         self.run("m.spawn()", assign=True)
 
+    @precondition(lambda self: self.live())
     @rule(who=WHO, pages=st.integers(0, 8), extra=st.sampled_from([0, 0, 0, -1, 1]),
           prot=PROT, shared=st.booleans(), fixed=st.booleans(), at=TARGET)
     def mmap(self, who, pages, extra, prot, shared, fixed, at):
@@ -352,6 +356,7 @@ class DiffMachine(RuleBasedStateMachine):
         where = hex(self.addr(pid, at, aligned=True)) if fixed else "None"
         self.run(f"P[{pid}].mmap({length:#x}, {prot!r}, addr={where}, shared={shared})")
 
+    @precondition(lambda self: self.live())
     @rule(who=WHO, at=TARGET, pages=st.integers(0, 10),
           extra=st.sampled_from([0, 0, 0, -1, 1]))
     def munmap(self, who, at, pages, extra):
@@ -359,6 +364,7 @@ class DiffMachine(RuleBasedStateMachine):
         addr = self.addr(pid, at, aligned=True)
         self.run(f"P[{pid}].munmap({addr:#x}, {pages * self.page + extra:#x})")
 
+    @precondition(lambda self: self.live())
     @rule(who=WHO, at=TARGET, pages=st.integers(0, 6),
           extra=st.sampled_from([0, 0, 0, -1, 1]), prot=PROT)
     def mprotect(self, who, at, pages, extra, prot):
@@ -371,20 +377,46 @@ class DiffMachine(RuleBasedStateMachine):
         addr = self.addr(pid, at)
         self.run(f"P[{pid}].{kind}({addr:#x}, {self.length(n):#x})")
 
-    def _write(self, who, at, n, seed, wrap):
+    def _write(self, who, at, n, seed, wrap, addr=None):
         pid = self.pick(who)
-        addr, n = self.addr(pid, at), self.length(n)
+        if addr is None:
+            addr, n = self.addr(pid, at), self.length(n)
         data = wrap.format(f"blob({seed}, {n:#x})")
         out = self.run(f"P[{pid}].write({addr:#x}, {data})")
         if out is None and n:
             self.recent = (self.recent + [(addr, n)])[-16:]
 
     # Accesses are the point: two rules each, so they are drawn more often.
-    read = rule(who=WHO, at=TARGET, n=LENGTH,
-                kind=st.sampled_from(["read", "read", "fetch"]))(_read)
-    read_more = rule(who=WHO, at=TARGET, n=LENGTH, kind=st.just("read"))(_read)
-    write = rule(who=WHO, at=TARGET, n=LENGTH, seed=SEED, wrap=WRAP)(_write)
-    write_more = rule(who=WHO, at=TARGET, n=LENGTH, seed=SEED, wrap=st.just("{}"))(_write)
+    read = precondition(lambda self: self.live())(rule(who=WHO, at=TARGET, n=LENGTH,
+                kind=st.sampled_from(["read", "read", "fetch"]))(_read))
+    read_more = precondition(lambda self: self.live())(
+        rule(who=WHO, at=TARGET, n=LENGTH, kind=st.just("read"))(_read))
+    write = precondition(lambda self: self.live())(
+        rule(who=WHO, at=TARGET, n=LENGTH, seed=SEED, wrap=WRAP)(_write))
+    write_more = precondition(lambda self: self.live())(
+        rule(who=WHO, at=TARGET, n=LENGTH, seed=SEED, wrap=st.just("{}"))(_write))
+
+    @precondition(lambda self: self.live())
+    @rule(who=WHO, sel=st.integers(0, 63), seed=SEED, stride=st.sampled_from([1, 1, 2, 3]),
+          kind=st.sampled_from(["write", "write", "read", "mixed"]))
+    def sweep(self, who, sel, seed, stride, kind):
+        """Walk one mapping page by page (at most 10 accesses): memory pressure."""
+        pid = self.pick(who)
+        maps = self.P0[pid].maps()
+        if not maps:
+            return
+        mp = maps[sel % len(maps)]
+        rnd = random.Random(seed)
+        for page in list(range(mp.start, mp.end, stride * self.page))[:10]:
+            addr = page + rnd.randrange(self.page)
+            n = rnd.randint(1, self.page)
+            if kind == "write" or kind == "mixed" and rnd.random() < 0.5:
+                self._write(who, ("recent", 0, 0, 0, 0), n, rnd.randrange(2 ** 16), "{}",
+                            addr=addr)
+            else:
+                self.run(f"P[{pid}].read({addr:#x}, {n:#x})")
+            if self.P0[pid].state != "running":
+                break
 
     @rule(who=WHO, at=TARGET, what=st.sampled_from(["introspect", "idle", "reset"]),
           n=st.one_of(st.none(), st.integers(0, 6)))
@@ -399,12 +431,13 @@ class DiffMachine(RuleBasedStateMachine):
         else:
             self.run("m.reset_stats()")
 
-    @precondition(lambda self: len(self.pids) < MAX_PIDS)
+    @precondition(lambda self: len(self.pids) < MAX_PIDS and self.live())
     @rule(who=WHO, how=st.sampled_from(["fork", "fork", "vfork"]))
     def fork(self, who, how):
         pid = self.pick(who)
         self.run(f"P[{pid}].{how}()", assign=True)
 
+    @precondition(lambda self: self.live())
     @rule(who=WHO, segments=SEGMENTS, where=WHERE, stack=STACK,
           stack_extra=st.sampled_from([0, 0, 1]))
     def exec(self, who, segments, where, stack, stack_extra):
@@ -424,15 +457,14 @@ class DiffMachine(RuleBasedStateMachine):
                f"stack_size={stack * page + stack_extra:#x})")
         self.run(f"P[{pid}].exec({src})")
 
-    @rule(who=WHO, status=STATUS)
-    def exit(self, who, status):
+    @precondition(lambda self: self.live())
+    @rule(who=WHO, what=st.sampled_from(["wait", "exit", "wait"]), status=STATUS,
+          child=st.one_of(st.none(), st.integers(0, 63)), as_obj=st.booleans())
+    def exit_or_wait(self, who, what, status, child, as_obj):
         pid = self.pick(who)
-        self.run(f"P[{pid}].exit({status})")
-
-    @rule(who=WHO, child=st.one_of(st.none(), st.integers(0, 63)),
-          as_obj=st.booleans())
-    def wait(self, who, child, as_obj):
-        pid = self.pick(who)
+        if what == "exit":
+            self.run(f"P[{pid}].exit({status})")
+            return
         if child is None:
             arg = ""
         else:
