@@ -147,89 +147,85 @@ def fmt_ns(ns: float | None) -> str:
     if ns is None:
         return ""
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
-        if ns >= scale:
+        if abs(ns) >= scale:
             return f"{ns / scale:.3g} {unit}"
     return f"{ns:.3g} ns"
 
 
 # ---------------------------------------------------------------------------- timing
 
-def median_ns(run: Callable, repeats: int, *, before: Callable | None = None,
-              after: Callable | None = None, per: int = 1, warmup: bool = False) -> float:
-    """Median over ``repeats`` of the time of ``run(state)``, divided by ``per``.
+@dataclass
+class Loop:
+    """Something to time: ``run(state)`` does ``ops`` operations.
 
-    ``before()`` (untimed) makes the state each repeat starts from and
+    ``before()`` (untimed) makes the state each repeat starts from, and
     ``after(state, result)`` (untimed) undoes what the repeat did.
     """
-    if warmup:
-        state = before() if before else None
-        result = run(state)
-        if after:
-            after(state, result)
-    samples = []
-    enabled = gc.isenabled()
-    try:
-        for _ in range(repeats):
-            state = before() if before else None
-            gc.collect()
-            gc.disable()
-            t0 = time.perf_counter_ns()
-            result = run(state)
-            t1 = time.perf_counter_ns()
-            if enabled:
-                gc.enable()
-            if after:
-                after(state, result)
-            samples.append((t1 - t0) / per)
-    finally:
-        if enabled:
-            gc.enable()
-    return statistics.median(samples)
+
+    run: Callable[[object], object]
+    ops: int = 1
+    before: Callable[[], object] | None = None
+    after: Callable[[object, object], None] | None = None
+
+    def once(self) -> int:
+        state = self.before() if self.before else None
+        gc.disable()
+        t0 = time.perf_counter_ns()
+        result = self.run(state)
+        t1 = time.perf_counter_ns()
+        gc.enable()
+        if self.after:
+            self.after(state, result)
+        return t1 - t0
 
 
-def interleaved_medians(runs: dict, repeats: int) -> dict:
-    """Median time per op of several loops, timed in turn within each repeat.
+def medians(loops: dict[str, Loop], repeats: int, *, warmup: bool = True) -> dict[str, float]:
+    """Median time per operation of each loop, over ``repeats`` repeats.
 
-    ``runs`` maps a name to ``(run, ops)``; ``run()`` does ``ops`` operations. Taking
-    the loops in turn (A B C, A B C, ...) keeps their ratios fair when the machine's
-    background load drifts during the run. Each loop runs once untimed first.
+    The loops take turns within each repeat (A B C, A B C, ...), so that their ratios
+    stay fair when the machine's background load drifts during the run. With
+    ``warmup`` each loop first runs once untimed. The garbage collector is off while a
+    loop is timed and runs between loops.
     """
-    for run, _ in runs.values():
-        run()
-    samples = {name: [] for name in runs}
     enabled = gc.isenabled()
+    samples: dict[str, list[float]] = {name: [] for name in loops}
     try:
+        if warmup:
+            for loop in loops.values():
+                loop.once()
         for _ in range(repeats):
-            for name, (run, ops) in runs.items():
+            for name, loop in loops.items():
                 gc.collect()
-                gc.disable()
-                t0 = time.perf_counter_ns()
-                run()
-                t1 = time.perf_counter_ns()
-                if enabled:
-                    gc.enable()
-                samples[name].append((t1 - t0) / ops)
+                samples[name].append(loop.once() / loop.ops)
     finally:
         if enabled:
             gc.enable()
-    return {name: statistics.median(s) for name, s in samples.items()}
+        else:
+            gc.disable()
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def median_ns(loop: Loop, repeats: int, *, warmup: bool = True) -> float:
+    """Median time per operation of one loop."""
+    return medians({"loop": loop}, repeats, warmup=warmup)["loop"]
 
 
 # --------------------------------------------------------------------------- context
 
 @dataclass
 class Sizes:
-    access_pages: int        # resident pages the random 8-byte accesses fall into
+    access_pages: tuple      # resident pages the random 8-byte accesses fall into
+                             # (64 fit the default TLB; 16384 make most accesses miss)
     access_calls: int        # calls per timed loop, pymmu and bytearray
     reference_calls: int     # calls per timed loop, reference.py
-    fork_pages: tuple        # N for fork per page; [1] is where linearity is judged from
+    fork_pages: tuple        # N for fork; linearity is judged from [-2] to [-1]
     pagesize_pages: int      # N for the page_size 512 vs 65536 fork comparison
     cow_pages: int           # pages written once after a fork, per repeat
     vfork_samples: int       # single vfork calls timed (it cannot be batched)
 
 
-FULL = Sizes(16384, 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101)
-QUICK = Sizes(64, 2_000, 200, (16, 128, 1024), 128, 64, 11)
+FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101)
+QUICK = Sizes((64,), 2_000, 200, (16, 128, 1024), 128, 64, 11)
 
 
 @dataclass
@@ -289,8 +285,16 @@ def _slice_write_loop(buf, offs):
 @measurement("access")
 def measure_access(ctx: Context) -> list[Row]:
     """8-byte p.read / p.write per call on resident pages at random addresses."""
+    rows = []
+    for pages in ctx.sizes.access_pages:
+        rows += access_rows(ctx, pages)
+        gc.collect()
+    return rows
+
+
+def access_rows(ctx: Context, pages: int) -> list[Row]:
+    """The access rows for one working set of ``pages`` resident pages."""
     s = ctx.sizes
-    pages = s.access_pages
     rng = random.Random(ctx.seed)
     offs = [rng.randrange(pages * PAGE // 8) * 8 for _ in range(s.access_calls)]
     label = f"{pages} resident pages"
@@ -300,18 +304,18 @@ def measure_access(ctx: Context) -> list[Row]:
     buf = bytearray(pages * PAGE)
     buf[::PAGE] = b"\x01" * pages
     n = len(offs)
-    runs = {
-        "read": (lambda: _read_loop(p.read, addrs), n),
-        "write": (lambda: _write_loop(p.write, addrs), n),
-        "slice_read": (lambda: _slice_read_loop(buf, offs), n),
-        "slice_write": (lambda: _slice_write_loop(buf, offs), n),
+    loops = {
+        "read": Loop(lambda _: _read_loop(p.read, addrs), n),
+        "write": Loop(lambda _: _write_loop(p.write, addrs), n),
+        "slice_read": Loop(lambda _: _slice_read_loop(buf, offs), n),
+        "slice_write": Loop(lambda _: _slice_write_loop(buf, offs), n),
     }
     if ctx.Reference is not None:
         rm, rp, rbase = ctx.resident(pages, Machine=ctx.Reference)
         raddrs = [rbase + o for o in offs[:s.reference_calls]]
-        runs["ref_read"] = (lambda: _read_loop(rp.read, raddrs), len(raddrs))
-        runs["ref_write"] = (lambda: _write_loop(rp.write, raddrs), len(raddrs))
-    t = interleaved_medians(runs, ctx.repeats)
+        loops["ref_read"] = Loop(lambda _: _read_loop(rp.read, raddrs), len(raddrs))
+        loops["ref_write"] = Loop(lambda _: _write_loop(rp.write, raddrs), len(raddrs))
+    t = medians(loops, ctx.repeats)
 
     rows = []
     if ctx.Reference is not None:
@@ -330,10 +334,6 @@ def measure_access(ctx: Context) -> list[Row]:
     return rows
 
 
-def _fork(p):
-    return p.fork()
-
-
 def _reap(p):
     def after(state, child):
         child.exit()
@@ -341,15 +341,16 @@ def _reap(p):
     return after
 
 
-def fork_cost(ctx: Context, pages: int, page_size: int = PAGE) -> float:
-    """Median time of ``p.fork()`` with ``pages`` resident, writable private pages.
+def fork_loop(ctx: Context, pages: int, page_size: int = PAGE) -> tuple[Loop, object]:
+    """``p.fork()`` of a process with ``pages`` resident, writable private pages.
 
     Between repeats the child exits and every page is written again, so each fork
     starts from writable PTEs (the first-fork case, which write-protects them all).
+    Returns the loop and the machine, which must stay alive while it is timed.
     """
     m, p, base = ctx.resident(pages, page_size=page_size)
-    return median_ns(lambda _: p.fork(), ctx.repeats, after=_reap(p),
-                     before=lambda: touch(p, base, pages, page_size))
+    return Loop(lambda _: p.fork(), 1, before=lambda: touch(p, base, pages, page_size),
+                after=_reap(p)), m
 
 
 def real_fork_cost(pages: int, repeats: int) -> float | None:
@@ -379,9 +380,9 @@ def real_fork_cost(pages: int, repeats: int) -> float | None:
         os.waitpid(pid, 0)
 
     try:
-        return median_ns(run, repeats, before=before, after=after)
+        return median_ns(Loop(run, 1, before, after), repeats)
     finally:
-        del view
+        view = None             # release the buffer export before closing the mapping
         mem.close()
 
 
@@ -390,28 +391,32 @@ def measure_fork(ctx: Context) -> list[Row]:
     """fork() against N resident pages: linear in N, independent of page bytes, vs os.fork."""
     s = ctx.sizes
     ns = s.fork_pages
-    total = {n: fork_cost(ctx, n) for n in ns}
+    built = {n: fork_loop(ctx, n) for n in ns}
+    total = medians({n: loop for n, (loop, _) in built.items()}, ctx.repeats)
+    del built
     gc.collect()
     per_page = {n: total[n] / n for n in ns}
-    ref_n, max_n = ns[1], ns[-1]
+    prev_n, max_n = ns[-2], ns[-1]
     rows = []
     for n in ns:
         path = f"p.fork() per page, N={n} (whole call {fmt_ns(total[n])})"
-        if n == ref_n:
-            rows.append(Row("fork", path, per_page[n], note="per-page reference point"))
+        if n == max_n:
+            # Linear (or better) growth keeps the per-page cost from rising with N.
+            rows.append(cost("fork", path, per_page[n], f"per page at N={prev_n}",
+                             per_page[prev_n], at_most=2.0, note="linear in N"))
         else:
-            judged = n == max_n         # linearity is judged at the largest N
-            note = "linear in N" if judged else ("fixed cost shows" if n < ref_n else "")
-            rows.append(cost("fork", path, per_page[n], f"per page at N={ref_n}",
-                             per_page[ref_n], at_most=2.0 if judged else None, note=note))
+            rows.append(Row("fork", path, per_page[n]))
+    marginal = (total[max_n] - total[prev_n]) / (max_n - prev_n)
+    rows.append(Row("fork", f"p.fork() marginal cost per page, N={prev_n} to {max_n}",
+                    marginal, note="the per-page cost without the fixed cost"))
 
     n = s.pagesize_pages
-    small = fork_cost(ctx, n, 512)
+    built = {ps: fork_loop(ctx, n, ps) for ps in (512, 65536)}
+    by_size = medians({ps: loop for ps, (loop, _) in built.items()}, ctx.repeats)
+    del built
     gc.collect()
-    big = fork_cost(ctx, n, 65536)
-    gc.collect()
-    rows.append(cost("fork", f"p.fork(), N={n} pages of 65536 bytes", big,
-                     f"N={n} pages of 512 bytes", small, within=1.5,
+    rows.append(cost("fork", f"p.fork(), N={n} pages of 65536 bytes", by_size[65536],
+                     f"N={n} pages of 512 bytes", by_size[512], within=1.5,
                      note="cost follows pages, not bytes"))
 
     real = real_fork_cost(max_n, ctx.repeats)
@@ -428,13 +433,10 @@ def measure_fork(ctx: Context) -> list[Row]:
 def measure_vfork(ctx: Context) -> list[Row]:
     """vfork() cost is flat: the child borrows the address space, nothing is copied."""
     small_n, big_n = ctx.sizes.fork_pages[0], ctx.sizes.fork_pages[-1]
-    cost_at = {}
-    for n in (small_n, big_n):
-        m, p, _ = ctx.resident(n)
-        cost_at[n] = median_ns(lambda _: p.vfork(), ctx.sizes.vfork_samples,
-                               after=_reap(p), warmup=True)
-        del m, p
-        gc.collect()
+    built = {n: ctx.resident(n) for n in (small_n, big_n)}
+    cost_at = medians({n: Loop(lambda _, p=p: p.vfork(), 1, after=_reap(p))
+                       for n, (_, p, _) in built.items()}, ctx.sizes.vfork_samples)
+    del built
     return [cost("vfork", f"p.vfork(), N={big_n} pages", cost_at[big_n],
                  f"p.vfork(), N={small_n} pages", cost_at[small_n], at_most=1.2,
                  note="flat")]
@@ -475,18 +477,17 @@ def kernel_cow_fault(pages: int, repeats: int) -> float | None:
         os.waitpid(pid, 0)
 
     try:
-        return median_ns(run, repeats, before=before, after=after, per=pages)
+        return median_ns(Loop(run, pages, before, after), repeats)
     finally:
-        del view
+        view = None             # release the buffer export before closing the mapping
         mem.close()
 
 
-@measurement("cow")
-def measure_cow(ctx: Context) -> list[Row]:
-    """Copy-on-write write fault, per page: fork, then the first write to each page."""
-    n = ctx.sizes.cow_pages
-    m, p, base = ctx.resident(n, frames=2 * n)
-    addrs = range(base, base + n * PAGE, PAGE)
+def cow_fault(ctx: Context, pages: int) -> float:
+    """Per page: fork, then the parent's first 8-byte write to each of ``pages``
+    resident pages (a COW copy each); the child exits untimed after each repeat."""
+    m, p, base = ctx.resident(pages, frames=2 * pages)
+    addrs = range(base, base + pages * PAGE, PAGE)
 
     def run(_):
         write, data = p.write, DATA8
@@ -497,19 +498,28 @@ def measure_cow(ctx: Context) -> list[Row]:
         child.exit()
         p.wait(child)
 
-    core = median_ns(run, ctx.repeats, before=p.fork, after=after, per=n)
-    del m, p
-    gc.collect()
+    return median_ns(Loop(run, pages, p.fork, after), ctx.repeats)
 
-    src = np.random.default_rng(ctx.seed).integers(0, 256, (n, PAGE), dtype=np.uint8)
+
+def numpy_page_copy(pages: int, repeats: int, seed: int) -> float:
+    """Per page: ``dst[i] = src[i]`` over ``pages`` rows of 4 KiB in numpy arrays."""
+    src = np.random.default_rng(seed).integers(0, 256, (pages, PAGE), dtype=np.uint8)
     dst = np.empty_like(src)
 
-    def copy_pages(_):
-        for i in range(n):
+    def run(_):
+        for i in range(pages):
             dst[i] = src[i]
 
-    npcopy = median_ns(copy_pages, ctx.repeats, per=n, warmup=True)
-    del src, dst
+    return median_ns(Loop(run, pages), repeats)
+
+
+@measurement("cow")
+def measure_cow(ctx: Context) -> list[Row]:
+    """Copy-on-write write fault, per page: fork, then the first write to each page."""
+    n = ctx.sizes.cow_pages
+    core = cow_fault(ctx, n)
+    gc.collect()
+    npcopy = numpy_page_copy(n, ctx.repeats, ctx.seed)
     rows = [cost("cow", f"COW write fault + 4 KiB copy, per page ({n} pages)", core,
                  "numpy copy of one page, dst[i] = src[i]", npcopy,
                  note="no target: what the copy alone costs from Python")]
@@ -569,7 +579,7 @@ def format_table(rows: list[Row]) -> str:
     out = []
     for k, line in enumerate(lines):
         cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(line, widths))]
+                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
         out.append("  ".join(cells).rstrip())
         if k == 0:
             out.append("  ".join("-" * w for w in widths))

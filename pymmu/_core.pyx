@@ -495,7 +495,7 @@ cdef class Core:
     cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1:
         """Visit every PTE that maps ``pfn`` through its fork family.
 
-        op 0: count those with ACCESSED; 1: clear ACCESSED; 2: replace with ``arg``
+        op 0: count those with ACCESSED; 1: clear ACCESSED (and the TLB entry); 2: replace with ``arg``
         (a swap entry, or 0) and invalidate the TLB; 3: count them. Returns how
         many matched (for op 0, how many had ACCESSED).
         """
@@ -510,7 +510,10 @@ cdef class Core:
                     if p[0] & PTE_ACCESSED:
                         n += 1
                 elif op == 1:
+                    # Hardware sets A only when it loads a translation, so a
+                    # cleared A bit must drop the TLB entry to be seen again.
                     p[0] &= ~PTE_ACCESSED
+                    self._tlb_invalidate(mm, vpn)
                     n += 1
                 elif op == 3:
                     n += 1
@@ -939,6 +942,7 @@ cdef class Core:
         self.fam_head[family] = mm
         self.vma_rows[mm] = 0
         self.vma_count[mm] = 0
+        self.mm_root[mm] = <uintptr_t>self._new_node()     # the top-level table
         return mm
 
     def set_vmas(self, int64_t mm, cnp.ndarray rows):
@@ -955,7 +959,6 @@ cdef class Core:
         go up. No page data moves. Returns the child's mm."""
         cdef int64_t child = self.mm_new(self.mm_family[parent])
         if self.mm_root[parent]:
-            self.mm_root[child] = <uintptr_t>self._new_node()
             self._fork_node(<uint64_t *>self.mm_root[parent],
                             <uint64_t *>self.mm_root[child], 0)
         self._tlb_flush(parent)

@@ -638,7 +638,7 @@ class Process:
         """The mappings, like ``/proc/PID/maps``."""
         if self._space is None:
             return []
-        names = {"stack": "[stack]", "shared": "[shared]"}
+        names = {"stack": "[stack]"}
         out = []
         for v in self._space.amap:
             if v.kind == "file":

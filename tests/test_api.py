@@ -6,6 +6,9 @@ Argument checking (TypeError / ValueError with a message), Machine attributes,
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -373,3 +376,22 @@ def test_stats_is_a_mapping_snapshot_or_view(Machine):
     assert len(s) == len(STAT_KEYS)
     m.reset_stats()
     assert m.stats["writes"] == 0
+
+
+# --- imports -------------------------------------------------------------------------------------------
+
+
+def test_every_submodule_imports_without_optional_dependencies():
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import pymmu\n"
+        "names = [m.name for m in pkgutil.iter_modules(pymmu.__path__) if m.name != '__main__']\n"
+        "for name in names:\n"
+        "    importlib.import_module('pymmu.' + name)\n"
+        "bad = [m for m in ('dask', 'distributed', 'matplotlib', 'tqdm') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print(len(names))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 5

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
     groups = {row["group"] for row in data["rows"]}
     assert {"access", "fork", "vfork", "cow"} <= groups
     for row in data["rows"]:
-        assert row["pymmu_ns"] > 0
+        assert math.isfinite(row["pymmu_ns"])   # a marginal cost may dip below 0 in noise
         if row["target"]:
             assert row["ratio"] > 0 and isinstance(row["holds"], bool)
 

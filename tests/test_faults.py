@@ -845,6 +845,21 @@ def test_tlb_invalidated_on_exec(Machine):
     assert delta(m, s) == {"reads": 1, "tlb_misses": 1, "major_faults": 1, "file_reads": 1}
 
 
+def test_tlb_invalidated_on_eviction(Machine):
+    m = Machine(1, swap_slots=2)
+    p = m.spawn()
+    a = p.mmap(2 * PS)
+    p.write(a, b"first")                      # miss
+    p.read(a, 1)                              # hit
+    p.write(a + PS, b"second")                # evicts page a
+    assert P.decode(p.pte(a)).swapped
+    s = snapshot(m)
+    assert p.read(a, 5) == b"first"           # a stale entry would read the wrong frame
+    d = delta(m, s)
+    assert d["tlb_misses"] == 1 and "tlb_hits" not in d
+    assert d["swap_ins"] == 1 and d["major_faults"] == 1
+
+
 # --- properties --------------------------------------------------------------------------------
 
 

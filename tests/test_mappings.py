@@ -145,6 +145,22 @@ def test_mmap_shared_creates_shared_mapping(Machine):
     assert mp.perms == "rw-s"
 
 
+def test_shared_object_lives_while_any_mapping_refers_to_it(Machine):
+    m = Machine(4)
+    p = m.spawn()
+    a = p.mmap(2 * PS, shared=True)
+    p.write(a, b"shm" * 2000)                 # both pages
+    c = p.fork()
+    p.munmap(a, 2 * PS)
+    assert m.frames_free == 2                 # the child's mapping keeps the object
+    assert c.read(a, 9) == b"shmshmshm"
+    c.write(a + PS, b"still")
+    c.exit()
+    assert m.frames_free == 4                 # last mapping gone: frames freed
+    p.wait()
+    m.check()
+
+
 # --- munmap ---------------------------------------------------------------------------
 
 

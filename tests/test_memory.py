@@ -387,3 +387,22 @@ def test_security_reused_swap_slot_is_not_visible(Machine):
     for i in range(4):
         assert q.read(b + i * PS, PS) == b"\0\x02" + bytes(PS - 2)
     m.check()
+
+
+def test_zero_page_is_never_evicted(Machine):
+    m = Machine(1, swap_slots=4)
+    p = m.spawn()
+    z = p.mmap(PS)
+    p.read(z, 1)                              # the zero page
+    a = p.mmap(3 * PS)
+    for i in range(3):                        # one frame: each write evicts the last page
+        p.write(a + i * PS, bytes([i + 1]) * 8)
+    for i in range(3):
+        assert p.read(a + i * PS, 8) == bytes([i + 1]) * 8
+    assert m.stats["evictions"] >= 2
+    raw = p.pte(z)
+    assert raw & P.PRESENT and raw & P.ZERO
+    assert p.translate(z) == m.frames * PS
+    assert m.refcount(m.frames) == 1
+    assert p.read(z, PS) == bytes(PS)
+    m.check()

@@ -129,6 +129,27 @@ def test_fork_counts_in_caller(Machine):
     assert m.stats["forks"] == 2
 
 
+def test_fork_copies_swap_entries_and_adds_to_slot_count(Machine):
+    m = Machine(2, swap_slots=4)
+    p = m.spawn()
+    a = p.mmap(3 * PS)
+    for i in range(3):                        # 3 pages, 2 frames: one goes to swap
+        p.write(a + i * PS, bytes([65 + i]) * 4)
+    swapped = [a + i * PS for i in range(3) if P.decode(p.pte(a + i * PS)).swapped]
+    assert len(swapped) == 1
+    (x,) = swapped
+    assert m.swap_free == 3
+    c = p.fork()
+    assert c.pte(x) == p.pte(x)               # the same slot, no new one
+    assert m.swap_free == 3
+    c.exit()
+    p.wait()
+    assert m.swap_free == 3                   # the parent still names the slot
+    assert p.read(x, 4) == bytes([65 + (x - a) // PS]) * 4
+    p.exit()
+    assert_back_to_start(m, 2, 4)
+
+
 def test_fork_of_many_pages_copies_no_data(Machine):
     m = Machine(64)
     p = m.spawn()

@@ -199,7 +199,8 @@ OFFSET = st.one_of(st.just(0), st.integers(-16, 16), st.integers(0, 65535))
 TARGET = st.tuples(st.sampled_from(["inside", "inside", "recent", "edge", "edge"]),
                    st.integers(0, 63), st.integers(0, 2 ** 20), st.integers(-1, 2),
                    OFFSET)
-LENGTH = st.one_of(st.integers(1, 16), st.integers(1, 3 * 65536), st.just(0))
+LENGTH = st.one_of(st.integers(0, 16), st.integers(1, 3 * 65536))
+# (n is taken modulo 3 pages, see DiffMachine.length)
 SEED = st.integers(0, 2 ** 16)
 WRAP = st.sampled_from(["{}", "bytearray({})", "memoryview({})",
                         "np.frombuffer({}, np.uint8)"])
@@ -207,9 +208,9 @@ PROT = st.sampled_from(["rw", "r", "rwx", "r-x", "", "x", "w", 3, 5, 0, "wr"])
 STATUS = st.integers(-3, 300)
 
 MACHINE = st.fixed_dictionaries({
-    "frames": st.one_of(st.integers(4, 10), st.integers(4, 64)),
+    "frames": st.one_of(st.integers(4, 8), st.integers(4, 16), st.integers(4, 64)),
     "page_size": st.sampled_from([512, 4096]),
-    "swap_slots": st.one_of(st.integers(0, 16), st.integers(0, 64)),
+    "swap_slots": st.one_of(st.just(0), st.integers(1, 16), st.integers(16, 64)),
     "policy": st.sampled_from(["clock", "fifo", "lru", "random"]),
     "zero_page": st.booleans(),
     "tlb_entries": st.sampled_from([4, 0, 64]),
@@ -283,8 +284,9 @@ class DiffMachine(RuleBasedStateMachine):
     def P0(self):
         return self.sides[0]["P"]
 
-    def live(self) -> bool:
-        return any(self.P0[pid].state == "running" for pid in self.pids)
+    def live(self) -> int:
+        """How many processes are running."""
+        return sum(self.P0[pid].state == "running" for pid in self.pids)
 
     def pick(self, who: int) -> int:
         """A running pid most of the time; any pid ever made an eighth of the time."""
@@ -301,17 +303,22 @@ class DiffMachine(RuleBasedStateMachine):
         top = 1 << self.cfg["va_bits"]
         return out + [MMAP_MIN, top - self.page, top, 0]
 
-    def addr(self, pid, target, aligned=False) -> int:
-        """An address for ``pid`` from a TARGET draw; ``aligned``: a page start,
-        misaligned by one byte when the offset draw is exactly 1."""
+    def addr(self, pid, target, aligned=False, edge=False):
+        """An address for ``pid`` from a TARGET draw, and the end of the region it
+        was picked in (None for an edge address). ``aligned``: a page start,
+        misaligned by one byte when the offset draw is exactly 1. ``edge``: take
+        an edge or fixed address whatever the mode."""
         mode, sel, pos, delta, offset = target
         maps = self.P0[pid].maps()
+        end = None
+        if edge:
+            mode = "edge"
         if mode == "recent" and self.recent:
             start, n = self.recent[-1 - sel % len(self.recent)]
-            addr = start + pos % n
+            addr, end = start + pos % n, start + n
         elif mode == "inside" and maps:
             mp = maps[sel % len(maps)]
-            addr = mp.start + pos % (mp.end - mp.start)
+            addr, end = mp.start + pos % (mp.end - mp.start), mp.end
         else:
             anchors = self.anchors(pid)
             addr = anchors[sel % len(anchors)] + delta * self.page
@@ -320,10 +327,15 @@ class DiffMachine(RuleBasedStateMachine):
         if aligned:
             addr -= addr % self.page
             addr += 1 if offset == 1 else 0
-        return addr
+        # Most accesses inside a region stay inside it; a quarter may run past its end.
+        if end is not None and delta == 2:
+            end = None
+        return addr, end
 
-    def length(self, raw: int) -> int:
-        return 0 if raw == 0 else 1 + (raw - 1) % (3 * self.page)
+    def length(self, raw: int, addr: int = 0, end: int | None = None) -> int:
+        """1..3 pages of bytes from a LENGTH draw (0 stays 0), cut at ``end``."""
+        n = 0 if raw == 0 else 1 + (raw - 1) % (3 * self.page)
+        return n if end is None else max(min(n, end - addr), min(n, 1))
 
     # -------------------------------------------------------------- rules
 
@@ -342,7 +354,7 @@ class DiffMachine(RuleBasedStateMachine):
         self.run("m.refcount(m.frames + 1)")
         self.run("m.spawn()", assign=True)
 
-    @precondition(lambda self: len(self.pids) < MAX_PIDS)
+    @precondition(lambda self: len(self.pids) < MAX_PIDS and self.live() < 3)
     @rule()
     def spawn(self):
         self.run("m.spawn()", assign=True)
@@ -353,7 +365,7 @@ class DiffMachine(RuleBasedStateMachine):
     def mmap(self, who, pages, extra, prot, shared, fixed, at):
         pid = self.pick(who)
         length = pages * self.page + extra
-        where = hex(self.addr(pid, at, aligned=True)) if fixed else "None"
+        where = hex(self.addr(pid, at, aligned=True, edge=True)[0]) if fixed else "None"
         self.run(f"P[{pid}].mmap({length:#x}, {prot!r}, addr={where}, shared={shared})")
 
     @precondition(lambda self: self.live())
@@ -361,7 +373,9 @@ class DiffMachine(RuleBasedStateMachine):
           extra=st.sampled_from([0, 0, 0, -1, 1]))
     def munmap(self, who, at, pages, extra):
         pid = self.pick(who)
-        addr = self.addr(pid, at, aligned=True)
+        addr, end = self.addr(pid, at, aligned=True)
+        if end is not None:
+            pages = min(pages, max(1, -(-(end - addr) // self.page)))
         self.run(f"P[{pid}].munmap({addr:#x}, {pages * self.page + extra:#x})")
 
     @precondition(lambda self: self.live())
@@ -369,18 +383,22 @@ class DiffMachine(RuleBasedStateMachine):
           extra=st.sampled_from([0, 0, 0, -1, 1]), prot=PROT)
     def mprotect(self, who, at, pages, extra, prot):
         pid = self.pick(who)
-        addr = self.addr(pid, at, aligned=True)
+        addr, end = self.addr(pid, at, aligned=True)
+        if end is not None:
+            pages = min(pages, max(1, -(-(end - addr) // self.page)))
         self.run(f"P[{pid}].mprotect({addr:#x}, {pages * self.page + extra:#x}, {prot!r})")
 
     def _read(self, who, at, n, kind):
         pid = self.pick(who)
-        addr = self.addr(pid, at)
-        self.run(f"P[{pid}].{kind}({addr:#x}, {self.length(n):#x})")
+        addr, end = self.addr(pid, at)
+        self.run(f"P[{pid}].{kind}({addr:#x}, {self.length(n, addr, end):#x})")
 
-    def _write(self, who, at, n, seed, wrap, addr=None):
-        pid = self.pick(who)
+    def _write(self, who, at, n, seed, wrap, addr=None, pid=None):
+        if pid is None:
+            pid = self.pick(who)
         if addr is None:
-            addr, n = self.addr(pid, at), self.length(n)
+            addr, end = self.addr(pid, at)
+            n = self.length(n, addr, end)
         data = wrap.format(f"blob({seed}, {n:#x})")
         out = self.run(f"P[{pid}].write({addr:#x}, {data})")
         if out is None and n:
@@ -396,23 +414,61 @@ class DiffMachine(RuleBasedStateMachine):
     write_more = precondition(lambda self: self.live())(
         rule(who=WHO, at=TARGET, n=LENGTH, seed=SEED, wrap=st.just("{}"))(_write))
 
-    @precondition(lambda self: self.live())
-    @rule(who=WHO, sel=st.integers(0, 63), seed=SEED, stride=st.sampled_from([1, 1, 2, 3]),
-          kind=st.sampled_from(["write", "write", "read", "mixed"]))
-    def sweep(self, who, sel, seed, stride, kind):
-        """Walk one mapping page by page (at most 10 accesses): memory pressure."""
+    def _sweep_map(self, who, sel, seed, stride, kind):
+        """Walk one mapping page by page (at most 12 accesses): memory pressure."""
         pid = self.pick(who)
         maps = self.P0[pid].maps()
         if not maps:
             return
         mp = maps[sel % len(maps)]
+        self._sweep(pid, who, mp.start, mp.end, seed, stride, kind)
+
+    sweep = precondition(lambda self: self.live())(rule(
+        who=WHO, sel=st.integers(0, 63), seed=SEED, stride=st.sampled_from([1, 1, 2, 3]),
+        kind=st.sampled_from(["write", "write", "read", "mixed"]))(_sweep_map))
+    sweep_more = precondition(lambda self: self.live())(rule(
+        who=WHO, sel=st.integers(0, 63), seed=SEED, stride=st.just(1),
+        kind=st.sampled_from(["write", "mixed"]))(_sweep_map))
+
+    @precondition(lambda self: self.live())
+    @rule(who=WHO, extra=st.integers(-2, 4), shared=st.booleans(), seed=SEED,
+          kind=st.sampled_from(["write", "write", "read", "mixed"]))
+    def grow(self, who, extra, shared, seed, kind):
+        """mmap about as many pages as there are frames, then sweep them."""
+        pid = self.pick(who)
+        pages = max(1, min(16, self.cfg["frames"] // 2 + extra))
+        start = self.run(f"P[{pid}].mmap({pages * self.page:#x}, 'rw', shared={shared})")
+        if isinstance(start, int):
+            self._sweep(pid, who, start, start + pages * self.page, seed, 1, kind)
+
+    @precondition(lambda self: len(self.pids) < MAX_PIDS and self.live())
+    @rule(who=WHO, how=st.sampled_from(["fork", "fork", "vfork"]), sel=st.integers(0, 63),
+          seed=SEED, then=st.sampled_from(["parent", "exit", "exec", "none"]))
+    def family(self, who, how, sel, seed, then):
+        """fork (or vfork), then the child and the parent sweep one mapping:
+        COW copies and reuses, and, under pressure, shared swap slots and swap-cache hits."""
+        pid = self.pick(who)
+        maps = self.P0[pid].maps()
+        child = self.run(f"P[{pid}].{how}()", assign=True)
+        if not maps or not hasattr(child, "pid"):
+            return
+        mp = maps[sel % len(maps)]
+        self._sweep(child.pid, who, mp.start, mp.end, seed, 1, "mixed")
+        if then == "exit" or then == "exec":
+            arg = "Image([], stack_size=0x1000)" if then == "exec" else ""
+            self.run(f"P[{child.pid}].{then}({arg})")
+        if then != "none":
+            self._sweep(pid, who, mp.start, mp.end, seed + 1, 1, "mixed")
+
+    def _sweep(self, pid, who, start, end, seed, stride, kind):
         rnd = random.Random(seed)
-        for page in list(range(mp.start, mp.end, stride * self.page))[:10]:
-            addr = page + rnd.randrange(self.page)
-            n = rnd.randint(1, self.page)
+        for page in list(range(start, end, stride * self.page))[:12]:
+            off = rnd.randrange(self.page)
+            addr = page + off
+            # Mostly within the page, sometimes into the next one.
+            n = rnd.randint(1, self.page - off if rnd.random() < 0.8 else self.page)
             if kind == "write" or kind == "mixed" and rnd.random() < 0.5:
-                self._write(who, ("recent", 0, 0, 0, 0), n, rnd.randrange(2 ** 16), "{}",
-                            addr=addr)
+                self._write(who, None, n, rnd.randrange(2 ** 16), "{}", addr=addr, pid=pid)
             else:
                 self.run(f"P[{pid}].read({addr:#x}, {n:#x})")
             if self.P0[pid].state != "running":
@@ -424,7 +480,7 @@ class DiffMachine(RuleBasedStateMachine):
         """Introspection anywhere (unmapped, beyond va space, negative), idle, reset_stats."""
         if what == "introspect":
             pid = self.pick(who)
-            addr = self.addr(pid, at)
+            addr = self.addr(pid, at)[0]
             self.run(f"(P[{pid}].translate({addr:#x}), P[{pid}].pte({addr:#x}))")
         elif what == "idle":
             self.run(f"m.idle({n})")
