@@ -149,7 +149,8 @@ cdef class Core:
     cdef uint8_t[:, ::1] swapmem
     cdef int32_t[::1] scount          # swap PTEs + object pages naming the slot
     cdef int64_t[::1] scache          # frame caching the slot, or -1
-    cdef uint8_t[::1] szero           # slot content known all zero
+    cdef uint8_t[::1] szero           # slot content is all zero: its bytes are stale
+                                      # and never read (swap-in zeroes instead)
     cdef int64_t *slot_heap
     cdef int64_t slot_n
     # address spaces
@@ -763,6 +764,7 @@ cdef class Core:
         """Make page ``vpn`` allow ``kind``: TLB, walk, faults; set A/D."""
         cdef int64_t i = 0, pfn
         cdef pte_t *p = NULL
+        cdef pte_t fresh
         cdef int st
         if self.tlb_n:
             i = <int64_t>(vpn % <uint64_t>self.tlb_n)
@@ -772,7 +774,17 @@ cdef class Core:
             else:
                 self._count(S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
-            p = self._walk(mm, vpn, True)
+            p = self._walk(mm, vpn, False)
+            if p == NULL:
+                # No table yet: fault into a scratch entry, so that a failed fault
+                # (OutOfMemory) allocates no page-table node.
+                fresh = 0
+                while not pte_allows(fresh, kind):
+                    st = self._fault(mm, vpn, kind, vma, &fresh)
+                    if st != ST_OK:
+                        return st
+                p = self._walk(mm, vpn, True)
+                p[0] = fresh
             while not pte_allows(p[0], kind):
                 st = self._fault(mm, vpn, kind, vma, p)
                 if st != ST_OK:
@@ -789,21 +801,16 @@ cdef class Core:
         out[0] = p
         return ST_OK
 
-    cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
-                     uint8_t *buf) except -1:
-        """One read/write/fetch of ``n`` >= 1 bytes (semantics.md section 5)."""
+    cdef int _check(self, int64_t mm, uint64_t addr, int64_t n, int kind) except -1:
+        """Rules 1 and 2 for every page of an access, before anything changes."""
         cdef uint64_t first = addr >> self.page_shift, last, vpn
         cdef int64_t *vma
         cdef int need = 1 if kind == ACC_READ else (2 if kind == ACC_WRITE else 4)
-        cdef int st = ST_OK
-        cdef pte_t *p
-        cdef int64_t npages, k, pfn, off, chunk, done = 0
         self.fault_kind = kind
         if addr + <uint64_t>(n - 1) < addr:     # wraps around 2**64
             self.fault_addr = addr
             return ST_SEGV
         last = (addr + <uint64_t>(n - 1)) >> self.page_shift
-        # 1. every page is mapped and allowed, before anything changes
         vpn = first
         while vpn <= last:
             self.fault_addr = addr if vpn == first else vpn << self.page_shift
@@ -815,6 +822,19 @@ cdef class Core:
             if not (vma[V_PROT] & need):
                 return ST_PROT
             vpn += 1
+        return ST_OK
+
+    cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
+                     uint8_t *buf) except -1:
+        """One read/write/fetch of ``n`` >= 1 bytes that ``_check`` passed
+        (semantics.md section 5): touch every page, then move the bytes."""
+        cdef uint64_t first = addr >> self.page_shift, vpn
+        cdef uint64_t last = (addr + <uint64_t>(n - 1)) >> self.page_shift
+        cdef int64_t *vma
+        cdef int st = ST_OK
+        cdef pte_t *p
+        cdef int64_t npages, k, pfn, off, chunk, done = 0
+        self.fault_kind = kind
         npages = <int64_t>(last - first + 1)
         if npages > 1:
             self._reserve_pins(npages)
@@ -891,6 +911,9 @@ cdef class Core:
         cdef int st
         if n == 0:
             return b""
+        st = self._check(mm, addr, n, kind)
+        if st != ST_OK:
+            self._raise_status(st, pid)
         self._serve(ps)
         out = PyBytes_FromStringAndSize(NULL, n)
         st = self._access(mm, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out))
@@ -908,16 +931,20 @@ cdef class Core:
             n = PyBytes_GET_SIZE(data)
             if n == 0:
                 return 0
-            self._serve(ps)
-            st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>PyBytes_AS_STRING(data))
+            st = self._check(mm, addr, n, ACC_WRITE)
+            if st == ST_OK:
+                self._serve(ps)
+                st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>PyBytes_AS_STRING(data))
         else:
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
             try:
                 n = view.len
                 if n == 0:
                     return 0
-                self._serve(ps)
-                st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>view.buf)
+                st = self._check(mm, addr, n, ACC_WRITE)
+                if st == ST_OK:
+                    self._serve(ps)
+                    st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>view.buf)
             finally:
                 PyBuffer_Release(&view)
         self.ps = self.scratch
@@ -980,11 +1007,14 @@ cdef class Core:
             if not pte:
                 continue
             if pte & PTE_PRESENT:
-                if not (pte & (PTE_ZERO | PTE_SHARED)) and pte & (PTE_WRITABLE | PTE_COW):
+                self.refcnt[pte_pfn(pte)] += 1
+                if pte & (PTE_ZERO | PTE_SHARED):
+                    dst[i] = pte            # copied as they are
+                    continue
+                if pte & (PTE_WRITABLE | PTE_COW):
                     pte = (pte & ~PTE_WRITABLE) | PTE_COW
                     src[i] = pte
-                self.refcnt[pte_pfn(pte)] += 1
-                dst[i] = pte & ~PTE_ACCESSED
+                dst[i] = pte & ~PTE_ACCESSED   # the child has not used it yet
             else:
                 self.scount[pte_pfn(pte)] += 1
                 dst[i] = pte
@@ -1207,8 +1237,6 @@ cdef class Core:
                 return f"swap slot {slot}: count {self.scount[slot]} disagrees with the free list"
             if self.scache[slot] >= 0 and self.frame_slot[self.scache[slot]] != slot:
                 return f"swap slot {slot}: cache link broken"
-            if self.szero[slot] and self.swap_array[slot].any():
-                return f"swap slot {slot} is flagged all-zero but holds nonzero bytes"
         for i in range(self.tlb_n):
             mm = self.tlb_mm[i]
             if mm == 0:

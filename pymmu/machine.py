@@ -449,12 +449,12 @@ class Process:
     # ---- accesses --------------------------------------------------------
 
     def _checked(self, addr, n, access: str) -> tuple[int, int]:
-        """The slow path of read/fetch/write: types, signs and state."""
+        """The slow path of read/fetch/write: state, then types and signs."""
+        self._running(access)
         addr = as_int(addr, "addr")
         n = as_int(n, "n")
         if addr < 0 or n < 0:
             raise ValueError(f"addr and n must not be negative ({addr}, {n})")
-        self._running(access)
         return addr, n
 
     # The three accessors test the common case (int arguments, running process)
@@ -469,8 +469,12 @@ class Process:
         if type(addr) is not int or type(n) is not int or addr < 0 or n < 0 or (
                 not self._active):
             addr, n = self._checked(addr, n, "read")
-        if addr >= self._top:
-            raise SegmentationFault(addr, "read", self.pid)
+        if addr >= self._top or n > self._top:
+            if n == 0:
+                return b""
+            if addr >= self._top:
+                raise SegmentationFault(addr, "read", self.pid)
+            n = self._top + 1      # faults anyway; keep it a C-sized length
         return self._core.read(self._mm, self.pid, addr, n, 0, self._stats)
 
     def fetch(self, addr, n) -> bytes:
@@ -478,8 +482,12 @@ class Process:
         if type(addr) is not int or type(n) is not int or addr < 0 or n < 0 or (
                 not self._active):
             addr, n = self._checked(addr, n, "fetch")
-        if addr >= self._top:
-            raise SegmentationFault(addr, "execute", self.pid)
+        if addr >= self._top or n > self._top:
+            if n == 0:
+                return b""
+            if addr >= self._top:
+                raise SegmentationFault(addr, "execute", self.pid)
+            n = self._top + 1      # faults anyway; keep it a C-sized length
         return self._core.read(self._mm, self.pid, addr, n, 2, self._stats)
 
     def write(self, addr, data) -> None:
@@ -489,14 +497,15 @@ class Process:
         ``vfork_child_writes`` (or raises ``ProcessStateError`` with
         ``strict_vfork``).
         """
+        if not self._active:
+            self._running("write")
+        if self._lender is not None and self._m.strict_vfork:
+            raise ProcessStateError(f"pid {self.pid} is a vfork child: writes to the "
+                                    "borrowed address space are refused (strict_vfork)")
+        if type(addr) is not int or addr < 0:
+            addr, _ = self._checked(addr, 0, "write")
         if type(data) is not bytes:
             data = as_buffer(data)
-        if type(addr) is not int or addr < 0 or not self._active:
-            addr, _ = self._checked(addr, 0, "write")
-        if self._lender is not None:
-            if self._m.strict_vfork:
-                raise ProcessStateError(f"pid {self.pid} is a vfork child: writes to the "
-                                        "borrowed address space are refused (strict_vfork)")
         if addr >= self._top:
             if len(data) == 0:
                 return
@@ -535,6 +544,7 @@ class Process:
     def _leave_space(self) -> None:
         """Give up the address space: return it to a vfork lender, or drop it."""
         space, self._space, self._mm = self._space, None, 0
+        self._core.tlb_flush(space.mm)     # a context switch away from the space
         if self._lender is not None:
             self._lender._borrower = None
             self._lender._active = self._lender._status is None

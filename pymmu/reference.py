@@ -681,20 +681,32 @@ class Machine:
         self._release_objects(list(space.vmas))
 
     def _fork_space(self, parent: _AddressSpace) -> _AddressSpace:
+        """The child's page table is a node-for-node copy of the parent's tree
+        (empty nodes included), with the COW rules applied to the entries."""
         child = self._new_space(parent.family)
         for v in parent.vmas:
             child.vmas.insert(v)
-        for vpn, pte in list(parent.entries()):
-            if pte & PRESENT:
-                self._ref[pte >> PFN_SHIFT] += 1
-                if not pte & (ZERO | SHARED):
-                    if parent.vmas.find(vpn).prot & PROT_WRITE:
-                        pte = (pte & ~WRITABLE) | COW
-                        parent.set(vpn, pte)
-                    pte &= ~ACCESSED
-            else:
-                self._slot_count[pte >> PFN_SHIFT] += 1
-            child.set(vpn, pte)
+
+        def copy(src: dict, dst: dict, level: int, base: int) -> None:
+            span = 1 << (parent.bits * (parent.levels - 1 - level))
+            for i in sorted(src):
+                if level < parent.levels - 1:
+                    dst[i] = {}
+                    child.nodes += 1
+                    copy(src[i], dst[i], level + 1, base + i * span)
+                    continue
+                pte = src[i]
+                if pte & PRESENT:
+                    self._ref[pte >> PFN_SHIFT] += 1
+                    if not pte & (ZERO | SHARED):
+                        if parent.vmas.find(base + i).prot & PROT_WRITE:
+                            pte = src[i] = (pte & ~WRITABLE) | COW
+                        pte &= ~ACCESSED       # the child has not used it yet
+                else:
+                    self._slot_count[pte >> PFN_SHIFT] += 1
+                dst[i] = pte
+
+        copy(parent.root, child.root, 0, 0)
         self._tlb_flush(parent.asid)
         return child
 
@@ -861,7 +873,25 @@ class Process:
     # ------------------------------------------------------------------ mappings
 
     def mmap(self, length, prot="rw", *, addr=None, shared=False) -> int:
-        """Map ``length`` bytes (rounded up to pages); returns the base address."""
+        """Map ``length`` bytes, rounded up to whole pages.
+
+        Parameters
+        ----------
+        length : int
+            Bytes, > 0.
+        prot : str or int
+            ``"rw"``, ``"r-x"``, ... or PROT_ flags; w implies r.
+        addr : int, optional
+            A page-aligned free address (MAP_FIXED_NOREPLACE); None picks the
+            lowest free range at or above MMAP_MIN.
+        shared : bool
+            Back the mapping with a new shared memory object.
+
+        Returns
+        -------
+        int
+            The base address. No page is touched: PTEs appear on first access.
+        """
         self._running()
         m = self._m
         length = positive_int(length, "length")
@@ -926,7 +956,17 @@ class Process:
         return addr, nonneg_int(n, "n")
 
     def read(self, addr, n) -> bytes:
-        """Read ``n`` bytes (read access)."""
+        """Read ``n`` bytes at ``addr`` (read access).
+
+        Raises
+        ------
+        SegmentationFault, ProtectionFault
+            Before anything changes; ``.addr`` is ``addr`` for the first page,
+            the page start for later ones.
+        OutOfMemory
+            A frame was needed and none could be freed; pages already faulted
+            in by this call stay resident, nothing is read.
+        """
         self._running()
         addr, n = self._access_args(addr, n)
         return self._m._access(self, addr, n, "read")
@@ -938,7 +978,12 @@ class Process:
         return self._m._access(self, addr, n, "execute")
 
     def write(self, addr, data) -> None:
-        """Write any bytes-like object at ``addr`` (write access)."""
+        """Write any bytes-like object at ``addr`` (write access).
+
+        Errors as for ``read``. A vfork child writes into its parent's memory
+        (counted as ``vfork_child_writes``), or raises ProcessStateError under
+        ``strict_vfork``.
+        """
         self._running()
         m = self._m
         if self._lender is not None and m._strict_vfork:
@@ -1005,10 +1050,12 @@ class Process:
         m = self._m
         self._release()
         for child in m._procs.values():
-            if child.ppid == self.pid and child is not self:
-                if child.state == "zombie":
-                    child.state = "exited"
-                child.ppid = 0
+            if child.ppid != self.pid:
+                continue
+            if child.state == "zombie":
+                child.state = "exited"        # reaped: keeps its ppid, like a waited child
+            elif child.state != "exited":
+                child.ppid = 0                # orphans are reaped when they exit
         self._status = status
         self.state = "exited" if self.ppid == 0 else "zombie"
 
