@@ -1254,3 +1254,116 @@ cdef class Core:
         return None
 
 
+
+
+cdef class ProcessCore:
+    """The per-call hot path of ``pymmu.Process``: ``read``, ``fetch``, ``write``.
+
+    ``machine.Process`` subclasses this and owns everything else. The fast path
+    here handles the common case (int arguments in range, a running process);
+    anything else goes to the subclass's ``_read_slow`` / ``_write_slow``, which
+    check arguments and state and raise the right error, so there is one set of
+    rules.
+    """
+
+    cdef Core _c
+    cdef public int64_t _mm            # address space (0 once released)
+    cdef public int64_t pid
+    cdef public bint _active           # state == "running"
+    cdef public bint _borrowing        # a vfork child using its parent's space
+    cdef bint _strict                  # the machine refuses vfork child writes
+    cdef uint64_t _top                 # 2**va_bits
+    cdef readonly object _stats        # int64[S_COUNT] counters of this process
+    cdef int64_t *_ps
+
+    def __init__(self, Core core, int64_t pid, int64_t mm, bint strict):
+        self._c = core
+        self.pid = pid
+        self._mm = mm
+        self._active = True
+        self._borrowing = False
+        self._strict = strict
+        self._top = (<uint64_t>1) << core.va_bits
+        self._stats = np.zeros(S_COUNT, np.int64)
+        self._ps = <int64_t *>cnp.PyArray_DATA(self._stats)
+
+    cdef object _read(self, object addr, object n, int kind):
+        cdef uint64_t a
+        cdef int64_t length
+        cdef int st
+        cdef Core c = self._c
+        if not self._active or type(addr) is not int or type(n) is not int:
+            return None
+        try:
+            a = addr
+            length = n
+        except OverflowError:
+            return None
+        if length <= 0 or a >= self._top or <uint64_t>length > self._top:
+            return None
+        st = c._check(self._mm, a, length, kind)
+        if st != ST_OK:
+            c._raise_status(st, self.pid)
+        out = PyBytes_FromStringAndSize(NULL, length)
+        c.ps = self._ps
+        st = c._access(self._mm, a, length, kind, <uint8_t *>PyBytes_AS_STRING(out))
+        c.ps = c.scratch
+        if st != ST_OK:
+            c._raise_status(st, self.pid)
+        return out
+
+    def read(self, addr, n):
+        """Read ``n`` bytes at ``addr`` (a read access); returns bytes.
+
+        Raises ``SegmentationFault`` or ``ProtectionFault`` (with ``.addr``,
+        ``.access`` and ``.pid``), ``OutOfMemory``, or ``ProcessStateError``; a
+        failed read changes no byte.
+        """
+        out = self._read(addr, n, ACC_READ)
+        return self._read_slow(addr, n, "read") if out is None else out
+
+    def fetch(self, addr, n):
+        """Fetch ``n`` bytes at ``addr`` as instructions (an execute access)."""
+        out = self._read(addr, n, ACC_EXEC)
+        return self._read_slow(addr, n, "execute") if out is None else out
+
+    def write(self, addr, data):
+        """Write ``data`` (bytes, bytearray, memoryview, numpy array...) at ``addr``.
+
+        A write by a vfork child lands in the parent's memory and counts
+        ``vfork_child_writes``; with ``Machine(strict_vfork=True)`` it raises
+        ``ProcessStateError`` and writes nothing.
+        """
+        cdef uint64_t a
+        cdef Py_ssize_t length
+        cdef int st
+        cdef Core c = self._c
+        if (not self._active or type(addr) is not int or type(data) is not bytes
+                or (self._borrowing and self._strict)):
+            return self._write_slow(addr, data)
+        try:
+            a = addr
+        except OverflowError:
+            return self._write_slow(addr, data)
+        length = PyBytes_GET_SIZE(data)
+        if length == 0 or a >= self._top:
+            return self._write_slow(addr, data)
+        st = c._check(self._mm, a, length, ACC_WRITE)
+        if st != ST_OK:
+            c._raise_status(st, self.pid)
+        c.ps = self._ps
+        st = c._access(self._mm, a, length, ACC_WRITE, <uint8_t *>PyBytes_AS_STRING(data))
+        if st == ST_OK and self._borrowing:
+            c._count(S_VFORK_CHILD_WRITES)
+        c.ps = c.scratch
+        if st != ST_OK:
+            c._raise_status(st, self.pid)
+
+    def _write_buffer(self, uint64_t addr, object data):
+        """Write a bytes-like object whose checks the caller did."""
+        cdef Core c = self._c
+        c.write(self._mm, self.pid, addr, data, self._stats)
+        if self._borrowing:
+            c.ps = self._ps
+            c._count(S_VFORK_CHILD_WRITES)
+            c.ps = c.scratch

@@ -26,7 +26,7 @@ from pymmu._args import (
     nonneg_int,
     parse_prot,
 )
-from pymmu._core import Core
+from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault
 from pymmu.image import Image
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
@@ -298,7 +298,7 @@ class Machine:
                 f"frames_free={self.frames_free})")
 
 
-class Process:
+class Process(ProcessCore):
     """A process: a pid, a parent, a state and an address space.
 
     Made by ``Machine.spawn``, ``fork`` and ``vfork``; never constructed directly.
@@ -307,20 +307,16 @@ class Process:
     """
 
     def __init__(self, machine: Machine, pid: int, ppid: int, space: _Space):
+        super().__init__(machine._core, pid, space.mm, machine.strict_vfork)
         self._m = machine
         self._core = machine._core
-        self.pid = pid
         self.ppid = ppid
         self._space: _Space | None = space
-        self._mm = space.mm
-        self._stats = np.zeros(len(STAT_NAMES), np.int64)
         self._children: list[Process] = []
         self._lender: Process | None = None      # whom we borrow from (vfork child)
         self._borrower: Process | None = None    # who borrows from us (we are suspended)
         self._status: int | None = None
         self._exited = False
-        self._active = True      # state == "running": the accessors' fast check
-        self._top = machine._top
 
     # ---- state -----------------------------------------------------------
 
@@ -448,8 +444,11 @@ class Process:
 
     # ---- accesses --------------------------------------------------------
 
+    # read, fetch and write live in ProcessCore (Cython): their fast path takes
+    # the common case; everything else lands in these two, which apply the rules.
+
     def _checked(self, addr, n, access: str) -> tuple[int, int]:
-        """The slow path of read/fetch/write: state, then types and signs."""
+        """State, then types and signs, of an access."""
         self._running(access)
         addr = as_int(addr, "addr")
         n = as_int(n, "n")
@@ -457,62 +456,29 @@ class Process:
             raise ValueError(f"addr and n must not be negative ({addr}, {n})")
         return addr, n
 
-    # The three accessors test the common case (int arguments, running process)
-    # inline and leave everything else to _checked: they are the per-call hot path.
+    def _read_slow(self, addr, n, access: str) -> bytes:
+        addr, n = self._checked(addr, n, "fetch" if access == "execute" else access)
+        if n == 0:
+            return b""
+        if addr >= self._m._top:
+            raise SegmentationFault(addr, access, self.pid)
+        # Longer than the address space: it faults anyway; keep a C-sized length.
+        n = min(n, self._m._top + 1)
+        return self._core.read(self._mm, self.pid, addr, n, 0 if access == "read" else 2,
+                               self._stats)
 
-    def read(self, addr, n) -> bytes:
-        """Read ``n`` bytes at ``addr`` (a read access); returns bytes.
-
-        Raises ``SegmentationFault`` / ``ProtectionFault`` (with ``.addr``,
-        ``.access`` and ``.pid``) or ``OutOfMemory``; a failed read changes no byte.
-        """
-        if type(addr) is not int or type(n) is not int or addr < 0 or n < 0 or (
-                not self._active):
-            addr, n = self._checked(addr, n, "read")
-        if addr >= self._top or n > self._top:
-            if n == 0:
-                return b""
-            if addr >= self._top:
-                raise SegmentationFault(addr, "read", self.pid)
-            n = self._top + 1      # faults anyway; keep it a C-sized length
-        return self._core.read(self._mm, self.pid, addr, n, 0, self._stats)
-
-    def fetch(self, addr, n) -> bytes:
-        """Fetch ``n`` bytes at ``addr`` as instructions (an execute access)."""
-        if type(addr) is not int or type(n) is not int or addr < 0 or n < 0 or (
-                not self._active):
-            addr, n = self._checked(addr, n, "fetch")
-        if addr >= self._top or n > self._top:
-            if n == 0:
-                return b""
-            if addr >= self._top:
-                raise SegmentationFault(addr, "execute", self.pid)
-            n = self._top + 1      # faults anyway; keep it a C-sized length
-        return self._core.read(self._mm, self.pid, addr, n, 2, self._stats)
-
-    def write(self, addr, data) -> None:
-        """Write ``data`` (bytes, bytearray, memoryview, numpy array...) at ``addr``.
-
-        A write by a vfork child lands in the parent's memory and counts
-        ``vfork_child_writes`` (or raises ``ProcessStateError`` with
-        ``strict_vfork``).
-        """
-        if not self._active:
-            self._running("write")
-        if self._lender is not None and self._m.strict_vfork:
+    def _write_slow(self, addr, data) -> None:
+        self._running("write")
+        if self._borrowing and self._m.strict_vfork:
             raise ProcessStateError(f"pid {self.pid} is a vfork child: writes to the "
                                     "borrowed address space are refused (strict_vfork)")
-        if type(addr) is not int or addr < 0:
-            addr, _ = self._checked(addr, 0, "write")
-        if type(data) is not bytes:
-            data = as_buffer(data)
-        if addr >= self._top:
-            if len(data) == 0:
-                return
+        addr, _ = self._checked(addr, 0, "write")
+        view = as_buffer(data)
+        if len(view) == 0:
+            return
+        if addr >= self._m._top:
             raise SegmentationFault(addr, "write", self.pid)
-        if self._core.write(self._mm, self.pid, addr, data, self._stats) and (
-                self._lender is not None):
-            self._m._count(self, "vfork_child_writes")
+        self._write_buffer(addr, view)
 
     # ---- process lifecycle -------------------------------------------------
 
@@ -535,6 +501,7 @@ class Process:
         self._space.users += 1
         child = m._new_process(self.pid, self._space)
         child._lender = self
+        child._borrowing = True
         self._borrower = child
         self._active = False
         self._children.append(child)
@@ -549,6 +516,7 @@ class Process:
             self._lender._borrower = None
             self._lender._active = self._lender._status is None
             self._lender = None
+            self._borrowing = False
         self._m._drop_space(space)
 
     def exec(self, image: Image) -> None:
