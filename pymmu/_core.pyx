@@ -20,7 +20,7 @@ a status into an exception.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
@@ -33,6 +33,10 @@ from pymmu.errors import OutOfMemory, ProtectionFault, SegmentationFault
 cnp.import_array()
 
 _ACCESS_NAMES = ("read", "write", "execute")
+
+# Trace kind codes (traces.FETCH, LOAD, STORE, MODIFY) to access kinds: lackey's
+# M (modify) is one access that reads and writes, so it is a write.
+cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
@@ -181,6 +185,7 @@ cdef class Core:
     cdef public int fault_kind
     cdef int64_t *pins
     cdef int64_t pin_n, pin_cap
+    cdef bint opt_active              # in a replay that knows the future (opt)
 
     def __cinit__(self):
         self.pool_heap = NULL
@@ -565,6 +570,11 @@ cdef class Core:
                             victim = pfn
                             break
                         k -= 1
+        elif self.opt_active:
+            # Belady: the frame whose page is next used farthest in the future.
+            for pfn in range(self.frames):
+                if self._evictable(pfn) and (victim < 0 or self.frame_tick[pfn] > best):
+                    victim, best = pfn, self.frame_tick[pfn]
         else:
             return ST_OPT
         if victim < 0:
@@ -951,6 +961,74 @@ cdef class Core:
         if st != ST_OK:
             self._raise_status(st, pid)
         return n
+
+    # ------------------------------------------------------------------
+    # trace replay
+
+    cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
+                     const uint32_t[::1] size, const int64_t[::1] next_use,
+                     int64_t *index) except -1:
+        """Run trace records in order; each page a record touches is an
+        independent reference (no pinning). Stops at the first record that
+        faults or runs out of memory, with ``index`` set to it."""
+        cdef Py_ssize_t i, n = addr.shape[0]
+        cdef int64_t pos = 0, pfn, length
+        cdef uint64_t a, vpn, last
+        cdef int acc, st
+        cdef int64_t *vma
+        cdef pte_t *p
+        cdef bint opt = next_use is not None
+        for i in range(n):
+            a = addr[i]
+            acc = _KIND_ACCESS[kind[i]]
+            length = size[i] if size[i] > 0 else 1
+            st = self._check(mm, a, length, acc)
+            if st != ST_OK:
+                index[0] = i
+                return st
+            vpn = a >> self.page_shift
+            last = (a + <uint64_t>(length - 1)) >> self.page_shift
+            while vpn <= last:
+                self.fault_addr = a if vpn == a >> self.page_shift else vpn << self.page_shift
+                vma = self._vma(mm, vpn)
+                st = self._touch(mm, vpn, acc, vma, &p)
+                if st != ST_OK:
+                    index[0] = i
+                    return st
+                if opt:
+                    pfn = pte_pfn(p[0])
+                    if pfn != self.zero_pfn:
+                        self.frame_tick[pfn] = next_use[pos]
+                pos += 1
+                vpn += 1
+            self._count(S_READS if acc == ACC_READ else (S_WRITES if acc == ACC_WRITE
+                                                         else S_FETCHES))
+        return ST_OK
+
+    def replay(self, int64_t mm, int64_t pid, const uint64_t[::1] addr,
+               const uint8_t[::1] kind, const uint32_t[::1] size,
+               const int64_t[::1] next_use, cnp.ndarray ps):
+        """Replay trace columns in ``mm``; ``next_use`` (for opt) is the next
+        position of each page reference, or None. Returns None, or
+        ``(exception, index)`` for the record that failed."""
+        cdef int64_t index = -1
+        cdef int st
+        if next_use is not None:
+            # Frames mapped before the replay have no known future: evict them first.
+            self.frame_tick[:] = 1 << 62
+            self.opt_active = True
+        self._serve(ps)
+        try:
+            st = self._replay(mm, addr, kind, size, next_use, &index)
+        finally:
+            self.ps = self.scratch
+            self.opt_active = False
+        if st == ST_OK:
+            return None
+        try:
+            self._raise_status(st, pid)
+        except Exception as e:
+            return e, index
 
     # ------------------------------------------------------------------
     # address spaces

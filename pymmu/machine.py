@@ -222,6 +222,55 @@ class Machine:
             return f"mm {space.mm}: PTE at page {int(vpns[~inside][0]):#x} outside every mapping"
         return None
 
+    # ---- trace replay ------------------------------------------------------
+
+    def replay(self, trace, process=None) -> TMapping[str, int]:
+        """Run a ``pymmu.traces.Trace`` and return the counters it added.
+
+        Parameters
+        ----------
+        trace : pymmu.traces.Trace
+            The records: lackey I is an execute, L a read, S a write, M one write.
+            A record whose bytes cross a page boundary touches every page it
+            covers; each page touched is an independent reference.
+        process : Process, optional
+            Replay in this (running) process's address space. A record that
+            faults raises its ``MemoryFault`` (or ``OutOfMemory``) with ``.index``
+            set to the record's position; earlier records stay applied. Without
+            a process, a fresh one whose whole address space is one private
+            anonymous rwx mapping runs the trace and exits at the end.
+
+        Returns
+        -------
+        dict
+            Counter deltas of this replay (the keys of ``Machine.stats``).
+        """
+        from pymmu.traces import Trace
+
+        if not isinstance(trace, Trace):
+            raise TypeError(f"replay needs a pymmu.traces.Trace, not {type(trace).__name__}")
+        if process is not None:
+            if not isinstance(process, Process) or process._m is not self:
+                raise ValueError("process must be a Process of this machine")
+            process._running("replay")
+            proc = process
+        else:
+            proc = self.spawn()
+            proc.mmap(self._top, "rwx", addr=0)
+        before = self._stats.copy()
+        next_use = trace.next_use(self.page_size) if self.policy == "opt" else None
+        try:
+            failure = self._core.replay(proc._mm, proc.pid, trace.addr, trace.kind,
+                                        trace.size, next_use, proc._stats)
+        finally:
+            if process is None:
+                proc.exit()
+        if failure is not None:
+            error, index = failure
+            error.index = int(index)
+            raise error
+        return dict(zip(STAT_NAMES, (self._stats - before).tolist()))
+
     # ---- processes -------------------------------------------------------
 
     def spawn(self) -> "Process":
