@@ -63,7 +63,8 @@ from pymmu._args import (
     check_machine_args, levels_for, nonneg_int, parse_prot, positive_int,
 )
 from pymmu.errors import (
-    InvariantError, OutOfMemory, ProcessStateError, ProtectionFault, SegmentationFault,
+    InvariantError, MemoryFault, OutOfMemory, ProcessStateError, ProtectionFault,
+    SegmentationFault,
 )
 from pymmu.image import Image
 from pymmu.pte import (
@@ -77,6 +78,9 @@ __all__ = ["Machine", "Process"]
 _M64 = (1 << 64) - 1
 _NEEDS = {"read": PROT_READ, "write": PROT_WRITE, "execute": PROT_EXEC}
 _ALLOWS = {"read": READABLE, "write": WRITABLE, "execute": EXECUTABLE}
+# Trace kind codes FETCH, LOAD, STORE, MODIFY: a modify is one write.
+_TRACE_ACCESS = ("execute", "read", "write", "write")
+_NEVER = 1 << 62     # opt: the next use of a frame mapped before the replay
 
 
 class SplitMix64:
@@ -212,6 +216,7 @@ class Machine:
         self._hand = 0                            # clock hand
         self._rng = SplitMix64(seed)
         self._pinned: set[int] = set()            # frames this call must keep
+        self._future: dict | None = None          # opt, in replay: pfn -> next use
 
         # Swap: slot counts, bytes of used slots, the swap cache both ways.
         self._slot_count = [0] * swap_slots
@@ -436,7 +441,7 @@ class Machine:
     def _reclaim(self, proc, fault_addr: int, access: str) -> None:
         """Free one frame by the machine's policy, or raise OutOfMemory."""
         oom = OutOfMemory(fault_addr, access, proc.pid)
-        if self._policy == "opt":
+        if self._policy == "opt" and self._future is None:
             raise ValueError("opt needs the future: use Machine.replay")
         if self._policy == "clock":
             for _ in range(2 * self._frames):
@@ -459,8 +464,10 @@ class Machine:
             victim = min(candidates, key=lambda pfn: self._loaded[pfn])
         elif self._policy == "lru":
             victim = min(candidates, key=lambda pfn: self._used[pfn])
-        else:  # random
+        elif self._policy == "random":
             victim = candidates[self._rng.next() % len(candidates)]
+        else:  # opt: the page used again farthest in the future (never: first)
+            victim = max(candidates, key=lambda pfn: self._future.get(pfn, _NEVER))
         self._evict(proc, victim)
 
     def _evict(self, proc, pfn: int) -> None:
@@ -500,15 +507,7 @@ class Machine:
             return b""
         space, shift, ps = proc._as, self._shift, self._page_size
         first, last = addr >> shift, (addr + n - 1) >> shift
-        vmas = []
-        for vpn in range(first, last + 1):
-            at = addr if vpn == first else vpn << shift
-            vma = space.vmas.find(vpn) if vpn < self._max_vpn else None
-            if vma is None:
-                raise SegmentationFault(at, kind, proc.pid)
-            if not vma.prot & _NEEDS[kind]:
-                raise ProtectionFault(at, kind, proc.pid)
-            vmas.append(vma)
+        vmas = self._check_pages(proc, addr, n, kind)
         pfns = []
         try:
             for vpn, vma in zip(range(first, last + 1), vmas):
@@ -532,6 +531,77 @@ class Machine:
             pos += hi - lo
         self._count(proc, {"read": "reads", "write": "writes", "execute": "fetches"}[kind])
         return b"".join(out)
+
+    def _check_pages(self, proc, addr: int, n: int, kind: str) -> list:
+        """Rules 1 and 2 for every page of an access, before anything changes;
+        returns the mapping of each page."""
+        space, shift = proc._as, self._shift
+        first, last = addr >> shift, (addr + n - 1) >> shift
+        vmas = []
+        for vpn in range(first, last + 1):
+            at = addr if vpn == first else vpn << shift
+            vma = space.vmas.find(vpn) if vpn < self._max_vpn else None
+            if vma is None:
+                raise SegmentationFault(at, kind, proc.pid)
+            if not vma.prot & _NEEDS[kind]:
+                raise ProtectionFault(at, kind, proc.pid)
+            vmas.append(vma)
+        return vmas
+
+    # ------------------------------------------------------------------ trace replay
+
+    def replay(self, trace, process=None) -> dict:
+        """Run a ``pymmu.traces.Trace``; returns the counters it added.
+
+        Each record is one access (lackey M is one write); every page a record
+        covers is touched in order as an independent reference, with nothing
+        pinned. Without ``process`` a fresh process with one rwx mapping over the
+        whole address space runs it and exits. A failing record raises with
+        ``.index`` set; earlier records stay applied.
+        """
+        from pymmu.traces import Trace
+
+        if not isinstance(trace, Trace):
+            raise TypeError(f"replay needs a pymmu.traces.Trace, not {type(trace).__name__}")
+        if process is not None:
+            if not isinstance(process, Process) or process._m is not self:
+                raise ValueError("process must be a Process of this machine")
+            process._running()
+            proc = process
+        else:
+            proc = self.spawn()
+            proc.mmap(1 << self._va_bits, "rwx", addr=0)
+        before = dict(self._stats)
+        shift = self._shift
+        if self._policy == "opt":
+            # Belady needs the future: the next position of every page reference.
+            next_use = trace.next_use(self._page_size).tolist()
+            self._future = {}
+        pos = 0
+        try:
+            records = zip(trace.addr.tolist(), trace.kind.tolist(), trace.size.tolist())
+            for index, (addr, code, size) in enumerate(records):
+                kind = _TRACE_ACCESS[code]
+                size = max(size, 1)
+                try:
+                    vmas = self._check_pages(proc, addr, size, kind)
+                    for i, vma in enumerate(vmas):
+                        vpn = (addr >> shift) + i
+                        at = addr if i == 0 else vpn << shift
+                        pfn = self._touch(proc, proc._as, vma, vpn, kind, at)
+                        if self._future is not None and pfn != self._zero_pfn:
+                            self._future[pfn] = next_use[pos]
+                        pos += 1
+                except (MemoryFault, OutOfMemory) as e:
+                    e.index = index
+                    raise
+                self._count(proc, {"read": "reads", "write": "writes",
+                                   "execute": "fetches"}[kind])
+        finally:
+            self._future = None
+            if process is None:
+                proc.exit()
+        return {k: self._stats[k] - before[k] for k in STAT_NAMES}
 
     def _touch(self, proc, space, vma, vpn, kind, at) -> int:
         """Make one page accessible for ``kind``; returns the frame it maps."""

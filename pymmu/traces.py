@@ -1,0 +1,724 @@
+"""Memory traces: the ``Trace`` container and the trace-file readers.
+
+This module owns everything a replay needs to know about a trace before it
+reaches the core:
+
+* the kind codes ``FETCH``, ``LOAD``, ``STORE``, ``MODIFY`` (Valgrind lackey's
+  ``I``, ``L``, ``S``, ``M``) and ``KIND_LETTERS``;
+* :class:`Trace`, three read-only, C-contiguous numpy columns (``addr`` uint64,
+  ``kind`` uint8, ``size`` uint32) that ``Machine.replay`` can walk without
+  re-checking, plus the page-level views a replay or a policy needs
+  (:meth:`Trace.pages`, :meth:`Trace.next_use`, :meth:`Trace.distinct_pages`);
+* the readers :func:`read_lackey` (``valgrind --tool=lackey --trace-mem=yes``
+  output) and :func:`read_simple` (``R 0x1f00`` / ``W 0x1f08`` lines);
+* the compression sniffing shared by both readers (:func:`detect_compression`,
+  :func:`open_binary`, :func:`open_text`, :func:`read_bytes`): plain, xz, gzip
+  and bz2 files are told apart by their first bytes, never by their name.
+
+Only the standard library and numpy are imported.
+
+>>> t = Trace([0x1000, 0x1ffc, 0x5000], kind="LSI", size=[8, 8, 4])
+>>> t
+Trace(3 records: I=1 L=1 S=1 M=0, addr 0x1000..0x5000)
+>>> t.pages(4096)              # the second record crosses into page 2
+array([1, 1, 2, 5], dtype=uint64)
+>>> t.next_use(4096)
+array([1, 4, 4, 4])
+>>> t.distinct_pages(4096)
+3
+"""
+from __future__ import annotations
+
+import bz2
+import collections
+import gzip
+import io
+import lzma
+import operator
+import os
+import re
+
+import numpy as np
+
+__all__ = [
+    "FETCH", "LOAD", "STORE", "MODIFY", "KIND_LETTERS",
+    "Trace", "Record",
+    "read_lackey", "read_simple",
+    "detect_compression", "open_binary", "open_text", "read_bytes",
+]
+
+FETCH = 0
+LOAD = 1
+STORE = 2
+MODIFY = 3
+KIND_LETTERS = "ILSM"
+
+_KIND_OF_LETTER = {letter: code for code, letter in enumerate(KIND_LETTERS)}
+_U64_MAX = (1 << 64) - 1
+_U32_MAX = (1 << 32) - 1
+
+Record = collections.namedtuple("Record", ["addr", "kind", "size"])
+Record.__doc__ = """One trace record, as ``trace[i]`` returns it (three Python ints)."""
+
+
+# --------------------------------------------------------------------------
+# Column checking
+# --------------------------------------------------------------------------
+
+def _int_column(value, name: str, lo: int, hi: int) -> np.ndarray:
+    """``value`` as a 0-d or 1-d integer array with every element in [lo, hi].
+
+    The result may share memory with ``value``; the caller copies it into the
+    Trace's own storage. Bools, floats and other non-integers are a TypeError.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be integers, not bool")
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be integers, not {type(value).__name__}")
+    try:
+        a = np.asarray(value)
+    except (OverflowError, ValueError) as e:  # ragged input and the like
+        raise ValueError(f"{name}: cannot make an array of it ({e})") from None
+    if a.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or 1-D, got shape {a.shape}")
+    if a.size == 0:
+        return np.zeros(a.shape, dtype=np.uint64)  # np.asarray([]) is float64
+    kind = a.dtype.kind
+    if kind == "b":
+        raise TypeError(f"{name} must be integers, not bool")
+    if kind == "O":
+        items = []
+        for i, x in enumerate(a.ravel().tolist()):
+            if isinstance(x, bool):
+                raise TypeError(f"{name}[{i}] must be an int, not bool")
+            try:
+                items.append(operator.index(x))
+            except TypeError:
+                raise TypeError(
+                    f"{name}[{i}] must be an int, not {type(x).__name__}") from None
+        bad = [(i, x) for i, x in enumerate(items) if not lo <= x <= hi]
+        if bad:
+            i, x = bad[0]
+            where = f"{name}[{i}]" if a.ndim else name
+            raise ValueError(f"{where} = {x} is out of range [{lo}, {hi}]")
+        a = np.array(items, dtype=np.uint64).reshape(a.shape)
+        return a
+    if kind not in "iu":
+        raise TypeError(f"{name} must be integers, not {a.dtype}")
+    amin, amax = int(a.min()), int(a.max())
+    if amin < lo or amax > hi:
+        bad = (a < lo) if amin < lo else (a > hi)
+        if a.ndim:
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name}[{i}] = {int(a[i])} is out of range [{lo}, {hi}]")
+        raise ValueError(f"{name} = {int(a)} is out of range [{lo}, {hi}]")
+    return a
+
+
+def _kind_column(kind) -> np.ndarray:
+    """The ``kind`` argument as a 0-d or 1-d array of codes 0..3."""
+    if isinstance(kind, str):
+        if len(kind) == 1:
+            if kind not in _KIND_OF_LETTER:
+                raise ValueError(
+                    f"kind letter {kind!r} is not one of {', '.join(KIND_LETTERS)}")
+            return np.asarray(_KIND_OF_LETTER[kind], dtype=np.uint8)
+        kind = list(kind)  # a str of letters: one per record
+    elif isinstance(kind, np.ndarray) and kind.dtype.kind in "US":
+        kind = kind.tolist()
+    if isinstance(kind, (list, tuple)) and any(isinstance(k, (str, bytes)) for k in kind):
+        codes = []
+        for i, k in enumerate(kind):
+            if isinstance(k, bytes):
+                k = k.decode("ascii", "replace")
+            if isinstance(k, str):
+                if k not in _KIND_OF_LETTER:
+                    raise ValueError(f"kind[{i}] = {k!r} is not one of "
+                                     f"{', '.join(KIND_LETTERS)} (or a code 0..3)")
+                codes.append(_KIND_OF_LETTER[k])
+            else:
+                codes.append(k)
+        kind = codes
+    return _int_column(kind, "kind", 0, 3)
+
+
+def _page_shift(page_size) -> int:
+    if isinstance(page_size, (bool, np.bool_)):
+        raise TypeError("page_size must be an int, not bool")
+    try:
+        page_size = operator.index(page_size)
+    except TypeError:
+        raise TypeError(
+            f"page_size must be an int, not {type(page_size).__name__}") from None
+    if page_size < 1 or page_size & (page_size - 1):
+        raise ValueError(f"page_size must be a positive power of two, got {page_size}")
+    return page_size.bit_length() - 1
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+# --------------------------------------------------------------------------
+# Trace
+# --------------------------------------------------------------------------
+
+class Trace:
+    """A memory trace: one record per access, stored as three numpy columns.
+
+    Parameters
+    ----------
+    addr : int or 1-D array_like of int
+        Virtual address of each access, 0 <= addr < 2**64.
+    kind : int, str, or 1-D sequence, default LOAD
+        Access kind per record: an int code ``FETCH``/``LOAD``/``STORE``/
+        ``MODIFY`` (0..3) or the matching lackey letter ``"I"``, ``"L"``,
+        ``"S"``, ``"M"`` (upper case). A one-letter str is a scalar; a longer
+        str such as ``"LLS"`` gives one letter per record, as does a list of
+        letters and/or codes.
+    size : int or 1-D array_like of int, default 1
+        Bytes accessed per record, 1 <= size < 2**32 (lackey sizes are >= 1).
+        A record covers bytes ``[addr, addr + size)``, which must lie below
+        2**64.
+
+    Notes
+    -----
+    Scalars (0-d values, including a one-letter ``kind``) broadcast to the
+    length of the 1-D arguments; all 1-D arguments must have the same length
+    (a length-1 list does not broadcast). If every argument is a scalar the
+    trace has one record. Bad input raises ``TypeError`` (wrong type: floats,
+    bools, strings for ``addr``) or ``ValueError`` (out of range, mismatched
+    lengths, not 1-D).
+
+    The columns are copied into arrays the Trace owns, C-contiguous and
+    read-only (``flags.writeable`` is False), so a replay can trust them
+    without re-checking. ``trace[i]`` is a :class:`Record` of Python ints;
+    ``trace[a:b]``, ``trace[mask]`` and ``trace[indices]`` are Traces.
+
+    Examples
+    --------
+    >>> t = Trace([0x1000, 0x2000, 0x2008], kind=[FETCH, "S", "M"], size=8)
+    >>> len(t), t.addr.dtype, t.kind.tolist(), t.size.tolist()
+    (3, dtype('uint64'), [0, 2, 3], [8, 8, 8])
+    >>> t[1]
+    Record(addr=8192, kind=2, size=8)
+    >>> t[1:]
+    Trace(2 records: I=0 L=0 S=1 M=1, addr 0x2000..0x2008)
+    >>> t.addr.flags.writeable
+    False
+    >>> Trace(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: addr = -1 is out of range [0, 18446744073709551615]
+    """
+
+    __slots__ = ("_addr", "_kind", "_size")
+
+    def __init__(self, addr, kind=LOAD, size=1):
+        a = _int_column(addr, "addr", 0, _U64_MAX)
+        k = _kind_column(kind)
+        s = _int_column(size, "size", 1, _U32_MAX)
+        lengths = [(name, c.shape[0]) for name, c in
+                   (("addr", a), ("kind", k), ("size", s)) if c.ndim == 1]
+        n = lengths[0][1] if lengths else 1
+        for name, m in lengths:
+            if m != n:
+                first = lengths[0][0]
+                raise ValueError(
+                    f"{first} has {n} records but {name} has {m}: "
+                    "1-D arguments must have the same length (scalars broadcast)")
+        addr_col = np.empty(n, dtype=np.uint64)
+        kind_col = np.empty(n, dtype=np.uint8)
+        size_col = np.empty(n, dtype=np.uint32)
+        addr_col[...] = a
+        kind_col[...] = k
+        size_col[...] = s
+        # the last byte, addr + size - 1, must not wrap around 2**64
+        over = addr_col > (np.uint64(_U64_MAX) - (size_col.astype(np.uint64) - np.uint64(1)))
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise ValueError(
+                f"record {i}: addr {int(addr_col[i]):#x} + size {int(size_col[i])} "
+                "runs past 2**64")
+        self._addr = _frozen(addr_col)
+        self._kind = _frozen(kind_col)
+        self._size = _frozen(size_col)
+
+    @classmethod
+    def _from_columns(cls, addr, kind, size) -> "Trace":
+        """Build from columns already checked (internal: no validation).
+
+        Each column is copied unless it is already a C-contiguous, read-only
+        array of the right dtype that no one else can write (one taken from
+        another Trace, or made by a reader and handed over).
+        """
+        t = cls.__new__(cls)
+        t._addr = _owned(addr, np.uint64)
+        t._kind = _owned(kind, np.uint8)
+        t._size = _owned(size, np.uint32)
+        return t
+
+    # -- columns ---------------------------------------------------------
+    @property
+    def addr(self) -> np.ndarray:
+        """uint64 virtual address of each record (read-only)."""
+        return self._addr
+
+    @property
+    def kind(self) -> np.ndarray:
+        """uint8 kind code of each record, 0..3 (read-only)."""
+        return self._kind
+
+    @property
+    def size(self) -> np.ndarray:
+        """uint32 size in bytes of each record, >= 1 (read-only)."""
+        return self._size
+
+    # -- container protocol ---------------------------------------------
+    def __len__(self) -> int:
+        return self._addr.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Trace._from_columns(self._addr[index], self._kind[index],
+                                       self._size[index])
+        if isinstance(index, (bool, np.bool_)):
+            raise TypeError("a Trace index must be an int, a slice or an array")
+        try:
+            i = operator.index(index)
+        except TypeError:
+            pass
+        else:
+            n = len(self)
+            if not -n <= i < n:
+                raise IndexError(f"trace index {i} out of range for {n} records")
+            return Record(int(self._addr[i]), int(self._kind[i]), int(self._size[i]))
+        if isinstance(index, tuple):
+            raise TypeError("a Trace is 1-D: index it with one int, slice or array")
+        idx = np.asarray(index)
+        if idx.ndim != 1 or (idx.dtype.kind not in "iub" and idx.size):
+            raise TypeError("a Trace index must be an int, a slice, a boolean mask "
+                            "or a 1-D array of ints")
+        if idx.size == 0:
+            idx = idx.astype(np.intp)
+        return Trace._from_columns(self._addr[idx], self._kind[idx], self._size[idx])
+
+    def __repr__(self) -> str:
+        n = len(self)
+        if n == 0:
+            return "Trace(0 records)"
+        counts = np.bincount(self._kind, minlength=4)
+        kinds = " ".join(f"{c}={int(k)}" for c, k in zip(KIND_LETTERS, counts))
+        word = "record" if n == 1 else "records"
+        return (f"Trace({n} {word}: {kinds}, "
+                f"addr {int(self._addr.min()):#x}..{int(self._addr.max()):#x})")
+
+    def __getstate__(self):
+        return (self._addr, self._kind, self._size)
+
+    def __setstate__(self, state):
+        addr, kind, size = state
+        self._addr = _frozen(np.array(addr, dtype=np.uint64, order="C"))
+        self._kind = _frozen(np.array(kind, dtype=np.uint8, order="C"))
+        self._size = _frozen(np.array(size, dtype=np.uint32, order="C"))
+
+    @classmethod
+    def concat(cls, traces) -> "Trace":
+        """One trace made of ``traces`` one after another.
+
+        Parameters
+        ----------
+        traces : iterable of Trace
+
+        Returns
+        -------
+        Trace
+
+        Examples
+        --------
+        >>> Trace.concat([Trace(0x10), Trace([0x20, 0x30], "S")]).addr.tolist()
+        [16, 32, 48]
+        >>> len(Trace.concat([]))
+        0
+        """
+        traces = list(traces)
+        for i, t in enumerate(traces):
+            if not isinstance(t, Trace):
+                raise TypeError(f"Trace.concat: item {i} is a {type(t).__name__}, "
+                                "not a Trace")
+        if not traces:
+            return cls._from_columns(np.empty(0, np.uint64), np.empty(0, np.uint8),
+                                     np.empty(0, np.uint32))
+        return cls._from_columns(np.concatenate([t._addr for t in traces]),
+                                 np.concatenate([t._kind for t in traces]),
+                                 np.concatenate([t._size for t in traces]))
+
+    # -- page views ------------------------------------------------------
+    def pages(self, page_size: int) -> np.ndarray:
+        """The page numbers a replay touches, in order.
+
+        A record whose bytes ``[addr, addr + size)`` cross page boundaries
+        contributes every page it covers, lowest first, so the result can be
+        longer than the trace.
+
+        Parameters
+        ----------
+        page_size : int
+            A power of two.
+
+        Returns
+        -------
+        numpy.ndarray of uint64
+            A new (writable) array.
+
+        Examples
+        --------
+        >>> Trace([0x0fff, 0x3000], size=[2, 8193]).pages(4096)
+        array([0, 1, 3, 4, 5], dtype=uint64)
+        """
+        shift = np.uint64(_page_shift(page_size))
+        first = self._addr >> shift
+        last = (self._addr + (self._size.astype(np.uint64) - np.uint64(1))) >> shift
+        count = last - first
+        if not count.any():
+            return first
+        count += np.uint64(1)
+        count = count.astype(np.intp)
+        total = int(count.sum())
+        # position j of record r's run: first[r] + (j - start of r's run)
+        starts = np.cumsum(count) - count
+        step = np.arange(total, dtype=np.uint64) - np.repeat(starts, count).astype(np.uint64)
+        return np.repeat(first, count) + step
+
+    def next_use(self, page_size: int) -> np.ndarray:
+        """For each position of :meth:`pages`, the next position of the same page.
+
+        Positions with no later use hold the sentinel ``len(self.pages(page_size))``.
+        This is the look-ahead Belady's OPT needs.
+
+        Parameters
+        ----------
+        page_size : int
+            A power of two.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+
+        Examples
+        --------
+        >>> Trace([0, 4096, 0, 8192, 4096]).next_use(4096)
+        array([2, 4, 5, 5, 5])
+        """
+        pages = self.pages(page_size)
+        n = pages.shape[0]
+        nxt = np.full(n, n, dtype=np.int64)
+        if n > 1:
+            # map pages to small ints first: sorting int32/int64 ids is cheaper
+            # than a stable sort of uint64 keys with arbitrary spread
+            _, ids = np.unique(pages, return_inverse=True)
+            order = np.argsort(ids, kind="stable")
+            ids_sorted = ids[order]
+            same = ids_sorted[1:] == ids_sorted[:-1]
+            nxt[order[:-1][same]] = order[1:][same]
+        return nxt
+
+    def distinct_pages(self, page_size: int) -> int:
+        """How many different pages the trace touches (crossings included).
+
+        Examples
+        --------
+        >>> Trace([0x0, 0x10, 0x1ffe], size=[1, 1, 4]).distinct_pages(4096)
+        3
+        """
+        return int(np.unique(self.pages(page_size)).shape[0])
+
+
+def _owned(a, dtype) -> np.ndarray:
+    a = np.asarray(a)
+    if (a.dtype == dtype and a.flags.c_contiguous and not a.flags.writeable
+            and a.ndim == 1):
+        return a
+    out = np.array(a, dtype=dtype, order="C", copy=True)
+    return _frozen(out)
+
+
+# --------------------------------------------------------------------------
+# Compression sniffing
+# --------------------------------------------------------------------------
+
+_MAGIC = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+)
+_OPENERS = {"xz": lzma.open, "gzip": gzip.open, "bz2": bz2.open}
+
+
+def detect_compression(path) -> str | None:
+    """``"xz"``, ``"gzip"``, ``"bz2"`` or None (plain), from the file's first bytes.
+
+    The file name plays no part: ``trace.txt`` holding gzip data is gzip.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    """
+    with open(os.fspath(path), "rb") as f:
+        head = f.read(6)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def open_binary(path):
+    """Open ``path`` for reading bytes, decompressing xz, gzip or bz2 by content.
+
+    Returns a binary file object (use it as a context manager). Corrupt
+    compressed data surfaces as the codec's error while reading.
+    """
+    path = os.fspath(path)
+    fmt = detect_compression(path)
+    if fmt is None:
+        return open(path, "rb")
+    return _OPENERS[fmt](path, "rb")
+
+
+def open_text(path, encoding: str = "utf-8", errors: str = "strict"):
+    """Open ``path`` as text, decompressing xz, gzip or bz2 by content.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    encoding, errors : str
+        As for :func:`open`.
+
+    Returns
+    -------
+    io.TextIOWrapper
+    """
+    return io.TextIOWrapper(open_binary(path), encoding=encoding, errors=errors)
+
+
+def read_bytes(path) -> bytes:
+    """The whole (decompressed) content of ``path``.
+
+    Corrupt or truncated compressed data raises ``ValueError`` naming the file.
+    """
+    path = os.fspath(path)
+    fmt = detect_compression(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if fmt is None:
+        return raw
+    try:
+        if fmt == "xz":
+            return lzma.decompress(raw)
+        if fmt == "gzip":
+            return gzip.decompress(raw)
+        return bz2.decompress(raw)
+    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
+        raise ValueError(f"{path}: corrupt or truncated {fmt} data ({e})") from e
+
+
+# --------------------------------------------------------------------------
+# Lackey
+# --------------------------------------------------------------------------
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+_LACKEY_KIND = np.full(256, 255, dtype=np.uint8)
+for _c, _code in ((b"L", LOAD), (b"S", STORE), (b"M", MODIFY)):
+    _LACKEY_KIND[_c[0]] = _code
+del _i, _c, _code
+
+
+def _parse_lackey(data: bytes) -> Trace:
+    """Vectorised lackey parser over the whole decompressed buffer.
+
+    Every step is a numpy pass over the bytes or over the lines; no Python
+    code runs per line. Lines that are not records are dropped.
+    """
+    if not data.endswith(b"\n"):
+        data += b"\n"  # also makes an empty file one empty line
+    buf = np.frombuffer(data, dtype=np.uint8)
+    nbytes = buf.shape[0]
+
+    # newlines and commas in one sorted list of separators
+    sep = np.flatnonzero((buf == 10) | (buf == 44))
+    is_nl = buf[sep] == 10
+    nl_idx = np.flatnonzero(is_nl)
+    ends = sep[nl_idx]                      # each line's newline
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    # each line's first separator: its first comma, or its own newline
+    first_sep = np.empty_like(ends)
+    first_sep[0] = sep[0]
+    first_sep[1:] = sep[nl_idx[:-1] + 1]
+
+    # record lines: "I  ..." or " L ...", " S ...", " M ..."
+    c0 = buf[starts]
+    c1 = buf[np.minimum(starts + 1, nbytes - 1)]  # a short last line reads
+    c2 = buf[np.minimum(starts + 2, nbytes - 1)]  # its own newline
+    is_fetch = (c0 == 73) & (c1 == 32) & (c2 == 32)
+    is_data = (c0 == 32) & (_LACKEY_KIND[c1] != 255) & (c2 == 32)
+    cand = np.flatnonzero(is_fetch | is_data)
+    kind = np.where(is_fetch[cand], np.uint8(FETCH), _LACKEY_KIND[c1[cand]])
+    hex0 = starts[cand] + 3
+    ends = ends[cand]
+    comma = first_sep[cand]                 # == ends when the line has no comma
+    del c0, c1, c2, is_fetch, is_data, sep, is_nl, nl_idx, starts, first_sep
+    # a carriage return before the newline is not part of the size
+    ends = ends - (buf[ends - 1] == 13)
+
+    n = cand.shape[0]
+    hex_len = comma - hex0
+    dec_len = ends - comma - 1
+    ok = (hex_len >= 1) & (hex_len <= 16) & (dec_len >= 1) & (dec_len <= 10)
+
+    # hex addresses: right-align the digits in 16 columns padded with "0",
+    # then let bytes.fromhex turn each row into 8 big-endian bytes
+    digits = np.full((n, 16), 48, dtype=np.uint8)
+    for width in np.flatnonzero(np.bincount(hex_len[ok], minlength=17)):
+        rows = np.flatnonzero(ok & (hex_len == width))
+        digits[rows, 16 - width:] = buf[hex0[rows, None] + np.arange(width)]
+    good = (_HEX[digits] != 255).all(axis=1)
+    if not good.all():
+        ok &= good
+        digits[~good] = 48
+    addr = np.frombuffer(bytes.fromhex(digits.tobytes().decode("ascii")),
+                         dtype=">u8").astype(np.uint64)
+    del digits, good
+
+    # decimal sizes, grouped by their number of digits
+    size = np.zeros(n, dtype=np.uint64)
+    for width in np.flatnonzero(np.bincount(dec_len[ok], minlength=11)):
+        rows = np.flatnonzero(ok & (dec_len == width))
+        block = buf[comma[rows, None] + 1 + np.arange(width)] - np.uint8(48)
+        value = np.zeros(rows.shape[0], dtype=np.uint64)
+        for col in block.T:
+            value = value * np.uint64(10) + col
+        size[rows] = value
+        bad = (block > 9).any(axis=1)
+        if bad.any():
+            ok[rows[bad]] = False
+    ok &= (size >= 1) & (size <= _U32_MAX)
+    # the last byte must lie below 2**64
+    ok &= addr <= np.uint64(_U64_MAX) - (size - np.uint64(1))
+
+    if not ok.all():
+        addr, kind, size = addr[ok], kind[ok], size[ok]
+    # fresh arrays that nothing else references: hand them over without a copy
+    return Trace._from_columns(_frozen(addr), _frozen(kind),
+                               _frozen(size.astype(np.uint32)))
+
+
+def read_lackey(path) -> Trace:
+    """Read a Valgrind lackey ``--trace-mem=yes`` trace.
+
+    Record lines are ``I  ADDR,SIZE`` (instruction fetch, two spaces) and
+    `` L ADDR,SIZE``, `` S ADDR,SIZE``, `` M ADDR,SIZE`` (load, store, modify,
+    one leading space), with ADDR in hex (up to 16 digits) and SIZE in decimal
+    (1 .. 2**32 - 1), exactly as lackey prints them. Every other line
+    (Valgrind's ``==PID==`` messages, ``--`` headers, the program's own output,
+    anything that does not parse as a record) is skipped. ``\\r\\n`` line ends
+    are accepted.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A plain file, or one compressed with xz, gzip or bz2 (detected from
+        its content, whatever its name).
+
+    Returns
+    -------
+    Trace
+        Kinds ``FETCH``, ``LOAD``, ``STORE``, ``MODIFY`` for I, L, S, M.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "t.lackey")
+    ...     with open(p, "w") as f:
+    ...         _ = f.write("==1== Lackey\\nI  04016e0,3\\n L 1ffefffd38,8\\n M 0403e28,4\\n")
+    ...     t = read_lackey(p)
+    >>> [hex(a) for a in t.addr.tolist()], t.kind.tolist(), t.size.tolist()
+    (['0x4016e0', '0x1ffefffd38', '0x403e28'], [0, 1, 3], [3, 8, 4])
+    """
+    return _parse_lackey(read_bytes(path))
+
+
+# --------------------------------------------------------------------------
+# Simple R/W format
+# --------------------------------------------------------------------------
+
+_SIMPLE_LINE = re.compile(
+    r"\s*([RrWw])\s+(?:0[xX]([0-9a-fA-F]+)|([0-9]+))(?:\s+([0-9]+))?\s*")
+
+
+def read_simple(path) -> Trace:
+    """Read a simple text trace: one ``R ADDR [SIZE]`` or ``W ADDR [SIZE]`` per line.
+
+    ``R``/``r`` is a ``LOAD``, ``W``/``w`` a ``STORE``. ADDR is hex with a
+    ``0x`` prefix (``0x1f00``) or decimal without one (``7936``); the optional
+    SIZE is decimal and defaults to 1. Blank lines and lines whose first
+    non-blank character is ``#`` are skipped. Anything else raises
+    ``ValueError`` naming the (1-based) line number.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A plain file, or one compressed with xz, gzip or bz2 (detected from
+        its content, whatever its name).
+
+    Returns
+    -------
+    Trace
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "t.txt")
+    ...     with open(p, "w") as f:
+    ...         _ = f.write("# a comment\\nR 0x1f00\\n\\nw 7936 8\\n")
+    ...     t = read_simple(p)
+    >>> t.addr.tolist(), t.kind.tolist(), t.size.tolist()
+    ([7936, 7936], [1, 2], [1, 8])
+    """
+    text = read_bytes(path).decode("latin-1")
+    addrs: list[int] = []
+    kinds: list[int] = []
+    sizes: list[int] = []
+    match = _SIMPLE_LINE.fullmatch
+    for lineno, line in enumerate(text.split("\n"), 1):
+        m = match(line)
+        if m is None:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            shown = stripped if len(stripped) <= 60 else stripped[:57] + "..."
+            raise ValueError(f"{os.fspath(path)}, line {lineno}: expected "
+                             f"'R ADDR [SIZE]' or 'W ADDR [SIZE]', got {shown!r}")
+        op, hexaddr, decaddr, size = m.groups()
+        a = int(hexaddr, 16) if hexaddr is not None else int(decaddr)
+        s = int(size) if size is not None else 1
+        if not 1 <= s <= _U32_MAX:
+            raise ValueError(f"{os.fspath(path)}, line {lineno}: size {s} is out of "
+                             f"range [1, {_U32_MAX}]")
+        if a + s - 1 > _U64_MAX:
+            raise ValueError(f"{os.fspath(path)}, line {lineno}: address {a:#x} "
+                             "(+ size) does not fit in 64 bits")
+        addrs.append(a)
+        kinds.append(STORE if op in "Ww" else LOAD)
+        sizes.append(s)
+    return Trace._from_columns(_frozen(np.array(addrs, dtype=np.uint64)),
+                               _frozen(np.array(kinds, dtype=np.uint8)),
+                               _frozen(np.array(sizes, dtype=np.uint32)))
