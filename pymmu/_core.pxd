@@ -12,6 +12,7 @@ cdef enum:
     ST_PROT = 2             # the mapping's prot forbids the access
     ST_OOM = 3              # no frame could be freed
     ST_OPT = 4              # opt policy asked to choose without knowing the future
+    ST_NOT_FILE = 5         # internal: a file mapping's page holds no file bytes (bss)
 
 # Access kinds (also the ACCESS_NAMES order in _args.py).
 cdef enum:

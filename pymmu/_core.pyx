@@ -299,7 +299,7 @@ cdef class Core:
     # ------------------------------------------------------------------
     # page-table walks
 
-    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL:
+    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL nogil:
         """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``."""
         cdef uint64_t *node = <uint64_t *>self.mm_root[mm]
         cdef uint64_t *child
@@ -322,10 +322,11 @@ cdef class Core:
             node = child
         return <pte_t *>&node[vpn & mask]
 
-    cdef uint64_t *_new_node(self) except NULL:
+    cdef uint64_t *_new_node(self) except NULL nogil:
         cdef uint64_t *n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
         if n == NULL:
-            raise MemoryError()
+            with gil:
+                raise MemoryError()
         self.nodes += 1
         return n
 
@@ -380,14 +381,14 @@ cdef class Core:
     # ------------------------------------------------------------------
     # TLB
 
-    cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept:
+    cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept nogil:
         cdef int64_t i
         if self.tlb_n:
             i = <int64_t>(vpn % <uint64_t>self.tlb_n)
             if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
                 self.tlb_mm[i] = 0
 
-    cdef void _tlb_flush(self, int64_t mm) noexcept:
+    cdef void _tlb_flush(self, int64_t mm) noexcept nogil:
         cdef int64_t i
         for i in range(self.tlb_n):
             if self.tlb_mm[i] == mm:
@@ -396,11 +397,11 @@ cdef class Core:
     # ------------------------------------------------------------------
     # frames
 
-    cdef inline void _count(self, int stat) noexcept:
+    cdef inline void _count(self, int stat) noexcept nogil:
         self.stats[stat] += 1
         self.ps[stat] += 1
 
-    cdef void _free_frame(self, int64_t pfn) noexcept:
+    cdef void _free_frame(self, int64_t pfn) noexcept nogil:
         """Return a frame nobody maps to the dirty set."""
         cdef int64_t slot = self.frame_slot[pfn]
         if slot >= 0:
@@ -413,13 +414,13 @@ cdef class Core:
         self.rmap_vpn[pfn] = -1
         heap_push(self.dirty_heap, &self.dirty_n, pfn)
 
-    cdef inline void _put_frame(self, int64_t pfn) noexcept:
+    cdef inline void _put_frame(self, int64_t pfn) noexcept nogil:
         """Drop one PTE reference to a frame."""
         self.refcnt[pfn] -= 1
         if pfn != self.zero_pfn and self.refcnt[pfn] == 0 and self.fstate[pfn] != F_SHMEM:
             self._free_frame(pfn)
 
-    cdef int64_t _alloc_frame(self, bint zeroed) except -2:
+    cdef int64_t _alloc_frame(self, bint zeroed) except -2 nogil:
         """A free frame for a fault, lowest pfn of the preferred set; reclaims if
         none is free. ``zeroed``: a demand-zero fill (pool first, bytes zeroed);
         else a frame about to be overwritten (dirty set first). Returns -1 with
@@ -450,7 +451,7 @@ cdef class Core:
         self.frame_tick[pfn] = self.tick
         return pfn
 
-    cdef void _copy_page(self, int64_t dst, int64_t src) noexcept:
+    cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil:
         if self.fflags[src] & FL_CZERO:
             if not (self.fflags[dst] & FL_CZERO):
                 page_zero(&self.mem[dst, 0], self.page_size)
@@ -459,7 +460,7 @@ cdef class Core:
             page_copy(&self.mem[dst, 0], &self.mem[src, 0], self.page_size)
             self.fflags[dst] &= ~FL_CZERO
 
-    cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept:
+    cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil:
         self.fstate[pfn] = state
         self.rmap_family[pfn] = self.mm_family[mm]
         self.rmap_vpn[pfn] = <int64_t>vpn
@@ -468,7 +469,7 @@ cdef class Core:
     # ------------------------------------------------------------------
     # swap slots
 
-    cdef void _slot_put(self, int64_t slot, int64_t n) noexcept:
+    cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil:
         """Drop ``n`` references to a slot; free it (and its cache link) at 0."""
         cdef int64_t f
         self.scount[slot] -= <int32_t>n
@@ -479,14 +480,14 @@ cdef class Core:
                 self.scache[slot] = -1
             heap_push(self.slot_heap, &self.slot_n, slot)
 
-    cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept:
+    cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil:
         if self.fflags[pfn] & FL_CZERO:
             self.szero[slot] = 1
         else:
             page_copy(&self.swapmem[slot, 0], &self.mem[pfn, 0], self.page_size)
             self.szero[slot] = 0
 
-    cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept:
+    cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept nogil:
         if self.szero[slot]:
             if not (self.fflags[pfn] & FL_CZERO):
                 page_zero(&self.mem[pfn, 0], self.page_size)
@@ -498,7 +499,7 @@ cdef class Core:
     # ------------------------------------------------------------------
     # reverse map and reclaim
 
-    cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1:
+    cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil:
         """Visit every PTE that maps ``pfn`` through its fork family.
 
         op 0: count those with ACCESSED; 1: clear ACCESSED (and the TLB entry); 2: replace with ``arg``
@@ -530,7 +531,7 @@ cdef class Core:
             mm = self.mm_fnext[mm]
         return n
 
-    cdef bint _evictable(self, int64_t pfn) noexcept:
+    cdef bint _evictable(self, int64_t pfn) noexcept nogil:
         cdef int s = self.fstate[pfn]
         if s == F_FREE or self.fflags[pfn] & FL_PINNED:
             return False
@@ -540,7 +541,7 @@ cdef class Core:
             return True
         return self.slot_n > 0
 
-    cdef int _reclaim(self) except -1:
+    cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
         cdef int64_t pfn, victim = -1, best = 0, steps, count, k
         if self.policy == P_CLOCK:
@@ -582,10 +583,9 @@ cdef class Core:
         self._evict(victim)
         return ST_OK
 
-    cdef void _evict(self, int64_t pfn) except *:
+    cdef int _evict(self, int64_t pfn) except -1 nogil:
         cdef int s = self.fstate[pfn]
-        cdef int64_t slot, n, obj
-        cdef cnp.int64_t[::1] pages
+        cdef int64_t slot, n
         if s == F_FILE:
             self._rmap(pfn, 2, 0)
         elif s == F_ANON:
@@ -604,18 +604,23 @@ cdef class Core:
             self._swap_write(slot, pfn)
             self._count(S_SWAP_OUTS)
             self._rmap(pfn, 2, 0)
-            obj = self.frame_obj[pfn]
-            pages = self.objects[obj]
-            pages[self.rmap_vpn[pfn] - <int64_t>self.obj_base[obj]] = -(slot + 2)
+            with gil:
+                self._shmem_set(self.frame_obj[pfn], self.rmap_vpn[pfn], -(slot + 2))
             self.scount[slot] = 1
         self._count(S_EVICTIONS)
         self.refcnt[pfn] = 0
         self._free_frame(pfn)
+        return 0
+
+    cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) except *:
+        """Record ``value`` (a pfn, or -(slot+2)) for the object page mapped at ``vpn``."""
+        cdef cnp.int64_t[::1] pages = self.objects[obj]
+        pages[vpn - <int64_t>self.obj_base[obj]] = value
 
     # ------------------------------------------------------------------
     # one access
 
-    cdef inline int64_t *_vma(self, int64_t mm, uint64_t vpn) noexcept:
+    cdef inline int64_t *_vma(self, int64_t mm, uint64_t vpn) noexcept nogil:
         """The VMA row containing ``vpn`` (binary search), or NULL."""
         cdef int64_t *rows = <int64_t *><uintptr_t>self.vma_rows[mm]
         cdef int64_t lo = 0, hi = self.vma_count[mm], mid
@@ -634,14 +639,13 @@ cdef class Core:
         return NULL
 
     cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
-                    pte_t *p) except -1:
+                    pte_t *p) except -1 nogil:
         """Resolve one fault on the PTE at ``p`` (semantics.md section 5)."""
         cdef pte_t pte = p[0], base = prot_bits(vma[V_PROT])
         cdef bint vma_w = (vma[V_PROT] & 2) != 0
-        cdef int64_t old, new, slot, obj, page
-        cdef cnp.int64_t[::1] pages
-        cdef const uint8_t[::1] content
+        cdef int64_t old, new, slot
         cdef uint8_t saved
+        cdef int st
         if pte & PTE_PRESENT:
             # A write to a present page the PTE does not let us write.
             if pte & PTE_ZERO:
@@ -705,49 +709,13 @@ cdef class Core:
             self._count(S_MAJOR)
             return ST_OK
         if vma[V_KIND] == K_SHARED:
-            obj = vma[V_OBJ]
-            pages = self.objects[obj]
-            page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
-            new = pages[page]
-            if new >= 0:
-                self.refcnt[new] += 1
-                self._count(S_MINOR)
-            elif new == -1:
-                new = self._alloc_frame(True)
-                if new < 0:
-                    return ST_OOM if new == -1 else ST_OPT
-                self._own_shmem(new, obj, page, mm, vpn, pages)
-                self._count(S_ZERO_FILLS)
-                self._count(S_MINOR)
-            else:
-                slot = -new - 2
-                new = self._alloc_frame(False)
-                if new < 0:
-                    return ST_OOM if new == -1 else ST_OPT
-                self._swap_read(new, slot)
-                self._slot_put(slot, 1)
-                self._own_shmem(new, obj, page, mm, vpn, pages)
-                self._count(S_SWAP_INS)
-                self._count(S_MAJOR)
-            p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
-            return ST_OK
+            with gil:
+                return self._fault_shared(mm, vpn, vma, p)
         if vma[V_KIND] == K_FILE:
-            content = self.images[vma[V_OBJ]].page(vpn)
-            if content is not None:
-                new = self._alloc_frame(False)
-                if new < 0:
-                    return ST_OOM if new == -1 else ST_OPT
-                memcpy(&self.mem[new, 0], &content[0], self.page_size)
-                self.fflags[new] &= ~FL_CZERO
-                if kind == ACC_WRITE:
-                    self._own(new, F_ANON, mm, vpn)
-                    p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
-                else:
-                    self._own(new, F_FILE, mm, vpn)
-                    p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-                self._count(S_FILE_READS)
-                self._count(S_MAJOR)
-                return ST_OK
+            with gil:
+                st = self._fault_file(mm, vpn, kind, vma, p)
+            if st != ST_NOT_FILE:
+                return st
         # Private anonymous memory (or bss) touched for the first time.
         if kind == ACC_WRITE or not self.zero_page_on:
             new = self._alloc_frame(True)
@@ -763,6 +731,65 @@ cdef class Core:
         self._count(S_MINOR)
         return ST_OK
 
+    cdef int _fault_shared(self, int64_t mm, uint64_t vpn, int64_t *vma,
+                           pte_t *p) except -1:
+        """Rule 5 for a shared mapping: the object's page, swapped in or new."""
+        cdef pte_t base = prot_bits(vma[V_PROT])
+        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef int64_t new, slot, obj, page
+        cdef cnp.int64_t[::1] pages
+        obj = vma[V_OBJ]
+        pages = self.objects[obj]
+        page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
+        new = pages[page]
+        if new >= 0:
+            self.refcnt[new] += 1
+            self._count(S_MINOR)
+        elif new == -1:
+            new = self._alloc_frame(True)
+            if new < 0:
+                return ST_OOM if new == -1 else ST_OPT
+            self._own_shmem(new, obj, page, mm, vpn, pages)
+            self._count(S_ZERO_FILLS)
+            self._count(S_MINOR)
+        else:
+            slot = -new - 2
+            new = self._alloc_frame(False)
+            if new < 0:
+                return ST_OOM if new == -1 else ST_OPT
+            self._swap_read(new, slot)
+            self._slot_put(slot, 1)
+            self._own_shmem(new, obj, page, mm, vpn, pages)
+            self._count(S_SWAP_INS)
+            self._count(S_MAJOR)
+        p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
+        return ST_OK
+
+    cdef int _fault_file(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                         pte_t *p) except -1:
+        """Rule 7: read a page of an exec image (ST_NOT_FILE for a bss page)."""
+        cdef pte_t base = prot_bits(vma[V_PROT])
+        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef int64_t new
+        cdef const uint8_t[::1] content
+        content = self.images[vma[V_OBJ]].page(vpn)
+        if content is not None:
+            new = self._alloc_frame(False)
+            if new < 0:
+                return ST_OOM if new == -1 else ST_OPT
+            memcpy(&self.mem[new, 0], &content[0], self.page_size)
+            self.fflags[new] &= ~FL_CZERO
+            if kind == ACC_WRITE:
+                self._own(new, F_ANON, mm, vpn)
+                p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
+            else:
+                self._own(new, F_FILE, mm, vpn)
+                p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+            self._count(S_FILE_READS)
+            self._count(S_MAJOR)
+            return ST_OK
+        return ST_NOT_FILE
+
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
                          uint64_t vpn, cnp.int64_t[::1] pages) noexcept:
         self._own(pfn, F_SHMEM, mm, vpn)
@@ -770,7 +797,7 @@ cdef class Core:
         pages[page] = pfn
 
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
-                    pte_t **out) except -1:
+                    pte_t **out) except -1 nogil:
         """Make page ``vpn`` allow ``kind``: TLB, walk, faults; set A/D."""
         cdef int64_t i = 0, pfn
         cdef pte_t *p = NULL
@@ -811,7 +838,7 @@ cdef class Core:
         out[0] = p
         return ST_OK
 
-    cdef int _check(self, int64_t mm, uint64_t addr, int64_t n, int kind) except -1:
+    cdef int _check(self, int64_t mm, uint64_t addr, int64_t n, int kind) except -1 nogil:
         """Rules 1 and 2 for every page of an access, before anything changes."""
         cdef uint64_t first = addr >> self.page_shift, last, vpn
         cdef int64_t *vma
@@ -835,7 +862,7 @@ cdef class Core:
         return ST_OK
 
     cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
-                     uint8_t *buf) except -1:
+                     uint8_t *buf) except -1 nogil:
         """One read/write/fetch of ``n`` >= 1 bytes that ``_check`` passed
         (semantics.md section 5): touch every page, then move the bytes."""
         cdef uint64_t first = addr >> self.page_shift, vpn
@@ -887,10 +914,16 @@ cdef class Core:
                                                            else S_FETCHES))
         return ST_OK
 
-    cdef void _reserve_pins(self, int64_t n) except *:
+    cdef int _reserve_pins(self, int64_t n) except -1 nogil:
+        cdef int64_t *q
         if n > self.pin_cap:
-            self.pins = <int64_t *>realloc_or_raise(self.pins, n * sizeof(int64_t))
+            q = <int64_t *>realloc(self.pins, n * sizeof(int64_t))
+            if q == NULL:
+                with gil:
+                    raise MemoryError()
+            self.pins = q
             self.pin_cap = n
+        return 0
 
     cdef object _raise_status(self, int st, int64_t pid):
         """The one place a status code becomes an exception."""
@@ -967,38 +1000,69 @@ cdef class Core:
 
     cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
                      const uint32_t[::1] size, const int64_t[::1] next_use,
-                     int64_t *index) except -1:
+                     int64_t *index) except -1 nogil:
         """Run trace records in order; each page a record touches is an
         independent reference (no pinning). Stops at the first record that
-        faults or runs out of memory, with ``index`` set to it."""
+        faults or runs out of memory, with ``index`` set to it.
+
+        The common case, a TLB hit on a page that allows the access inside the
+        mapping of the previous record, is handled inline: the same steps as
+        ``_touch`` (count the hit, set A/D, policy bookkeeping) without the calls.
+        """
         cdef Py_ssize_t i, n = addr.shape[0]
-        cdef int64_t pos = 0, pfn, length
+        cdef int64_t pos = 0, pfn, length, t
         cdef uint64_t a, vpn, last
-        cdef int acc, st
-        cdef int64_t *vma
+        cdef int acc, st, need
+        cdef int64_t *vma = NULL
+        cdef uint64_t vstart = 1, vend = 0     # the cached mapping: [vstart, vend)
+        cdef int vprot = 0
         cdef pte_t *p
+        cdef pte_t bits
         cdef bint opt = next_use is not None
+        cdef bint lru = self.policy == P_LRU
+        cdef int64_t tn = self.tlb_n
         for i in range(n):
             a = addr[i]
             acc = _KIND_ACCESS[kind[i]]
+            need = 1 if acc == ACC_READ else (2 if acc == ACC_WRITE else 4)
             length = size[i] if size[i] > 0 else 1
-            st = self._check(mm, a, length, acc)
-            if st != ST_OK:
-                index[0] = i
-                return st
             vpn = a >> self.page_shift
             last = (a + <uint64_t>(length - 1)) >> self.page_shift
-            while vpn <= last:
-                self.fault_addr = a if vpn == a >> self.page_shift else vpn << self.page_shift
-                vma = self._vma(mm, vpn)
-                st = self._touch(mm, vpn, acc, vma, &p)
+            if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
+                st = self._check(mm, a, length, acc)
                 if st != ST_OK:
                     index[0] = i
                     return st
-                if opt:
+                vma = self._vma(mm, vpn)
+                vstart, vend, vprot = vma[V_START], vma[V_END], vma[V_PROT]
+                if last >= vend:             # spans mappings: look each page up
+                    vstart, vend = 1, 0
+            bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
+            while vpn <= last:
+                p = NULL
+                if tn:
+                    t = <int64_t>(vpn % <uint64_t>tn)
+                    if self.tlb_mm[t] == mm and self.tlb_vpn[t] == vpn and pte_allows(
+                            self.tlb_pte[t][0], acc):
+                        p = self.tlb_pte[t]
+                        p[0] |= bits
+                        self._count(S_TLB_HITS)
+                if p == NULL:
+                    self.fault_addr = a if vpn == a >> self.page_shift else vpn << self.page_shift
+                    if vend == 0:
+                        vma = self._vma(mm, vpn)
+                    st = self._touch(mm, vpn, acc, vma, &p)
+                    if st != ST_OK:
+                        index[0] = i
+                        return st
                     pfn = pte_pfn(p[0])
-                    if pfn != self.zero_pfn:
-                        self.frame_tick[pfn] = next_use[pos]
+                else:
+                    pfn = pte_pfn(p[0])
+                    if lru and pfn != self.zero_pfn:
+                        self.tick += 1
+                        self.frame_tick[pfn] = self.tick
+                if opt and pfn != self.zero_pfn:
+                    self.frame_tick[pfn] = next_use[pos]
                 pos += 1
                 vpn += 1
             self._count(S_READS if acc == ACC_READ else (S_WRITES if acc == ACC_WRITE
@@ -1019,7 +1083,8 @@ cdef class Core:
             self.opt_active = True
         self._serve(ps)
         try:
-            st = self._replay(mm, addr, kind, size, next_use, &index)
+            with nogil:
+                st = self._replay(mm, addr, kind, size, next_use, &index)
         finally:
             self.ps = self.scratch
             self.opt_active = False

@@ -42,8 +42,192 @@ def add_demo(sub) -> None:
     p.set_defaults(func=_run_demo)
 
 
+# ---- simulate and sweep ------------------------------------------------------
+
+def _error(command: str, message: str) -> int:
+    print(f"pymmu {command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _progress_flag(args: argparse.Namespace):
+    """--progress / --no-progress, or None (auto: a bar on a terminal)."""
+    return args.progress
+
+
+def _add_trace_args(p) -> None:
+    p.add_argument("trace", metavar="TRACE",
+                   help="trace file: Valgrind lackey (--trace-mem=yes) output or simple "
+                        "'R ADDR' / 'W ADDR' lines, plain or compressed (xz, gzip, bz2)")
+    p.add_argument("--format", choices=("lackey", "simple"), default=None,
+                   help="trace format (default: detected from the file's content)")
+    p.add_argument("--page-size", type=int, default=4096, metavar="BYTES",
+                   help="page size, a power of two from 512 to 65536 (default 4096)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="always show a progress bar (needs tqdm: pip install 'pymmu[progress]')")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="never show a progress bar (default: on a terminal, for long runs)")
+
+
+def _load(args: argparse.Namespace):
+    from pymmu.simulate import load_trace
+
+    return load_trace(args.trace, args.format)
+
+
+def _fmt_rate(rate: float) -> str:
+    return f"{100 * rate:.4f} %"
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from pymmu.errors import MMUError
+    from pymmu.simulate import simulate
+
+    try:
+        trace = _load(args)
+        r = simulate(trace, args.frames, args.policy, args.page_size,
+                     progress=_progress_flag(args))
+    except (OSError, ValueError, TypeError, MMUError) as e:
+        return _error("simulate", str(e))
+    if args.json:
+        out = {"trace": args.trace, **r}
+        print(json.dumps(out, indent=2))
+        return 0
+    from pymmu._args import STAT_NAMES
+
+    ps = r["page_size"]
+    print(f"trace     {os.path.basename(args.trace)}: {r['records']:,} accesses, "
+          f"{r['references']:,} page references, {r['distinct_pages']:,} distinct pages")
+    print(f"machine   {r['frames']:,} frames of {ps:,} bytes, policy {r['policy']}, "
+          f"{r['swap_slots']:,} swap slots, zero page off")
+    rows = [(k, f"{r[k]:,}") for k in STAT_NAMES if r[k]]
+    rows += [("faults", f"{r['faults']:,}"), ("fault rate", _fmt_rate(r["fault_rate"]))]
+    wk = max(len(k) for k, _ in rows)
+    wv = max(len(v) for _, v in rows)
+    print()
+    print(f"{'counter':<{wk}}  {'value':>{wv}}")
+    for k, v in rows:
+        print(f"{k:<{wk}}  {v:>{wv}}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def add_simulate(sub) -> None:
+    from pymmu._args import POLICIES
+
+    p = sub.add_parser(
+        "simulate",
+        help="replay a memory trace on one machine and print its counters",
+        description="Replay a memory trace in one process on a machine with N frames "
+                    "and print the counters of the run (the nonzero ones), the faults "
+                    "and the fault rate (faults per page reference). The machine has "
+                    "no shared zero page, so faults equal the misses of a textbook "
+                    "simulator of the policy, and one swap slot per distinct page, so "
+                    "it never runs out of memory.",
+    )
+    _add_trace_args(p)
+    p.add_argument("--frames", type=_positive, required=True, metavar="N",
+                   help="user frames of the machine")
+    p.add_argument("--policy", choices=POLICIES, default="clock",
+                   help="page replacement policy (default clock)")
+    p.add_argument("--json", action="store_true",
+                   help="print the counters and derived numbers as JSON")
+    p.set_defaults(func=_run_simulate)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from pymmu.errors import MMUError
+    from pymmu.simulate import default_frames, parse_frames, sweep
+
+    from pymmu._args import STAT_NAMES
+
+    if args.show not in ("fault_rate", "faults", *STAT_NAMES):
+        return _error("sweep", f"--show: {args.show!r} is not fault_rate, faults or a "
+                               f"counter ({', '.join(STAT_NAMES)})")
+    try:
+        frames = parse_frames(args.frames) if args.frames else None
+        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+        trace = _load(args)
+        if frames is None:
+            frames = default_frames(trace.distinct_pages(args.page_size))
+        result = sweep(trace, frames, policies, page_size=args.page_size,
+                       scheduler=args.scheduler, max_workers=args.workers,
+                       progress=_progress_flag(args))
+        result.name = os.path.basename(args.trace)
+    except (OSError, ValueError, TypeError, ImportError, MMUError) as e:
+        return _error("sweep", str(e))
+    if args.json:
+        print(json.dumps({"trace": args.trace, "rows": result.to_dicts()}, indent=2))
+    else:
+        r = result.rows[0]
+        what = ("fault rate (faults per page reference)" if args.show == "fault_rate"
+                else args.show)
+        print(f"{what}: {result.name}, "
+              f"{r['records']:,} accesses, {r['references']:,} page references, "
+              f"{r['distinct_pages']:,} distinct pages of {result.page_size:,} bytes")
+        print()
+        print(result.table(args.show))
+    if args.plot:
+        try:
+            result.plot(args.plot)
+        except (ImportError, OSError, ValueError) as e:
+            return _error("sweep", f"--plot: {e}")
+        if not args.json:
+            print(f"\nmiss-ratio curves written to {args.plot}")
+    return 0
+
+
+def add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="fault rates over a grid of policies and frame counts (miss-ratio curves)",
+        description="Simulate a trace for every policy and frame count of a grid and "
+                    "print the fault rates as a table (rows: frames, columns: "
+                    "policies), optionally plotting the miss-ratio curves. Each cell "
+                    "is an independent task on a local process pool, or on a Dask "
+                    "distributed cluster with --scheduler.",
+    )
+    _add_trace_args(p)
+    p.add_argument("--frames", default=None, metavar="LIST",
+                   help="frame counts: '16,32,64', or 'LOW:HIGH' for the powers of two "
+                        "from LOW to HIGH (default: 4, 8, ... up to the first power of "
+                        "two that holds every distinct page)")
+    p.add_argument("--policies", default="clock,lru,fifo,opt", metavar="LIST",
+                   help="comma-separated policies (default clock,lru,fifo,opt; also random)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also draw the miss-ratio curves into this file (needs "
+                        "matplotlib: pip install 'pymmu[plot]')")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the cells on this Dask distributed scheduler "
+                        "(tcp://host:8786; needs pip install 'pymmu[dask]')")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="local worker processes (default: one per CPU; 1 runs the "
+                        "cells in this process)")
+    p.add_argument("--show", default="fault_rate", metavar="COUNTER",
+                   help="what the table shows: fault_rate (default) or a counter such "
+                        "as faults or evictions")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON row per cell instead of the table")
+    p.set_defaults(func=_run_sweep)
+
+
 # The subcommands, in the order `pymmu --help` lists them.
-COMMANDS = [add_demo]
+COMMANDS = [add_demo, add_simulate, add_sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,6 +84,11 @@ def _int_column(value, name: str, lo: int, hi: int) -> np.ndarray:
     if a.size == 0:
         return np.zeros(a.shape, dtype=np.uint64)  # np.asarray([]) is float64
     kind = a.dtype.kind
+    if kind == "f" and not isinstance(value, (np.ndarray, np.generic, float)):
+        # numpy turns a list mixing int64 and uint64-only values (such as
+        # [0, 2**63]) into float64: check such lists element by element
+        a = np.array(value, dtype=object)
+        kind = "O"
     if kind == "b":
         raise TypeError(f"{name} must be integers, not bool")
     if kind == "O":
@@ -126,6 +131,9 @@ def _kind_column(kind) -> np.ndarray:
         kind = list(kind)  # a str of letters: one per record
     elif isinstance(kind, np.ndarray) and kind.dtype.kind in "US":
         kind = kind.tolist()
+    elif isinstance(kind, (bytes, bytearray)):
+        raise TypeError("kind must be a code 0..3, a letter str such as 'L' or "
+                        "'LLS', or a sequence of them, not bytes")
     if isinstance(kind, (list, tuple)) and any(isinstance(k, (str, bytes)) for k in kind):
         codes = []
         for i, k in enumerate(kind):

@@ -1,0 +1,588 @@
+"""Trace simulation: one run (:func:`simulate`) and grids of runs (:func:`sweep`).
+
+This is the library side of ``pymmu simulate`` and ``pymmu sweep``.
+
+The machine a simulation runs on
+--------------------------------
+Every run builds a fresh :class:`pymmu.Machine` with
+
+* ``zero_page=False``: a first read allocates a zero-filled frame instead of
+  mapping the shared zero page, so every page the trace touches competes for
+  frames and ``faults = minor_faults + major_faults`` equals the miss count of
+  a textbook simulator of the same policy on the page-number sequence
+  (``Trace.pages(page_size)``); the fault rate is that miss count divided by
+  the number of page references (the miss ratio);
+* ``swap_slots`` = the number of distinct pages the trace touches
+  (``Trace.distinct_pages(page_size)``), so eviction never runs out of swap and
+  no trace ends in ``OutOfMemory``, whatever the frame count;
+* the trace replayed in one process whose whole address space (``2**va_bits``
+  bytes) is one private anonymous rwx mapping, as ``Machine.replay`` does.
+
+Progress and chunking
+---------------------
+``Machine.replay`` runs a whole trace in one native call. To show a progress
+bar, :func:`simulate` replays the trace in chunks (64 Ki records by default) in
+one process and sums the counter deltas; chunked and unchunked runs give the
+same counters (the machine, its TLB and its policy state carry over from one
+chunk to the next). The exception is ``opt``: Belady's policy needs the whole
+future of the trace, and each ``replay`` call starts a new look-ahead, so an
+``opt`` run is always one call (its bar jumps to the end). The bar comes from
+``tqdm`` (the ``progress`` extra); without it there is no bar and no error.
+
+Sweeps
+------
+:func:`sweep` runs one independent task per (policy, frames) cell, on a local
+``concurrent.futures.ProcessPoolExecutor`` (the trace is handed to each worker
+once, by the pool's initializer) or on a Dask distributed cluster
+(``client=`` or ``scheduler=``: the trace is scattered to every worker once
+and each cell is one task). Dask and matplotlib are imported only when used.
+
+>>> from pymmu.traces import Trace
+>>> t = Trace([0x1000, 0x2000, 0x3000, 0x1000, 0x4000, 0x1000])
+>>> r = simulate(t, frames=2, policy="lru")
+>>> r["faults"], r["references"], r["fault_rate"]
+(5, 6, 0.8333333333333334)
+>>> table = sweep(t, [1, 2, 4], ["fifo", "opt"], max_workers=1)
+>>> table.fault_rate("opt", 2), table.fault_rate("fifo", 2)
+(0.6666666666666666, 0.8333333333333334)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from pymmu._args import POLICIES, STAT_NAMES, as_int, check_machine_args, positive_int
+
+__all__ = [
+    "simulate", "sweep", "SweepResult", "load_trace", "detect_format",
+    "DEFAULT_CHUNK", "DEFAULT_POLICIES",
+]
+
+#: Records per ``replay`` call when a run is chunked (for a progress bar).
+DEFAULT_CHUNK = 1 << 16
+#: The policies ``sweep`` (and ``pymmu sweep``) compare by default.
+DEFAULT_POLICIES = ("clock", "lru", "fifo", "opt")
+#: Traces with at least this many records count as "long": with ``progress=None``
+#: (auto) they get a bar when stderr is a terminal.
+LONG_TRACE = 1 << 20
+
+_DERIVED = ("records", "references", "distinct_pages", "faults", "fault_rate")
+
+
+# --------------------------------------------------------------------------
+# Trace files
+# --------------------------------------------------------------------------
+
+_LACKEY_RECORD = re.compile(rb"(?:I  | [LSM] )[0-9a-fA-F]+,[0-9]+\s*")
+_SIMPLE_RECORD = re.compile(rb"\s*[RrWw]\s+(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\s+[0-9]+)?\s*")
+
+
+def detect_format(path, probe_bytes: int = 1 << 16) -> str:
+    """``"lackey"`` or ``"simple"``, from the first lines of the (decompressed) file.
+
+    The first line that is a record of either format decides; Valgrind's
+    ``==PID==`` lines mean lackey. ``ValueError`` if no line of the first
+    ``probe_bytes`` bytes looks like either.
+    """
+    from pymmu.traces import open_binary
+
+    with open_binary(path) as f:
+        head = f.read(probe_bytes)
+    lines = head.split(b"\n")
+    if len(head) == probe_bytes and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if line.startswith(b"==") or _LACKEY_RECORD.fullmatch(line):
+            return "lackey"
+        if _SIMPLE_RECORD.fullmatch(line):
+            return "simple"
+    raise ValueError(
+        f"{os.fspath(path)}: cannot tell the trace format (no lackey 'I  ADDR,SIZE' / "
+        "' L ADDR,SIZE' line and no simple 'R ADDR' / 'W ADDR' line near the start); "
+        "give it with --format")
+
+
+def load_trace(path, format: str | None = None):
+    """Read a trace file: ``format`` ``"lackey"``, ``"simple"`` or None (detect).
+
+    Plain, xz, gzip and bz2 files are all accepted (told apart by content).
+    """
+    from pymmu import traces
+
+    if format is None:
+        format = detect_format(path)
+    if format == "lackey":
+        return traces.read_lackey(path)
+    if format == "simple":
+        return traces.read_simple(path)
+    raise ValueError(f"format must be 'lackey', 'simple' or None, not {format!r}")
+
+
+def _as_trace(trace):
+    """A Trace, or a path to one; returns (Trace, name or None)."""
+    from pymmu.traces import Trace
+
+    if isinstance(trace, Trace):
+        return trace, None
+    if isinstance(trace, (str, os.PathLike)):
+        return load_trace(trace), os.path.basename(os.fspath(trace))
+    raise TypeError(f"trace must be a pymmu.traces.Trace or a path, "
+                    f"not {type(trace).__name__}")
+
+
+def _references(trace, page_size: int) -> int:
+    """How many page references the trace makes (a record crossing pages counts each)."""
+    if len(trace) == 0:
+        return 0
+    shift = page_size.bit_length() - 1
+    first = trace.addr >> np.uint64(shift)
+    last = (trace.addr + (trace.size.astype(np.uint64) - np.uint64(1))) >> np.uint64(shift)
+    return int((last - first).sum(dtype=np.uint64)) + len(trace)
+
+
+# --------------------------------------------------------------------------
+# Progress bar (tqdm, optional)
+# --------------------------------------------------------------------------
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(progress, total: int, long: bool, **kw):
+    """A tqdm bar, or a do-nothing stand-in when progress is off or tqdm is missing.
+
+    ``progress``: True (always, if tqdm is installed), False (never) or None
+    (auto: when ``long`` and stderr is a terminal).
+    """
+    if progress is False or (progress is None and not long):
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, disable=None if progress is None else False,
+                file=sys.stderr, dynamic_ncols=True, leave=False, **kw)
+
+
+# --------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------
+
+def _check_policy(policy) -> str:
+    if not isinstance(policy, str):
+        raise TypeError(f"policy must be a str, not {type(policy).__name__}")
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    return policy
+
+
+def simulate(trace, frames, policy="clock", page_size=4096, *, va_bits=48,
+             tlb_entries=64, seed=0, swap_slots=None, chunk_size=None,
+             progress=False) -> dict[str, Any]:
+    """Replay ``trace`` on a fresh machine and return its counters and fault rate.
+
+    Parameters
+    ----------
+    trace : pymmu.traces.Trace or path
+        The trace (a path is read with :func:`load_trace`, format detected).
+    frames : int
+        User frames of the machine (at least 1).
+    policy : str
+        Page replacement: "clock", "fifo", "lru", "random" or "opt".
+    page_size : int
+        A power of two from 512 to 65536.
+    va_bits, tlb_entries, seed
+        Passed to :class:`pymmu.Machine`.
+    swap_slots : int, optional
+        Default (None): the number of distinct pages of the trace, so that the
+        run can never run out of memory. :func:`sweep` computes it once and
+        passes it to every cell.
+    chunk_size : int, optional
+        Replay this many records per ``Machine.replay`` call (the counters are
+        the same). Default: one call, or :data:`DEFAULT_CHUNK` when a progress
+        bar is shown. Ignored for "opt", which always replays in one call.
+    progress : bool or None
+        Show a tqdm progress bar on stderr: True, False (default) or None (only
+        for long traces and when stderr is a terminal). No bar, and no error,
+        when tqdm is not installed.
+
+    Returns
+    -------
+    dict
+        ``policy``, ``frames``, ``page_size``, ``swap_slots``; the trace's
+        ``records`` (accesses), ``references`` (page references: a record that
+        crosses a page boundary makes one per page) and ``distinct_pages``;
+        every counter of ``Machine.stats`` for the run; ``faults`` =
+        ``minor_faults + major_faults`` (the textbook miss count: see the
+        module notes) and ``fault_rate`` = ``faults / references`` (0.0 for an
+        empty trace).
+
+    Raises
+    ------
+    pymmu.MemoryFault
+        A record lies above ``2**va_bits``; its ``.index`` is the record's
+        position in the whole trace.
+    """
+    trace, _ = _as_trace(trace)
+    policy = _check_policy(policy)
+    page_size = as_int(page_size, "page_size")
+    check_machine_args(frames, page_size, 0, policy, va_bits, None, tlb_entries, seed)
+    if chunk_size is not None:
+        chunk_size = positive_int(chunk_size, "chunk_size")
+    distinct = trace.distinct_pages(page_size) if len(trace) else 0
+    if swap_slots is None:
+        swap_slots = distinct
+    return _simulate(trace, frames, policy, page_size, distinct, swap_slots=swap_slots,
+                     va_bits=va_bits, tlb_entries=tlb_entries, seed=seed,
+                     chunk_size=chunk_size, progress=progress)
+
+
+def _simulate(trace, frames, policy, page_size, distinct, *, swap_slots, va_bits=48,
+              tlb_entries=64, seed=0, chunk_size=None, progress=False) -> dict[str, Any]:
+    """:func:`simulate` on a Trace whose distinct page count is already known."""
+    from pymmu import Machine
+
+    m = Machine(frames, page_size=page_size, swap_slots=swap_slots, policy=policy,
+                va_bits=va_bits, zero_page=False, tlb_entries=tlb_entries, seed=seed)
+    n = len(trace)
+    bar = _progress_bar(progress, n, n >= LONG_TRACE, unit="rec", unit_scale=True,
+                        desc=f"{policy} {m.frames} frames")
+    if chunk_size is None:
+        chunk_size = n if isinstance(bar, _NoBar) else DEFAULT_CHUNK
+    if policy == "opt":
+        chunk_size = n  # the look-ahead must see the whole trace
+    try:
+        if chunk_size >= n:
+            counters = m.replay(trace)
+            bar.update(n)
+        else:
+            counters = dict.fromkeys(STAT_NAMES, 0)
+            p = m.spawn()
+            p.mmap(1 << va_bits, "rwx", addr=0)
+            for start in range(0, n, chunk_size):
+                chunk = trace[start:start + chunk_size]
+                try:
+                    delta = m.replay(chunk, process=p)
+                except Exception as e:
+                    if isinstance(getattr(e, "index", None), int):
+                        e.index += start
+                    raise
+                for k, v in delta.items():
+                    counters[k] += v
+                bar.update(len(chunk))
+            p.exit()
+    finally:
+        bar.close()
+    references = _references(trace, page_size)
+    faults = counters["minor_faults"] + counters["major_faults"]
+    result: dict[str, Any] = {
+        "policy": policy,
+        "frames": m.frames,
+        "page_size": m.page_size,
+        "swap_slots": m.swap_slots,
+        "records": n,
+        "references": references,
+        "distinct_pages": distinct,
+    }
+    result.update(counters)
+    result["faults"] = faults
+    result["fault_rate"] = faults / references if references else 0.0
+    return result
+
+
+# --------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class SweepResult:
+    """The result of :func:`sweep`: one row (a :func:`simulate` dict) per cell.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per (policy, frames) cell, in ``policies`` x ``frames`` order.
+    frames : list of int
+    policies : list of str
+    page_size : int
+    name : str or None
+        The trace's name (its file name when ``sweep`` read it from a path).
+    """
+
+    rows: list
+    frames: list
+    policies: list
+    page_size: int = 4096
+    name: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def row(self, policy: str, frames: int) -> dict:
+        """The row of one cell (``KeyError`` if the sweep did not run it)."""
+        for r in self.rows:
+            if r["policy"] == policy and r["frames"] == frames:
+                return r
+        raise KeyError((policy, frames))
+
+    def fault_rate(self, policy: str, frames: int) -> float:
+        """Faults per page reference of one cell."""
+        return self.row(policy, frames)["fault_rate"]
+
+    def matrix(self, key: str = "fault_rate") -> np.ndarray:
+        """``key`` of every cell as an array, rows ``frames``, columns ``policies``."""
+        out = np.empty((len(self.frames), len(self.policies)),
+                       dtype=float if key == "fault_rate" else np.int64)
+        for i, f in enumerate(self.frames):
+            for j, p in enumerate(self.policies):
+                out[i, j] = self.row(p, f)[key]
+        return out
+
+    def to_dicts(self) -> list[dict]:
+        """The rows as plain dicts (JSON-ready)."""
+        return [dict(r) for r in self.rows]
+
+    def table(self, key: str = "fault_rate") -> str:
+        """A text table: one row per frame count, one column per policy.
+
+        ``key="fault_rate"`` shows percentages; any other key (``"faults"``,
+        ``"evictions"``...) shows the integer counter.
+        """
+        head = ["frames"] + list(self.policies)
+        body = []
+        for i, f in enumerate(self.frames):
+            cells = [f"{f:,}"]
+            for p in self.policies:
+                v = self.row(p, f)[key]
+                cells.append(f"{100 * v:.3f} %" if key == "fault_rate" else f"{v:,}")
+            body.append(cells)
+        widths = [max(len(r[c]) for r in [head] + body) for c in range(len(head))]
+        widths = [max(w, 8) for w in widths]
+        lines = ["  ".join(s.rjust(w) for s, w in zip(r, widths)) for r in [head] + body]
+        return "\n".join(lines)
+
+    def plot(self, path=None, *, title: str | None = None):
+        """Draw the miss-ratio curves (see :func:`pymmu.plot.miss_ratio_curves`)."""
+        from pymmu.plot import miss_ratio_curves
+
+        return miss_ratio_curves(self, path, title=title)
+
+
+# Worker side of the local pool: the trace arrives once per worker, by the
+# pool's initializer, and stays in this module global for every cell it runs.
+_WORKER_TRACE = None
+
+
+def _init_worker(trace) -> None:
+    global _WORKER_TRACE
+    _WORKER_TRACE = trace
+
+
+def _pool_cell(policy: str, frames: int, page_size: int, distinct: int) -> dict:
+    return _simulate(_WORKER_TRACE, frames, policy, page_size, distinct, swap_slots=distinct)
+
+
+def _dask_cell(trace, policy: str, frames: int, page_size: int, distinct: int) -> dict:
+    return _simulate(trace, frames, policy, page_size, distinct, swap_slots=distinct)
+
+
+def _frames_list(frames_list) -> list[int]:
+    if isinstance(frames_list, (int, np.integer)) and not isinstance(frames_list, bool):
+        frames_list = [frames_list]
+    out = []
+    for f in frames_list:
+        f = positive_int(f, "frames")
+        if f not in out:
+            out.append(f)
+    if not out:
+        raise ValueError("frames_list is empty")
+    return sorted(out)
+
+
+def _policies_list(policies) -> list[str]:
+    if isinstance(policies, str):
+        policies = [p.strip() for p in policies.split(",") if p.strip()]
+    out = []
+    for p in policies:
+        p = _check_policy(p)
+        if p not in out:
+            out.append(p)
+    if not out:
+        raise ValueError("policies is empty")
+    return out
+
+
+def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEFAULT_POLICIES,
+          *, page_size=4096, client=None, scheduler: str | None = None,
+          max_workers: int | None = None, progress=False) -> SweepResult:
+    """Simulate every (policy, frames) cell of a grid: miss-ratio curves.
+
+    Each cell is an independent :func:`simulate` run on its own machine.
+
+    Parameters
+    ----------
+    trace : pymmu.traces.Trace or path
+        The trace (a path is read once, here, with its format detected).
+    frames_list : iterable of int
+        Frame counts (duplicates dropped, sorted).
+    policies : sequence of str, or a comma-separated str
+        Policies to compare; default clock, lru, fifo and opt.
+    page_size : int
+    client : dask.distributed.Client, optional
+        Run the cells on this Dask cluster: the trace is scattered to every
+        worker once (``client.scatter(trace, broadcast=True)``), then one task
+        per cell is submitted. The client is left open.
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://host:8786``): connect a client to
+        it for this sweep (and close it afterwards). Needs the ``dask`` extra.
+    max_workers : int, optional
+        Local pool size (default: ``os.cpu_count()``, at most one per cell).
+        1 runs the cells one after another in this process.
+    progress : bool or None
+        A tqdm bar over the cells (see :func:`simulate`; None: when stderr is
+        a terminal).
+
+    Returns
+    -------
+    SweepResult
+        ``.rows`` (one dict per cell), ``.table()``, ``.matrix()``, ``.plot()``.
+    """
+    trace, name = _as_trace(trace)
+    frames = _frames_list(frames_list)
+    pols = _policies_list(policies)
+    page_size = as_int(page_size, "page_size")
+    if client is not None and scheduler is not None:
+        raise ValueError("give client or scheduler, not both")
+    # Check the machine arguments here, once, rather than in every task.
+    for f in (frames[0], frames[-1]):
+        check_machine_args(f, page_size, 0, pols[0], 48, None, 64, 0)
+    swap_slots = trace.distinct_pages(page_size) if len(trace) else 0
+    cells = [(p, f) for p in pols for f in frames]
+    results: dict[tuple[str, int], dict] = {}
+    bar = _progress_bar(progress, len(cells), True, unit="cell", desc="sweep")
+    try:
+        if client is not None or scheduler is not None:
+            _run_dask(trace, cells, page_size, swap_slots, client, scheduler, results, bar)
+        else:
+            _run_local(trace, cells, page_size, swap_slots, max_workers, results, bar)
+    finally:
+        bar.close()
+    rows = [results[c] for c in cells]
+    return SweepResult(rows=rows, frames=frames, policies=pols, page_size=page_size,
+                       name=name)
+
+
+def _run_local(trace, cells, page_size, swap_slots, max_workers, results, bar) -> None:
+    if max_workers is None:
+        max_workers = min(len(cells), os.cpu_count() or 1)
+    max_workers = positive_int(max_workers, "max_workers")
+    if max_workers == 1:
+        for p, f in cells:
+            results[p, f] = _simulate(trace, f, p, page_size, swap_slots,
+                                      swap_slots=swap_slots)
+            bar.update(1)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=max_workers, initializer=_init_worker,
+                             initargs=(trace,)) as pool:
+        futures = {pool.submit(_pool_cell, p, f, page_size, swap_slots): (p, f)
+                   for p, f in cells}
+        try:
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _run_dask(trace, cells, page_size, swap_slots, client, scheduler, results, bar) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError as e:
+        raise ImportError(
+            "running a sweep on Dask needs dask.distributed: "
+            "pip install 'pymmu[dask]' (or 'dask[distributed]')") from e
+    own = client is None
+    if own:
+        client = Client(scheduler)
+    try:
+        remote = client.scatter(trace, broadcast=True)
+        futures = {}
+        for p, f in cells:
+            fut = client.submit(_dask_cell, remote, p, f, page_size, swap_slots,
+                                pure=False, key=f"pymmu-sweep-{p}-{f}-{id(remote):x}")
+            futures[fut] = (p, f)
+        try:
+            for fut in as_completed(list(futures)):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+        finally:
+            for fut in futures:
+                fut.cancel()
+            client.cancel(remote)
+    finally:
+        if own:
+            client.close()
+
+
+def parse_frames(text: str) -> list[int]:
+    """Frame counts from the command line: ``"16,32,64"``, or ``"4:512"`` for the
+    powers of two from 4 to 512, or a mix (``"4:64,100"``).
+
+    >>> parse_frames("16,32,64"), parse_frames("4:32"), parse_frames("3:20")
+    ([16, 32, 64], [4, 8, 16, 32], [3, 6, 12])
+    """
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if ":" in part:
+            lo_s, hi_s = part.split(":", 1)
+            lo, hi = int(lo_s), int(hi_s)
+            if lo < 1 or hi < lo:
+                raise ValueError(f"frames range {part!r}: need 1 <= low <= high")
+            f = lo
+            while f <= hi:
+                out.append(f)
+                f *= 2
+        else:
+            f = int(part)
+            if f < 1:
+                raise ValueError(f"frames must be at least 1, got {f}")
+            out.append(f)
+    if not out:
+        raise ValueError("no frame counts given")
+    return sorted(set(out))
+
+
+def default_frames(distinct_pages: int) -> list[int]:
+    """The frame counts ``pymmu sweep`` uses when none are given: powers of two
+    from 4 up to the first one that holds every distinct page.
+
+    >>> default_frames(270)
+    [4, 8, 16, 32, 64, 128, 256, 512]
+    """
+    top = max(4, 1 << max(0, math.ceil(math.log2(max(distinct_pages, 1)))))
+    out, f = [], 4
+    while f <= top:
+        out.append(f)
+        f *= 2
+    return out
