@@ -18,7 +18,8 @@ from pymmu.traces import (
     FETCH, KIND_LETTERS, LOAD, MODIFY, STORE, Trace, read_lackey, read_simple,
 )
 
-LS_TRACE = pathlib.Path("/work/shared/traces/ls.lackey.xz")
+# The shared traces sit beside the repository (as in CI: shared/ next to the clone).
+LS_TRACE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "traces" / "ls.lackey.xz"
 
 LACKEY_TEXT = """\
 ==6850== Lackey, an example Valgrind tool
