@@ -8,10 +8,11 @@ run: machines differ and runs drift by 15-25%, so no absolute time is ever a tar
 
 Usage::
 
-    python benchmarks/compare.py            # full run, about a minute on 2 cores
-    python benchmarks/compare.py --quick    # small sizes, a few seconds (CI smoke run)
+    python benchmarks/compare.py            # full run, about four minutes on 2 cores
+    python benchmarks/compare.py --quick    # small sizes, seconds (CI smoke run)
     python benchmarks/compare.py --json results.json
     python benchmarks/compare.py --only access,fork
+    python benchmarks/compare.py --only pressure,resident,unicorn,replay_ref
     python benchmarks/compare.py --list     # the registered measurements
 
 The script exits 0 whether or not a target holds (the last column says); it exits 1
@@ -20,8 +21,8 @@ only when a measurement could not run at all.
 Measurements live in a registry: a function decorated with ``@measurement(name)``
 takes the run's :class:`Context` and returns :class:`Row` objects. A measurement that
 needs an optional package names it in ``requires=``; where the package is missing it
-is listed as skipped instead of failing the run. Replay comparisons (libCacheSim, the
-numpy gather, Unicorn) register themselves the same way.
+is listed as skipped instead of failing the run: ``pressure`` needs libcachesim and
+``unicorn`` needs unicorn (both from PyPI, neither installed in CI).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -96,6 +98,7 @@ class Row:
     target: str = ""
     holds: bool | None = None
     note: str = ""
+    counts: dict | None = None      # e.g. miss counts of both sides, for the JSON
 
     def __post_init__(self):
         if self.baseline_ns and self.ratio is None:
@@ -222,10 +225,22 @@ class Sizes:
     pagesize_pages: int      # N for the page_size 512 vs 65536 fork comparison
     cow_pages: int           # pages written once after a fork, per repeat
     vfork_samples: int       # single vfork calls timed (it cannot be batched)
+    zipf_records: int        # accesses of the Zipf(0.9) trace replayed under pressure
+    zipf_pages: int          # pages it draws from (frames are 1% and 10% of those touched)
+    gather_indices: int      # random indices of the resident replay / numpy gather
+    gather_entries: int      # 8-byte entries they index (8 MiB at 1M entries)
+    ref_records: int         # records of the small traces reference.py replays
+    ref_pages: int           # pages of those traces
 
 
-FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101)
-QUICK = Sizes((64,), 2_000, 200, (16, 128, 1024), 128, 64, 11)
+FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101,
+             zipf_records=10_000_000, zipf_pages=200_000,
+             gather_indices=10_000_000, gather_entries=1_000_000,
+             ref_records=5_000, ref_pages=1_000)
+QUICK = Sizes((64,), 2_000, 200, (16, 128, 1024), 128, 64, 11,
+              zipf_records=200_000, zipf_pages=20_000,
+              gather_indices=200_000, gather_entries=100_000,
+              ref_records=500, ref_pages=200)
 
 
 @dataclass
@@ -238,6 +253,7 @@ class Context:
     sizes: Sizes
     seed: int = 0
     notes: list = field(default_factory=list)
+    errors: list = field(default_factory=list)  # cases that raised; the rest still count
 
     def resident(self, pages: int, *, page_size: int = PAGE, Machine=None, frames=None):
         """A machine with one process whose ``pages`` private pages are all resident
@@ -531,6 +547,306 @@ def measure_cow(ctx: Context) -> list[Row]:
     return rows
 
 
+# ---------------------------------------------------------------- replay measurements
+
+POLICIES = ("clock", "lru", "fifo", "opt")
+PRESSURE_FRACTIONS = (0.01, 0.10)       # frames as a fraction of the distinct pages
+
+# libCacheSim's counterpart of each pymmu policy: class name and keyword arguments.
+# Its Clock inserts with the reference bit clear unless init_freq=1; pymmu's clock
+# maps a faulted page referenced (DESIGN.md section 6), so init_freq=1 matches it.
+LIBCACHESIM = {"clock": ("Clock", {"init_freq": 1}), "lru": ("LRU", {}),
+               "fifo": ("FIFO", {}), "opt": ("Belady", {})}
+
+# libCacheSim's oracleGeneral binary trace: packed 24-byte little-endian records.
+ORACLE_GENERAL = np.dtype([("time", "<u4"), ("id", "<u8"), ("size", "<u4"),
+                           ("next", "<i8")])
+assert ORACLE_GENERAL.itemsize == 24
+
+
+def zipf_pages(records: int, pages: int, seed: int, alpha: float = 0.9) -> np.ndarray:
+    """Page numbers (uint64) of ``records`` independent Zipf(``alpha``) draws over
+    ``pages`` pages: rank k is drawn with probability proportional to k**-alpha.
+
+    Ranks map to page numbers through a random permutation of 0..pages-1, so the hot
+    pages are scattered over the address space rather than packed at its start.
+    """
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(np.arange(1, pages + 1, dtype=np.float64) ** -alpha)
+    cdf /= cdf[-1]
+    ranks = np.searchsorted(cdf, rng.random(records), side="right")
+    np.minimum(ranks, pages - 1, out=ranks)          # guards the rounding of cdf[-1]
+    return rng.permutation(pages).astype(np.uint64)[ranks]
+
+
+def next_access(keys: np.ndarray) -> np.ndarray:
+    """For each position, the index of the next position holding the same key, or -1
+    (oracleGeneral's "no future access"). Computed here, not by pymmu, so that the
+    baseline does not lean on the code under test."""
+    n = keys.shape[0]
+    nxt = np.full(n, -1, dtype=np.int64)
+    if n > 1:
+        order = np.argsort(keys, kind="stable")
+        same = keys[order[1:]] == keys[order[:-1]]
+        nxt[order[:-1][same]] = order[1:][same]
+    return nxt
+
+
+def write_oracle_general(path: str, keys: np.ndarray) -> None:
+    """Write ``keys`` as a libCacheSim oracleGeneral file: record i is (time i, id
+    keys[i], size 1, next access: the index of the next request for the same id, or -1).
+    Size 1 makes a cache of ``frames`` bytes hold ``frames`` pages."""
+    rec = np.empty(keys.shape[0], dtype=ORACLE_GENERAL)
+    rec["time"] = np.arange(keys.shape[0], dtype=np.uint32)
+    rec["id"] = keys
+    rec["size"] = 1
+    rec["next"] = next_access(keys)
+    rec.tofile(path)
+
+
+def _faults(stats) -> int:
+    return int(stats["minor_faults"]) + int(stats["major_faults"])
+
+
+def pressure_machine(ctx: Context, Machine, frames: int, distinct: int, policy: str):
+    """The machine a pressure replay runs on: ``frames`` frames, swap for every page,
+    no shared zero page (so that every first touch takes a frame, as a cache insert
+    does), so minor + major faults are the misses of a cache of ``frames`` pages."""
+    return Machine(frames, zero_page=False, swap_slots=distinct, policy=policy)
+
+
+@measurement("pressure", requires=("libcachesim",))
+def measure_pressure(ctx: Context) -> list[Row]:
+    """m.replay under memory pressure vs libCacheSim process_trace, Zipf(0.9) page trace."""
+    import libcachesim as lcs
+    from pymmu.traces import LOAD, Trace
+
+    s = ctx.sizes
+    t0 = time.perf_counter()
+    pages = zipf_pages(s.zipf_records, s.zipf_pages, ctx.seed)
+    n = pages.shape[0]
+    distinct = int(np.unique(pages).shape[0])
+    trace = Trace(pages << np.uint64(PAGE.bit_length() - 1), kind=LOAD)
+    # a hash table of about two buckets per page (libCacheSim's default is 2**24
+    # buckets, which costs it 2-5x on FIFO here): the baseline at its best
+    hashpower = max(10, distinct.bit_length() + 1)
+    # each 10M-access repeat costs libCacheSim seconds: 5 repeats (a median still)
+    repeats = min(ctx.repeats, 5)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pymmu-bench-") as tmp:
+        path = os.path.join(tmp, "zipf.oracleGeneral")
+        write_oracle_general(path, pages)
+        del pages
+        print(f"  pressure: {n:,}-access Zipf trace over {distinct:,} pages and its "
+              f"oracleGeneral file made in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        for fraction in PRESSURE_FRACTIONS:
+            frames = max(1, round(distinct * fraction))
+            for policy in POLICIES:
+                cls_name, kwargs = LIBCACHESIM[policy]
+                cache_cls = getattr(lcs, cls_name)
+                ours, theirs = [], []
+                loops = {
+                    "pymmu": Loop(
+                        lambda m: m.replay(trace), n,
+                        before=lambda: pressure_machine(ctx, ctx.Machine, frames,
+                                                        distinct, policy),
+                        after=lambda m, stats: ours.append(_faults(stats))),
+                    "libcachesim": Loop(
+                        lambda st: st[1].process_trace(st[0]), n,
+                        before=lambda: (lcs.TraceReader(path,
+                                                        lcs.TraceType.ORACLE_GENERAL_TRACE),
+                                        cache_cls(frames, hashpower=hashpower, **kwargs)),
+                        # process_trace returns (miss ratio, byte miss ratio): with
+                        # n < 2**53 requests, ratio * n rounds back to the miss count
+                        after=lambda st, res: theirs.append(round(res[0] * n))),
+                }
+                pct = f"{fraction * 100:g}%"
+                try:
+                    t = medians(loops, repeats, warmup=False)
+                except Exception as e:              # one case failing keeps the others
+                    ctx.errors.append(f"pressure {policy} {pct} frames ({frames:,}): "
+                                      f"{type(e).__name__}: {e}")
+                    traceback.print_exc()
+                    continue
+                same = len(set(ours)) == 1 and set(ours) == set(theirs)
+                row = speedup(
+                    "pressure",
+                    f"m.replay {policy}, {pct} frames ({frames:,}), per access",
+                    t["pymmu"], f"libCacheSim {cls_name} process_trace",
+                    t["libcachesim"], at_least=10,
+                    note="misses: pymmu {} / libCacheSim {}".format(
+                        ", ".join(f"{v:,}" for v in sorted(set(ours))),
+                        ", ".join(f"{v:,}" for v in sorted(set(theirs)))))
+                row.counts = {"pymmu_misses": ours[0], "baseline_misses": theirs[0],
+                              "same_misses": same, "frames": frames,
+                              "distinct_pages": distinct, "accesses": n}
+                row.target = ">= 10x faster, same misses"
+                row.holds = bool(row.holds and same)
+                rows.append(row)
+                ctx.notes.append(
+                    f"pressure {policy:5s} {pct:>3s} frames: misses pymmu {ours[0]:,}, "
+                    f"libCacheSim {theirs[0]:,}: {'same' if same else 'DIFFERENT'} "
+                    f"(miss ratio {ours[0] / n:.4f})")
+                gc.collect()
+    ctx.notes.append(
+        f"pressure: Zipf(0.9), {n:,} accesses over {distinct:,} distinct pages (seed "
+        f"{ctx.seed}); pymmu is Machine(frames, zero_page=False, swap_slots={distinct:,}, "
+        "policy=...).replay(trace) with full MMU work, and its opt time includes "
+        "computing next use inside replay; libCacheSim is timed on process_trace only "
+        f"(reader + cache, hashpower {hashpower}, objects of size 1); median of "
+        f"{repeats}")
+    return rows
+
+
+@measurement("resident")
+def measure_resident(ctx: Context) -> list[Row]:
+    """m.replay with every page resident (TLB and page-table hits) vs numpy's gather."""
+    from pymmu.traces import LOAD, Trace
+
+    s = ctx.sizes
+    n, entries = s.gather_indices, s.gather_entries
+    rng = np.random.default_rng(ctx.seed)
+    idx = rng.integers(0, entries, n)
+    table = rng.integers(0, 1 << 62, entries)       # int64, 8 bytes per entry
+    pages = -(-entries * 8 // PAGE)
+    m, p, base = ctx.resident(pages)
+    # the same indices as 8-byte loads from a table of 8-byte entries in pymmu memory
+    trace = Trace(np.uint64(base) + idx.astype(np.uint64) * np.uint64(8), kind=LOAD,
+                  size=8)
+    seen = []
+    loops = {
+        # the warm-up of medians() is the warm-up replay; the pages are already
+        # resident (written once), so no replay should fault
+        "replay": Loop(lambda _: m.replay(trace, process=p), n,
+                       after=lambda _, stats: seen.append(stats)),
+        "gather": Loop(lambda _: table[idx], n),
+    }
+    t = medians(loops, ctx.repeats)
+    faults = sum(_faults(st) for st in seen)
+    last = seen[-1]
+    lookups = int(last["tlb_hits"]) + int(last["tlb_misses"])
+    tlb = f"TLB hit rate {int(last['tlb_hits']) / lookups:.1%}" if lookups else "no TLB"
+    row = cost("resident",
+               f"m.replay, {n:,} 8-byte loads over {pages:,} resident pages, per access",
+               t["replay"], f"numpy gather table[idx], {entries:,} int64 entries",
+               t["gather"], at_most=2.0, note=f"{faults} faults; {tlb}")
+    row.counts = {"faults": faults, "tlb_hits": int(last["tlb_hits"]),
+                  "tlb_misses": int(last["tlb_misses"])}
+    if faults:
+        row.holds = False
+        ctx.notes.append(f"resident: the replays faulted {faults} times (should be 0)")
+    ctx.notes.append(f"resident: {n:,} random indices into {entries:,} entries; "
+                     f"pymmu replays them as 8-byte loads from {pages:,} resident "
+                     f"pages (no faults: {faults == 0}, {tlb})")
+    return [row]
+
+
+def _uc_read_loop(read, addrs):
+    for a in addrs:
+        read(a, 8)
+
+
+def _uc_write_loop(write, addrs):
+    data = DATA8
+    for a in addrs:
+        write(a, data)
+
+
+@measurement("unicorn", requires=("unicorn",))
+def measure_unicorn(ctx: Context) -> list[Row]:
+    """8-byte p.read / p.write vs Unicorn's mem_read / mem_write at the same offsets."""
+    import unicorn
+
+    s = ctx.sizes
+    rows = []
+    for pages in s.access_pages:
+        rng = random.Random(ctx.seed)
+        offs = [rng.randrange(pages * PAGE // 8) * 8 for _ in range(s.access_calls)]
+        m, p, base = ctx.resident(pages)
+        addrs = [base + o for o in offs]
+        uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        ubase = 0x10000000
+        uc.mem_map(ubase, pages * PAGE)
+        for a in range(ubase, ubase + pages * PAGE, PAGE):
+            uc.mem_write(a, b"\x01")                # resident in the host too
+        uaddrs = [ubase + o for o in offs]
+        n = len(offs)
+        t = medians({
+            "read": Loop(lambda _: _read_loop(p.read, addrs), n),
+            "write": Loop(lambda _: _write_loop(p.write, addrs), n),
+            "uc_read": Loop(lambda _: _uc_read_loop(uc.mem_read, uaddrs), n),
+            "uc_write": Loop(lambda _: _uc_write_loop(uc.mem_write, uaddrs), n),
+        }, ctx.repeats)
+        label = f"{pages} resident pages"
+        rows += [
+            speedup("unicorn", f"p.read(a, 8), {label}", t["read"],
+                    "Unicorn uc.mem_read(a, 8)", t["uc_read"], at_least=5),
+            speedup("unicorn", f"p.write(a, 8 bytes), {label}", t["write"],
+                    "Unicorn uc.mem_write(a, 8 bytes)", t["uc_write"], at_least=5),
+        ]
+        del m, p, uc
+        gc.collect()
+    return rows
+
+
+@measurement("replay_ref")
+def measure_replay_ref(ctx: Context) -> list[Row]:
+    """m.replay vs reference.py's replay, per record, on the same small traces."""
+    from pymmu.traces import LOAD, Trace
+
+    if ctx.Reference is None:
+        return []
+    s = ctx.sizes
+    n = s.ref_records
+    rows = []
+
+    # under pressure: a small Zipf(0.9) trace, clock, frames 10% of its pages
+    pages = zipf_pages(n, s.ref_pages, ctx.seed)
+    distinct = int(np.unique(pages).shape[0])
+    frames = max(1, distinct // 10)
+    trace = Trace(pages << np.uint64(PAGE.bit_length() - 1), kind=LOAD)
+    misses = {"core": [], "ref": []}
+
+    def pressure(Machine, key):
+        return Loop(lambda m: m.replay(trace), n,
+                    before=lambda: pressure_machine(ctx, Machine, frames, distinct, "clock"),
+                    after=lambda m, stats: misses[key].append(_faults(stats)))
+
+    t = medians({"core": pressure(ctx.Machine, "core"),
+                 "ref": pressure(ctx.Reference, "ref")}, ctx.repeats)
+    same = len(set(misses["core"])) == 1 and set(misses["core"]) == set(misses["ref"])
+    row = speedup("replay_ref",
+                  f"m.replay clock, {frames} frames, {n:,}-access Zipf trace, per access",
+                  t["core"], "reference.py m.replay", t["ref"], at_least=1000,
+                  note=f"misses: pymmu {misses['core'][0]}, reference {misses['ref'][0]}")
+    row.counts = {"pymmu_misses": misses["core"][0], "baseline_misses": misses["ref"][0],
+                  "same_misses": same}
+    row.holds = bool(row.holds and same)
+    rows.append(row)
+    ctx.notes.append(f"replay_ref: clock misses on the {n:,}-access trace: pymmu "
+                     f"{misses['core'][0]:,}, reference.py {misses['ref'][0]:,}: "
+                     f"{'same' if same else 'DIFFERENT'}")
+
+    # resident: random 8-byte loads over ref_pages resident pages, warm
+    rng = np.random.default_rng(ctx.seed)
+    offs = rng.integers(0, s.ref_pages * PAGE // 8, n).astype(np.uint64) * np.uint64(8)
+    loops = {}
+    keep = []
+    for key, Machine in (("core", ctx.Machine), ("ref", ctx.Reference)):
+        m, p, base = ctx.resident(s.ref_pages, Machine=Machine)
+        tr = Trace(np.uint64(base) + offs, kind=LOAD, size=8)
+        keep.append(m)
+        loops[key] = Loop(lambda _, m=m, p=p, tr=tr: m.replay(tr, process=p), n)
+    t = medians(loops, ctx.repeats)
+    rows.append(speedup("replay_ref",
+                        f"m.replay, {n:,} 8-byte loads over {s.ref_pages:,} resident "
+                        "pages, per access", t["core"], "reference.py m.replay",
+                        t["ref"], at_least=1000))
+    del keep
+    return rows
+
+
 # ------------------------------------------------------------------------ the run
 
 def load_machine(spec: str):
@@ -652,12 +968,16 @@ def main(argv=None) -> int:
             skipped.append((name, f"needs {', '.join(missing)}"))
             continue
         t0 = time.perf_counter()
+        errors_before = len(ctx.errors)
         try:
             rows += m.func(ctx)
         except Exception:
             failed.append(name)
             print(f"measurement {name!r} failed:", file=sys.stderr)
             traceback.print_exc()
+        else:
+            if len(ctx.errors) > errors_before:     # some of its cases raised
+                failed.append(name)
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         gc.collect()
 
@@ -672,6 +992,8 @@ def main(argv=None) -> int:
               "judge them on a full run")
     for note in ctx.notes:
         print(f"note: {note}")
+    for error in ctx.errors:
+        print(f"FAILED: {error}")
     held = sum(r.holds is True for r in rows)
     judged = sum(r.holds is not None for r in rows)
     print(f"targets held: {held} of {judged}; failed measurements: {len(failed)}; "
@@ -680,7 +1002,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "rows": [asdict(r) for r in rows],
-                       "skipped": dict(skipped), "failed": failed, "notes": ctx.notes},
+                       "skipped": dict(skipped), "failed": failed, "notes": ctx.notes,
+                       "errors": ctx.errors},
                       f, indent=2)
     return 1 if failed else 0
 

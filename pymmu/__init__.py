@@ -25,6 +25,7 @@ from pymmu.image import Image, Segment
 from pymmu.vmas import Mapping
 from pymmu import pte
 from pymmu.machine import Machine, Process
+from pymmu.simulate import sweep
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,5 @@ __all__ = [
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC",
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
     "OutOfMemory", "ProcessStateError", "InvariantError",
+    "sweep",
 ]

@@ -141,8 +141,9 @@ cdef class Core:
     cdef int64_t[::1] rmap_vpn        # the virtual page all its mappers use
     cdef int64_t[::1] frame_obj       # shmem: object id; else -1
     cdef int64_t[::1] frame_slot      # swap cache: the slot this frame caches, or -1
-    cdef int64_t[::1] frame_tick      # lru: last touch; fifo: load time
-    cdef int64_t tick
+    cdef int64_t[::1] frame_tick      # opt (in replay): next use of its page
+    cdef int32_t *lnext               # fifo/lru: intrusive list of used frames,
+    cdef int32_t *lprev               # oldest first; node `frames` is the head
     cdef int64_t *pool_heap
     cdef int64_t pool_n
     cdef int64_t *dirty_heap
@@ -186,6 +187,9 @@ cdef class Core:
     cdef int64_t *pins
     cdef int64_t pin_n, pin_cap
     cdef bint opt_active              # in a replay that knows the future (opt)
+    cdef int64_t *opt_key             # opt: max-heap of (next use, pfn) entries;
+    cdef int32_t *opt_pfn             # stale ones (frame_tick moved on) are
+    cdef int64_t opt_n, opt_cap       # skipped when popped
 
     def __cinit__(self):
         self.pool_heap = NULL
@@ -201,6 +205,10 @@ cdef class Core:
         self.tlb_vpn = NULL
         self.tlb_pte = NULL
         self.pins = NULL
+        self.lnext = NULL
+        self.lprev = NULL
+        self.opt_key = NULL
+        self.opt_pfn = NULL
         self.ps = self.scratch
 
     def __init__(self, int64_t frames, int64_t page_size, int64_t swap_slots, int policy,
@@ -232,6 +240,13 @@ cdef class Core:
         self.frame_obj = np.full(frames + 1, -1, np.int64)
         self.frame_slot = np.full(frames + 1, -1, np.int64)
         self.frame_tick = np.zeros(frames + 1, np.int64)
+        self.lnext = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
+        self.lprev = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
+        if self.lnext == NULL or self.lprev == NULL:
+            raise MemoryError()
+        for i in range(frames + 1):
+            self.lnext[i] = self.lprev[i] = -1
+        self.lnext[frames] = self.lprev[frames] = <int32_t>frames
         self.pool_heap = <int64_t *>malloc(frames * sizeof(int64_t))
         self.dirty_heap = <int64_t *>malloc(frames * sizeof(int64_t))
         self.pins = <int64_t *>malloc(16 * sizeof(int64_t))
@@ -276,6 +291,7 @@ cdef class Core:
         free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
         free(self.vma_rows); free(self.vma_count)
         free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
+        free(self.lnext); free(self.lprev); free(self.opt_key); free(self.opt_pfn)
 
     cdef void _grow_mm(self, int64_t cap) except *:
         cdef int64_t i
@@ -401,6 +417,21 @@ cdef class Core:
         self.stats[stat] += 1
         self.ps[stat] += 1
 
+    cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil:
+        cdef int32_t a = self.lprev[pfn], b = self.lnext[pfn]
+        if a >= 0:
+            self.lnext[a] = b
+            self.lprev[b] = a
+            self.lnext[pfn] = self.lprev[pfn] = -1
+
+    cdef inline void _list_append(self, int64_t pfn) noexcept nogil:
+        """Put ``pfn`` at the young end (fifo: just loaded; lru: just used)."""
+        cdef int32_t head = <int32_t>self.frames, last = self.lprev[head]
+        self.lnext[last] = <int32_t>pfn
+        self.lprev[pfn] = last
+        self.lnext[pfn] = head
+        self.lprev[head] = <int32_t>pfn
+
     cdef void _free_frame(self, int64_t pfn) noexcept nogil:
         """Return a frame nobody maps to the dirty set."""
         cdef int64_t slot = self.frame_slot[pfn]
@@ -409,6 +440,8 @@ cdef class Core:
             self.frame_slot[pfn] = -1
         self.fstate[pfn] = F_FREE
         self.fflags[pfn] &= FL_CZERO
+        self._list_unlink(pfn)
+        self.frame_tick[pfn] = -1       # opt: its next page gets a fresh heap entry
         self.frame_obj[pfn] = -1
         self.rmap_family[pfn] = -1
         self.rmap_vpn[pfn] = -1
@@ -447,8 +480,8 @@ cdef class Core:
             else:
                 pfn = heap_pop(self.pool_heap, &self.pool_n)
         self.fflags[pfn] &= ~FL_POOL
-        self.tick += 1
-        self.frame_tick[pfn] = self.tick
+        if self.policy == P_FIFO or self.policy == P_LRU:
+            self._list_append(pfn)
         return pfn
 
     cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil:
@@ -541,6 +574,103 @@ cdef class Core:
             return True
         return self.slot_n > 0
 
+    cdef inline bint _opt_before(self, int64_t i, int64_t j) noexcept nogil:
+        """Heap order: later next use first, then the lower pfn (as a scan would)."""
+        return self.opt_key[i] > self.opt_key[j] or (
+            self.opt_key[i] == self.opt_key[j] and self.opt_pfn[i] < self.opt_pfn[j])
+
+    cdef int _opt_push(self, int64_t key, int64_t pfn) except -1 nogil:
+        cdef int64_t i, parent, k
+        cdef int32_t f
+        if self.opt_n == self.opt_cap:
+            if self.opt_n > 4 * self.frames + 64:
+                self._opt_compact()
+            if self.opt_n == self.opt_cap:
+                self.opt_cap = 2 * self.opt_cap + 64
+                self.opt_key = <int64_t *>realloc(self.opt_key, self.opt_cap * sizeof(int64_t))
+                self.opt_pfn = <int32_t *>realloc(self.opt_pfn, self.opt_cap * sizeof(int32_t))
+                if self.opt_key == NULL or self.opt_pfn == NULL:
+                    with gil:
+                        raise MemoryError()
+        i = self.opt_n
+        self.opt_n += 1
+        self.opt_key[i] = key
+        self.opt_pfn[i] = <int32_t>pfn
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not self._opt_before(i, parent):
+                break
+            k = self.opt_key[i]; self.opt_key[i] = self.opt_key[parent]; self.opt_key[parent] = k
+            f = self.opt_pfn[i]; self.opt_pfn[i] = self.opt_pfn[parent]; self.opt_pfn[parent] = f
+            i = parent
+        return 0
+
+    cdef void _opt_sift_down(self, int64_t i) noexcept nogil:
+        cdef int64_t c, k
+        cdef int32_t f
+        while True:
+            c = 2 * i + 1
+            if c >= self.opt_n:
+                return
+            if c + 1 < self.opt_n and self._opt_before(c + 1, c):
+                c += 1
+            if not self._opt_before(c, i):
+                return
+            k = self.opt_key[i]; self.opt_key[i] = self.opt_key[c]; self.opt_key[c] = k
+            f = self.opt_pfn[i]; self.opt_pfn[i] = self.opt_pfn[c]; self.opt_pfn[c] = f
+            i = c
+
+    cdef void _opt_pop(self) noexcept nogil:
+        self.opt_n -= 1
+        self.opt_key[0] = self.opt_key[self.opt_n]
+        self.opt_pfn[0] = self.opt_pfn[self.opt_n]
+        self._opt_sift_down(0)
+
+    cdef void _opt_compact(self) noexcept nogil:
+        """Drop stale entries and rebuild the heap."""
+        cdef int64_t i, n = 0, pfn
+        for i in range(self.opt_n):
+            pfn = self.opt_pfn[i]
+            if self.fstate[pfn] != F_FREE and self.frame_tick[pfn] == self.opt_key[i]:
+                self.opt_key[n] = self.opt_key[i]
+                self.opt_pfn[n] = <int32_t>pfn
+                n += 1
+        self.opt_n = n
+        i = n // 2
+        while i >= 0:
+            self._opt_sift_down(i)
+            i -= 1
+
+    cdef int64_t _opt_victim(self) except -2 nogil:
+        """Belady's victim: the evictable frame whose page is used again last."""
+        cdef int64_t pfn, key, victim = -1, k, held = 0
+        cdef int64_t *hk = NULL
+        cdef int32_t *hp = NULL
+        while self.opt_n:
+            key, pfn = self.opt_key[0], self.opt_pfn[0]
+            if self.fstate[pfn] == F_FREE or self.frame_tick[pfn] != key:
+                self._opt_pop()            # stale
+                continue
+            if self._evictable(pfn):
+                victim = pfn
+                self._opt_pop()
+                break
+            # Valid but not evictable now (pinned, no swap): keep it for later.
+            if held % 64 == 0:
+                hk = <int64_t *>realloc(hk, (held + 64) * sizeof(int64_t))
+                hp = <int32_t *>realloc(hp, (held + 64) * sizeof(int32_t))
+                if hk == NULL or hp == NULL:
+                    with gil:
+                        raise MemoryError()
+            hk[held], hp[held] = key, <int32_t>pfn
+            held += 1
+            self._opt_pop()
+        for k in range(held):
+            self._opt_push(hk[k], hp[k])
+        free(hk)
+        free(hp)
+        return victim
+
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
         cdef int64_t pfn, victim = -1, best = 0, steps, count, k
@@ -556,9 +686,13 @@ cdef class Core:
                 victim = pfn
                 break
         elif self.policy == P_FIFO or self.policy == P_LRU:
-            for pfn in range(self.frames):
-                if self._evictable(pfn) and (victim < 0 or self.frame_tick[pfn] < best):
-                    victim, best = pfn, self.frame_tick[pfn]
+            # Oldest first: load order (fifo) or last use (lru), O(1) per step.
+            pfn = self.lnext[self.frames]
+            while pfn != self.frames:
+                if self._evictable(pfn):
+                    victim = pfn
+                    break
+                pfn = self.lnext[pfn]
         elif self.policy == P_RANDOM:
             count = 0
             for pfn in range(self.frames):
@@ -572,10 +706,7 @@ cdef class Core:
                             break
                         k -= 1
         elif self.opt_active:
-            # Belady: the frame whose page is next used farthest in the future.
-            for pfn in range(self.frames):
-                if self._evictable(pfn) and (victim < 0 or self.frame_tick[pfn] > best):
-                    victim, best = pfn, self.frame_tick[pfn]
+            victim = self._opt_victim()
         else:
             return ST_OPT
         if victim < 0:
@@ -829,8 +960,8 @@ cdef class Core:
         p[0] |= PTE_ACCESSED | (PTE_DIRTY if kind == ACC_WRITE else 0)
         pfn = pte_pfn(p[0])
         if pfn != self.zero_pfn and self.policy == P_LRU:
-            self.tick += 1
-            self.frame_tick[pfn] = self.tick
+            self._list_unlink(pfn)
+            self._list_append(pfn)
         if self.tlb_n:
             self.tlb_mm[i] = mm
             self.tlb_vpn[i] = vpn
@@ -1059,10 +1190,11 @@ cdef class Core:
                 else:
                     pfn = pte_pfn(p[0])
                     if lru and pfn != self.zero_pfn:
-                        self.tick += 1
-                        self.frame_tick[pfn] = self.tick
-                if opt and pfn != self.zero_pfn:
+                        self._list_unlink(pfn)
+                        self._list_append(pfn)
+                if opt and pfn != self.zero_pfn and self.frame_tick[pfn] != next_use[pos]:
                     self.frame_tick[pfn] = next_use[pos]
+                    self._opt_push(next_use[pos], pfn)
                 pos += 1
                 vpn += 1
             self._count(S_READS if acc == ACC_READ else (S_WRITES if acc == ACC_WRITE
@@ -1077,9 +1209,14 @@ cdef class Core:
         ``(exception, index)`` for the record that failed."""
         cdef int64_t index = -1
         cdef int st
+        cdef int64_t pfn
         if next_use is not None:
             # Frames mapped before the replay have no known future: evict them first.
             self.frame_tick[:] = 1 << 62
+            self.opt_n = 0
+            for pfn in range(self.frames):
+                if self.fstate[pfn] != F_FREE:
+                    self._opt_push(1 << 62, pfn)
             self.opt_active = True
         self._serve(ps)
         try:

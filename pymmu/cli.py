@@ -49,11 +49,6 @@ def _error(command: str, message: str) -> int:
     return 1
 
 
-def _progress_flag(args: argparse.Namespace):
-    """--progress / --no-progress, or None (auto: a bar on a terminal)."""
-    return args.progress
-
-
 def _add_trace_args(p) -> None:
     p.add_argument("trace", metavar="TRACE",
                    help="trace file: Valgrind lackey (--trace-mem=yes) output or simple "
@@ -89,7 +84,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     try:
         trace = _load(args)
         r = simulate(trace, args.frames, args.policy, args.page_size,
-                     progress=_progress_flag(args))
+                     progress=args.progress)
     except (OSError, ValueError, TypeError, MMUError) as e:
         return _error("simulate", str(e))
     if args.json:
@@ -151,10 +146,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
     import json
     import os
 
+    from pymmu._args import STAT_NAMES
     from pymmu.errors import MMUError
     from pymmu.simulate import default_frames, parse_frames, sweep
-
-    from pymmu._args import STAT_NAMES
 
     if args.show not in ("fault_rate", "faults", *STAT_NAMES):
         return _error("sweep", f"--show: {args.show!r} is not fault_rate, faults or a "
@@ -167,7 +161,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             frames = default_frames(trace.distinct_pages(args.page_size))
         result = sweep(trace, frames, policies, page_size=args.page_size,
                        scheduler=args.scheduler, max_workers=args.workers,
-                       progress=_progress_flag(args))
+                       progress=args.progress)
         result.name = os.path.basename(args.trace)
     except (OSError, ValueError, TypeError, ImportError, MMUError) as e:
         return _error("sweep", str(e))

@@ -14,13 +14,16 @@ __all__ = ["miss_ratio_curves"]
 _MARKERS = "osD^vP*X"
 
 
-def _pyplot():
+def _require_matplotlib() -> None:
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError as e:
         raise ImportError("plotting needs matplotlib: pip install 'pymmu[plot]' "
                           "(or matplotlib)") from e
-    return matplotlib
+
+
+def _page_size_text(page_size: int) -> str:
+    return f"{page_size // 1024} KiB" if page_size >= 1024 else f"{page_size} B"
 
 
 def miss_ratio_curves(result, path=None, *, title: str | None = None):
@@ -41,9 +44,14 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
     -------
     matplotlib.figure.Figure
     """
-    matplotlib = _pyplot()
+    _require_matplotlib()
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
+    from matplotlib.ticker import (
+        FixedLocator,
+        FuncFormatter,
+        NullLocator,
+        PercentFormatter,
+    )
 
     fig = Figure(figsize=(8, 5), dpi=120, layout="constrained")
     ax = fig.add_subplot()
@@ -57,8 +65,7 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
     ax.xaxis.set_major_locator(FixedLocator(frames))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.set_xlabel(f"frames ({result.page_size // 1024 if result.page_size >= 1024 else result.page_size}"
-                  f" {'KiB' if result.page_size >= 1024 else 'B'} pages)")
+    ax.set_xlabel(f"frames ({_page_size_text(result.page_size)} pages)")
     ax.set_ylabel("miss ratio (faults / page references)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(bottom=0)
@@ -68,8 +75,8 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
         distinct = first["distinct_pages"]
         if distinct and frames[0] <= distinct <= frames[-1] * 2:
             ax.axvline(distinct, color="0.5", linestyle=":", linewidth=1)
-            ax.annotate(f"{distinct} distinct pages", xy=(distinct, 1), xycoords=("data", "axes fraction"),
-                        xytext=(-4, -4), textcoords="offset points", ha="right", va="top",
+            ax.annotate(f"{distinct} distinct pages", xy=(distinct, 1),
+                        xycoords=("data", "axes fraction"), xytext=(-4, -4), textcoords="offset points", ha="right", va="top",
                         fontsize=8, color="0.35", rotation=90)
     if title is None:
         name = result.name or "trace"
@@ -85,5 +92,4 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
 
         FigureCanvasAgg(fig)
         fig.savefig(os.fspath(path))
-    del matplotlib
     return fig

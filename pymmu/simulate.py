@@ -53,15 +53,16 @@ import math
 import os
 import re
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from pymmu._args import POLICIES, STAT_NAMES, as_int, check_machine_args, positive_int
 
 __all__ = [
-    "simulate", "sweep", "SweepResult", "load_trace", "detect_format",
-    "DEFAULT_CHUNK", "DEFAULT_POLICIES",
+    "DEFAULT_CHUNK", "DEFAULT_POLICIES", "SweepResult", "default_frames",
+    "detect_format", "load_trace", "parse_frames", "simulate", "sweep",
 ]
 
 #: Records per ``replay`` call when a run is chunked (for a progress bar).

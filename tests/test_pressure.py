@@ -620,19 +620,19 @@ def test_munmap_and_exit_free_swap_slots(Machine):
     m.check()
 
 
-def test_fork_family_survives_random_reads_and_writes(Machine):
+@pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "random"])
+def test_fork_family_survives_random_reads_and_writes(Machine, policy):
     """Several processes of one fork family, few frames, thousands of accesses:
     every byte matches a per-process model (private pages copy, shared ones don't)."""
     rnd = random.Random(20240601)
     npages, nshared = 10, 2
-    m = Machine(6, swap_slots=64, page_size=1024)
+    m = Machine(6, swap_slots=64, page_size=1024, policy=policy, seed=5)
     ps = 1024
     root = m.spawn()
     a = root.mmap(npages * ps)
     s = root.mmap(nshared * ps, shared=True)
     procs = {root.pid: (root, bytearray(npages * ps))}
     shared = bytearray(nshared * ps)
-    waited = [root]
 
     def fork_one():
         pid = rnd.choice(sorted(procs))
@@ -858,3 +858,101 @@ def test_random_victims_are_drawn_from_evictable_frames_in_pfn_order(Machine):
     assert m.stats["swap_outs"] == 0
     assert p.read(0x800000, 2) == b"dD"
     m.check()
+
+
+def test_swap_cache_frame_freed_by_exit_is_not_reused_for_the_slot(Machine):
+    m = Machine(2, swap_slots=8)
+    p = m.spawn()
+    a = p.mmap(PS)
+    p.write(a, b"XXXX")
+    c = p.fork()
+    e = p.mmap(4 * PS)
+    k = 0
+    while not dec(p, a).swapped:
+        p.write(e + k * PS, b"e")
+        k += 1
+    assert p.read(a, 4) == b"XXXX"                 # frame joins the swap cache
+    slot = swapped_slot(c, a)
+    p.exit()                                       # the frame is freed, the slot is c's
+    m.check()
+    q = m.spawn()
+    b = q.mmap(2 * PS)
+    q.write(b, b"QQQQ")
+    q.write(b + PS, b"QQQQ")                       # frames reused (and maybe evicted)
+    assert swapped_slot(c, a) == slot
+    before = snapshot(m)
+    assert c.read(a, 4) == b"XXXX"
+    assert delta(m, before).get("swap_cache_hits", 0) == 0
+    assert q.read(b, 4) == b"QQQQ" and q.read(b + PS, 4) == b"QQQQ"
+    m.check()
+    q.exit()
+    c.exit()
+    assert all_free(m)
+
+
+def test_mprotect_over_swapped_pages(Machine):
+    m = Machine(1, swap_slots=4)
+    p = m.spawn()
+    a = p.mmap(2 * PS)
+    p.write(a, b"prot")
+    p.write(a + PS, b"other")                      # a is swapped out
+    assert dec(p, a).swapped
+    p.mprotect(a, PS, "r")
+    assert dec(p, a).swapped
+    assert p.read(a, 4) == b"prot"                 # swap-in into a read-only mapping
+    d = dec(p, a)
+    assert d.present and not d.writable and not d.cow
+    with pytest.raises(pymmu.ProtectionFault):
+        p.write(a, b"x")
+    p.mprotect(a, PS, "rw")
+    p.write(a, b"P")
+    assert p.read(a, 4) == b"Prot"
+    assert p.read(a + PS, 5) == b"other"
+    m.check()
+    p.exit()
+    assert all_free(m)
+
+
+def test_rss_counts_only_resident_pages(Machine):
+    m = Machine(2, swap_slots=8)
+    p = m.spawn()
+    a = p.mmap(4 * PS)
+    for i in range(4):
+        p.write(a + i * PS, b"r")
+    assert p.rss == 2 * PS and p.uss == 2 * PS and p.pss == 2 * PS
+    c = p.fork()
+    assert p.rss == c.rss == 2 * PS and p.uss == 0 and p.pss == PS
+    c.exit()
+    p.wait(c)
+    p.exit()
+    assert all_free(m)
+
+
+def test_file_pages_shared_by_fork_are_dropped_from_both(Machine):
+    img = pymmu.Image([pymmu.Segment(0x400000, "rx", b"\x90" * (3 * PS)),
+                       pymmu.Segment(0x800000, "rw", b"data" * 100)], entry=0x400000)
+    m = Machine(2, swap_slots=4)
+    p = m.spawn()
+    p.exec(img)
+    p.fetch(0x400000, 1)                            # pfn 0: file
+    c = p.fork()
+    assert m.refcount(0) == 2
+    p.fetch(0x401000, 1)                            # pfn 1
+    p.fetch(0x402000, 1)                            # sweep: pfn 0 dropped from both
+    assert p.pte(0x400000) == 0 and c.pte(0x400000) == 0
+    assert m.stats["swap_outs"] == 0
+    before = snapshot(m)
+    assert c.fetch(0x400000, 2) == b"\x90\x90"      # read from the image again
+    assert delta(m, before)["file_reads"] == 1
+    # a written data page is anonymous: it goes to swap and comes back intact
+    p.write(0x800000, b"DATA")
+    for x in (0x400000, 0x401000, 0x402000):
+        p.fetch(x, 1)
+    assert dec(p, 0x800000).swapped
+    assert p.read(0x800000, 8) == b"DATAdata"
+    assert c.read(0x800000, 8) == b"datadata"
+    m.check()
+    c.exit()
+    p.wait(c)
+    p.exit()
+    assert all_free(m)

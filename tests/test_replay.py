@@ -21,7 +21,8 @@ import pathlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pymmu
 from pymmu import pte as P
@@ -330,10 +331,11 @@ def ls_refs(ls_trace):
 
 @pytest.mark.parametrize("frames", [16, 64, 128])
 @pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "opt"])
-def test_ls_trace_against_simulators(Machine, ls_trace, ls_refs, policy, frames):
+def test_ls_trace_against_simulators(Machine, request, policy, frames):
     if "reference" in Machine.__module__:
         pytest.skip("the 873k-record trace is too slow for the pure-Python reference")
-    refs, nxt = ls_refs
+    ls_trace = request.getfixturevalue("ls_trace")
+    refs, nxt = request.getfixturevalue("ls_refs")
     expected = sim_opt(refs, frames, nxt) if policy == "opt" else SIMS[policy](refs, frames)
     m = replaying(Machine, frames, zero_page=False, swap_slots=512, policy=policy)
     d = m.replay(ls_trace)
@@ -344,9 +346,10 @@ def test_ls_trace_against_simulators(Machine, ls_trace, ls_refs, policy, frames)
     m.check()
 
 
-def test_ls_trace_counters(Machine, ls_trace):
+def test_ls_trace_counters(Machine, request):
     if "reference" in Machine.__module__:
         pytest.skip("the 873k-record trace is too slow for the pure-Python reference")
+    ls_trace = request.getfixturevalue("ls_trace")
     kinds = np.bincount(ls_trace.kind, minlength=4)
     m = replaying(Machine, 64, swap_slots=512)
     before = dict(m.stats)

@@ -16,6 +16,7 @@ import json
 import pickle
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from pymmu.simulate import (
 from pymmu.traces import FETCH, LOAD, MODIFY, STORE, Trace
 
 ROOT = Path(__file__).resolve().parent.parent
+# The shared traces sit beside the repository (as in CI: shared/ next to the clone).
 LS = ROOT.parent / "shared" / "traces" / "ls.lackey.xz"
 needs_ls = pytest.mark.skipif(not LS.exists(), reason=f"{LS} is not there")
 
@@ -67,8 +69,11 @@ def ls_trace() -> Trace:
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    # Run outside the repository: from its root, the source tree (no compiled
+    # core) would shadow the installed package.
     return subprocess.run([sys.executable, "-m", "pymmu", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                          capture_output=True, text=True, timeout=timeout,
+                          cwd=tempfile.gettempdir(), check=False)
 
 
 # --------------------------------------------------------------------------
@@ -289,7 +294,7 @@ def test_cli_sweep_table_json_and_plot(ls_trace, tmp_path):
     png = tmp_path / "mrc.png"
     have_mpl = True
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
     except ImportError:
         have_mpl = False
     args = ["sweep", LS, "--frames", "8,32", "--policies", "lru,opt", "--workers", "2"]
@@ -351,11 +356,26 @@ def test_sweep_on_dask_equals_local(small_trace, dask_cluster):
     frames, policies = [4, 16], ["lru", "fifo", "opt"]
     local = sweep(small_trace, frames, policies, max_workers=1)
     with Client(dask_cluster) as client:
+        calls = {"scatter": [], "submit": 0}
+        scatter, submit = client.scatter, client.submit
+
+        def spy_scatter(data, **kw):
+            calls["scatter"].append((data, kw))
+            return scatter(data, **kw)
+
+        def spy_submit(func, *args, **kw):
+            calls["submit"] += 1
+            assert not any(isinstance(a, Trace) for a in args)  # only the scattered future
+            return submit(func, *args, **kw)
+
+        client.scatter, client.submit = spy_scatter, spy_submit
         on_dask = sweep(small_trace, frames, policies, client=client)
         assert on_dask.rows == local.rows
-        # the trace went out once, to every worker, and was released after
-        assert not client.has_what() or all(
-            not keys for keys in client.has_what().values())
+        # the trace went out once, to every worker; then one task per cell
+        assert len(calls["scatter"]) == 1
+        assert calls["scatter"][0][0] is small_trace
+        assert calls["scatter"][0][1].get("broadcast") is True
+        assert calls["submit"] == len(frames) * len(policies)
     by_address = sweep(small_trace, frames, policies, scheduler=dask_cluster.scheduler_address)
     assert by_address.rows == local.rows
 
@@ -368,3 +388,21 @@ def test_cli_sweep_scheduler(ls_trace, dask_cluster):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["rows"] == sweep(ls_trace, [16], ["fifo", "clock"],
                                                    max_workers=1).rows
+
+
+# --------------------------------------------------------------------------
+# optional dependencies missing
+# --------------------------------------------------------------------------
+
+def test_without_tqdm_matplotlib_or_dask(small_trace, monkeypatch):
+    core_or_skip()
+    for name in ("tqdm", "tqdm.auto", "matplotlib", "dask", "dask.distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    whole = simulate(small_trace, 8, "lru")
+    assert simulate(small_trace, 8, "lru", progress=True) == whole  # no bar, no error
+    r = sweep(small_trace, [8], ["lru"], max_workers=1, progress=True)
+    assert r.rows == [whole]
+    with pytest.raises(ImportError, match=r"pymmu\[plot\]"):
+        r.plot()
+    with pytest.raises(ImportError, match=r"pymmu\[dask\]"):
+        sweep(small_trace, [8], ["lru"], scheduler="tcp://127.0.0.1:1")
