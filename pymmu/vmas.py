@@ -88,7 +88,11 @@ class AddressMap:
         return len(self._vmas)
 
     def copy(self) -> "AddressMap":
-        return AddressMap(self._vmas)
+        """An independent copy (Vma objects are immutable, so they are shared)."""
+        new = AddressMap.__new__(AddressMap)
+        new._vmas = list(self._vmas)
+        new._starts = list(self._starts)
+        return new
 
     def find(self, vpn: int) -> Vma | None:
         """The mapping that contains page ``vpn``, or None."""
