@@ -157,7 +157,15 @@ class Machine:
     def refcount(self, pfn) -> int:
         """Number of PTEs, over all processes, that map frame ``pfn``.
 
-        ``pfn == frames`` is the shared zero page.
+        Parameters
+        ----------
+        pfn : int
+            A user frame, 0 .. frames-1, or ``frames`` for the shared zero page.
+
+        Returns
+        -------
+        int
+            0 for a free frame.
         """
         pfn = as_int(pfn, "pfn")
         if not 0 <= pfn <= self.frames:
@@ -166,8 +174,19 @@ class Machine:
         return int(self._core.refcounts()[pfn])
 
     def idle(self, n=None) -> int:
-        """Zero up to ``n`` dirty free frames into the pool (None: until the pool
-        reaches its target); returns how many were zeroed."""
+        """Zero dirty free frames into the pre-zeroed pool, as an idle loop does.
+
+        Parameters
+        ----------
+        n : int or None
+            At most this many (None: until the pool reaches its ``zero_pool``
+            target, or every dirty frame if there is no target).
+
+        Returns
+        -------
+        int
+            How many frames were zeroed.
+        """
         if n is not None:
             n = nonneg_int(n, "n")
         return self._core.idle(n)
@@ -279,7 +298,17 @@ class Machine:
         return self._new_process(0, space)
 
     def process(self, pid) -> "Process":
-        """The process with this pid (``KeyError`` if there never was one)."""
+        """The process with this pid, in any state.
+
+        Parameters
+        ----------
+        pid : int
+
+        Raises
+        ------
+        KeyError
+            If no process ever had this pid.
+        """
         pid = as_int(pid, "pid")
         try:
             return self._procs[pid]
@@ -470,7 +499,15 @@ class Process(ProcessCore):
         return start << m._shift
 
     def munmap(self, addr, length) -> None:
-        """Unmap every page in ``[addr, addr + length)``; holes are fine."""
+        """Unmap every page in ``[addr, addr + length)``; holes are fine.
+
+        Parameters
+        ----------
+        addr : int
+            Page-aligned start.
+        length : int
+            Bytes (> 0), rounded up to whole pages.
+        """
         self._running("munmap")
         lo, hi = self._range(addr, length)
         removed = self._space.amap.remove(lo, hi)
@@ -479,7 +516,19 @@ class Process(ProcessCore):
         self._m._release_objects({v.obj for v in removed if v.shared})
 
     def mprotect(self, addr, length, prot) -> None:
-        """Change the protection of ``[addr, addr + length)``, which must be mapped."""
+        """Change the protection of ``[addr, addr + length)``.
+
+        Parameters
+        ----------
+        addr : int
+            Page-aligned start.
+        length : int
+            Bytes (> 0), rounded up to whole pages. Every page must be mapped,
+            else ``ValueError`` and nothing changes.
+        prot : str or int
+            As for ``mmap``. Resident pages are rewritten at once; a private page
+            made writable takes a write-protect fault on its next write.
+        """
         self._running("mprotect")
         lo, hi = self._range(addr, length)
         prot = parse_prot(prot)
@@ -569,7 +618,19 @@ class Process(ProcessCore):
         self._m._drop_space(space)
 
     def exec(self, image: Image) -> None:
-        """Replace the address space with ``image`` (demand-paged: nothing is read now)."""
+        """Replace the address space with ``image`` (demand-paged: nothing is read now).
+
+        Parameters
+        ----------
+        image : pymmu.Image
+            Segments, entry point and stack size. A vfork child gives its
+            parent's space back and the parent resumes.
+
+        Raises
+        ------
+        ValueError
+            If the image does not fit the address space (nothing changes).
+        """
         self._running("exec")
         if not isinstance(image, Image):
             raise TypeError(f"exec needs a pymmu.Image, not {type(image).__name__}")
@@ -592,7 +653,13 @@ class Process(ProcessCore):
 
     def exit(self, status=0) -> None:
         """Terminate: release the address space, resume a vfork lender, orphan
-        the children; a zombie until the parent waits (reaped at once if ppid 0)."""
+        the children; a zombie until the parent waits (reaped at once if ppid 0).
+
+        Parameters
+        ----------
+        status : int
+            The exit status ``wait`` returns.
+        """
         self._running("exit")
         status = as_int(status, "status")
         self._leave_space()
@@ -608,8 +675,19 @@ class Process(ProcessCore):
             self._exited = True
 
     def wait(self, child=None) -> int:
-        """Reap an exited child (``child``, a Process or pid, or the lowest pid);
-        returns its exit status. Never blocks: ``ProcessStateError`` if none."""
+        """Reap an exited child and return its exit status.
+
+        Parameters
+        ----------
+        child : Process or int, optional
+            The child (or its pid) to reap; by default the exited child with the
+            lowest pid.
+
+        Raises
+        ------
+        ProcessStateError
+            If there is no such exited child: an emulator never blocks.
+        """
         self._running("wait")
         if child is None:
             zombies = [c for c in self._children if c._status is not None]
@@ -637,14 +715,28 @@ class Process(ProcessCore):
         return addr
 
     def translate(self, addr) -> int | None:
-        """Physical address that ``addr`` maps to, or None if not present. Never faults."""
+        """Physical address that ``addr`` maps to, or None if not present.
+
+        Never faults and never changes anything; works in every state.
+
+        Parameters
+        ----------
+        addr : int
+            A virtual address (>= 0).
+        """
         addr = self._page_addr(addr)
         if self._space is None or addr >= self._m._top:
             return None
         return self._core.translate(self._mm, addr)
 
     def pte(self, addr) -> int:
-        """The raw PTE of the page holding ``addr`` (0 if none)."""
+        """The raw PTE of the page holding ``addr`` (0 if none); see ``pymmu.pte``.
+
+        Parameters
+        ----------
+        addr : int
+            A virtual address (>= 0).
+        """
         addr = self._page_addr(addr)
         if self._space is None or addr >= self._m._top:
             return 0

@@ -113,10 +113,6 @@ def hyp_settings(**extra) -> settings:
     return settings(**base)
 
 
-class Crash(Exception):
-    """An implementation raised an exception the API never raises on purpose."""
-
-
 def outcome(fn):
     """Run ``fn``; return ``(normalised outcome, raw value)``."""
     try:
@@ -672,13 +668,6 @@ def test_differential():
     run_state_machine_as_test(Diff, settings=hyp_settings())
 
 
-def _family_impls():
-    out = []
-    for name in dict.fromkeys(PAIR):
-        out.append(name)
-    return out
-
-
 def run_family(Machine, *, policy, page_size, nproc, seed, zero_page=True,
                npages=24, shared_pages=4, frames=6, ops=3000):
     """A fork family of ``nproc`` processes against a dict-of-bytearray model."""
@@ -755,7 +744,7 @@ def run_family(Machine, *, policy, page_size, nproc, seed, zero_page=True,
     return stats
 
 
-@pytest.mark.parametrize("impl_name", _family_impls())
+@pytest.mark.parametrize("impl_name", list(dict.fromkeys(PAIR)))
 @pytest.mark.parametrize("policy, page_size, nproc, zero_page, seed", [
     ("clock", 512, 4, True, 1),
     ("fifo", 512, 5, False, 2),
