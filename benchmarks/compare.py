@@ -615,6 +615,54 @@ def pressure_machine(ctx: Context, Machine, frames: int, distinct: int, policy: 
     return Machine(frames, zero_page=False, swap_slots=distinct, policy=policy)
 
 
+def pressure_case(ctx: Context, lcs, trace, path: str, distinct: int, frames: int,
+                  policy: str, hashpower: int, repeats: int, pct: str) -> Row | None:
+    """One (frames, policy) cell of ``pressure``: both sides timed in turns, each repeat
+    checking its miss count. Returns None (and records the error) if a side raises."""
+    cls_name, kwargs = LIBCACHESIM[policy]
+    cache_cls = getattr(lcs, cls_name)
+    n = len(trace)
+    ours, theirs = [], []
+    loops = {
+        "pymmu": Loop(
+            lambda m: m.replay(trace), n,
+            before=lambda: pressure_machine(ctx, ctx.Machine, frames, distinct, policy),
+            after=lambda m, stats: ours.append(_faults(stats))),
+        "libcachesim": Loop(
+            lambda st: st[1].process_trace(st[0]), n,
+            before=lambda: (lcs.TraceReader(path, lcs.TraceType.ORACLE_GENERAL_TRACE),
+                            cache_cls(frames, hashpower=hashpower, **kwargs)),
+            # process_trace returns (miss ratio, byte miss ratio): with n < 2**53
+            # requests, ratio * n rounds back to the miss count
+            after=lambda st, res: theirs.append(round(res[0] * n))),
+    }
+    try:
+        t = medians(loops, repeats, warmup=False)
+    except Exception as e:                          # one cell failing keeps the others
+        ctx.errors.append(f"pressure {policy} {pct} frames ({frames:,}): "
+                          f"{type(e).__name__}: {e}")
+        traceback.print_exc()
+        return None
+    same = len(set(ours)) == 1 and set(ours) == set(theirs)
+    row = speedup(
+        "pressure", f"m.replay {policy}, {pct} frames ({frames:,}), per access",
+        t["pymmu"], f"libCacheSim {cls_name} process_trace", t["libcachesim"],
+        at_least=10,
+        note="misses: pymmu {} / libCacheSim {}".format(
+            ", ".join(f"{v:,}" for v in sorted(set(ours))),
+            ", ".join(f"{v:,}" for v in sorted(set(theirs)))))
+    row.counts = {"pymmu_misses": ours[0], "baseline_misses": theirs[0],
+                  "same_misses": same, "frames": frames, "distinct_pages": distinct,
+                  "accesses": n}
+    row.target = ">= 10x faster, same misses"
+    row.holds = bool(row.holds and same)
+    ctx.notes.append(
+        f"pressure {policy:5s} {pct:>3s} frames: misses pymmu {ours[0]:,}, "
+        f"libCacheSim {theirs[0]:,}: {'same' if same else 'DIFFERENT'} "
+        f"(miss ratio {ours[0] / n:.4f})")
+    return row
+
+
 @measurement("pressure", requires=("libcachesim",))
 def measure_pressure(ctx: Context) -> list[Row]:
     """m.replay under memory pressure vs libCacheSim process_trace, Zipf(0.9) page trace."""
@@ -625,7 +673,7 @@ def measure_pressure(ctx: Context) -> list[Row]:
     t0 = time.perf_counter()
     pages = zipf_pages(s.zipf_records, s.zipf_pages, ctx.seed)
     n = pages.shape[0]
-    distinct = int(np.unique(pages).shape[0])
+    distinct = int(np.count_nonzero(np.bincount(pages.astype(np.intp))))  # pages < zipf_pages
     trace = Trace(pages << np.uint64(PAGE.bit_length() - 1), kind=LOAD)
     # a hash table of about two buckets per page (libCacheSim's default is 2**24
     # buckets, which costs it 2-5x on FIFO here): the baseline at its best
@@ -643,51 +691,10 @@ def measure_pressure(ctx: Context) -> list[Row]:
         for fraction in PRESSURE_FRACTIONS:
             frames = max(1, round(distinct * fraction))
             for policy in POLICIES:
-                cls_name, kwargs = LIBCACHESIM[policy]
-                cache_cls = getattr(lcs, cls_name)
-                ours, theirs = [], []
-                loops = {
-                    "pymmu": Loop(
-                        lambda m: m.replay(trace), n,
-                        before=lambda: pressure_machine(ctx, ctx.Machine, frames,
-                                                        distinct, policy),
-                        after=lambda m, stats: ours.append(_faults(stats))),
-                    "libcachesim": Loop(
-                        lambda st: st[1].process_trace(st[0]), n,
-                        before=lambda: (lcs.TraceReader(path,
-                                                        lcs.TraceType.ORACLE_GENERAL_TRACE),
-                                        cache_cls(frames, hashpower=hashpower, **kwargs)),
-                        # process_trace returns (miss ratio, byte miss ratio): with
-                        # n < 2**53 requests, ratio * n rounds back to the miss count
-                        after=lambda st, res: theirs.append(round(res[0] * n))),
-                }
-                pct = f"{fraction * 100:g}%"
-                try:
-                    t = medians(loops, repeats, warmup=False)
-                except Exception as e:              # one case failing keeps the others
-                    ctx.errors.append(f"pressure {policy} {pct} frames ({frames:,}): "
-                                      f"{type(e).__name__}: {e}")
-                    traceback.print_exc()
-                    continue
-                same = len(set(ours)) == 1 and set(ours) == set(theirs)
-                row = speedup(
-                    "pressure",
-                    f"m.replay {policy}, {pct} frames ({frames:,}), per access",
-                    t["pymmu"], f"libCacheSim {cls_name} process_trace",
-                    t["libcachesim"], at_least=10,
-                    note="misses: pymmu {} / libCacheSim {}".format(
-                        ", ".join(f"{v:,}" for v in sorted(set(ours))),
-                        ", ".join(f"{v:,}" for v in sorted(set(theirs)))))
-                row.counts = {"pymmu_misses": ours[0], "baseline_misses": theirs[0],
-                              "same_misses": same, "frames": frames,
-                              "distinct_pages": distinct, "accesses": n}
-                row.target = ">= 10x faster, same misses"
-                row.holds = bool(row.holds and same)
-                rows.append(row)
-                ctx.notes.append(
-                    f"pressure {policy:5s} {pct:>3s} frames: misses pymmu {ours[0]:,}, "
-                    f"libCacheSim {theirs[0]:,}: {'same' if same else 'DIFFERENT'} "
-                    f"(miss ratio {ours[0] / n:.4f})")
+                row = pressure_case(ctx, lcs, trace, path, distinct, frames, policy,
+                                    hashpower, repeats, f"{fraction * 100:g}%")
+                if row is not None:
+                    rows.append(row)
                 gc.collect()
     ctx.notes.append(
         f"pressure: Zipf(0.9), {n:,} accesses over {distinct:,} distinct pages (seed "
@@ -758,36 +765,41 @@ def measure_unicorn(ctx: Context) -> list[Row]:
     """8-byte p.read / p.write vs Unicorn's mem_read / mem_write at the same offsets."""
     import unicorn
 
-    s = ctx.sizes
     rows = []
-    for pages in s.access_pages:
-        rng = random.Random(ctx.seed)
-        offs = [rng.randrange(pages * PAGE // 8) * 8 for _ in range(s.access_calls)]
-        m, p, base = ctx.resident(pages)
-        addrs = [base + o for o in offs]
-        uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
-        ubase = 0x10000000
-        uc.mem_map(ubase, pages * PAGE)
-        for a in range(ubase, ubase + pages * PAGE, PAGE):
-            uc.mem_write(a, b"\x01")                # resident in the host too
-        uaddrs = [ubase + o for o in offs]
-        n = len(offs)
-        t = medians({
-            "read": Loop(lambda _: _read_loop(p.read, addrs), n),
-            "write": Loop(lambda _: _write_loop(p.write, addrs), n),
-            "uc_read": Loop(lambda _: _uc_read_loop(uc.mem_read, uaddrs), n),
-            "uc_write": Loop(lambda _: _uc_write_loop(uc.mem_write, uaddrs), n),
-        }, ctx.repeats)
-        label = f"{pages} resident pages"
-        rows += [
-            speedup("unicorn", f"p.read(a, 8), {label}", t["read"],
-                    "Unicorn uc.mem_read(a, 8)", t["uc_read"], at_least=5),
-            speedup("unicorn", f"p.write(a, 8 bytes), {label}", t["write"],
-                    "Unicorn uc.mem_write(a, 8 bytes)", t["uc_write"], at_least=5),
-        ]
-        del m, p, uc
+    for pages in ctx.sizes.access_pages:
+        rows += unicorn_rows(ctx, unicorn, pages)
         gc.collect()
     return rows
+
+
+def unicorn_rows(ctx: Context, unicorn, pages: int) -> list[Row]:
+    """The unicorn rows for one working set of ``pages`` resident pages: the offsets
+    of ``access_rows``, in pymmu and in a Unicorn x86-64 engine's mapped memory."""
+    s = ctx.sizes
+    rng = random.Random(ctx.seed)
+    offs = [rng.randrange(pages * PAGE // 8) * 8 for _ in range(s.access_calls)]
+    _, p, base = ctx.resident(pages)
+    addrs = [base + o for o in offs]
+    uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+    ubase = 0x10000000
+    uc.mem_map(ubase, pages * PAGE)
+    for a in range(ubase, ubase + pages * PAGE, PAGE):
+        uc.mem_write(a, b"\x01")                    # resident in the host too
+    uaddrs = [ubase + o for o in offs]
+    n = len(offs)
+    t = medians({
+        "read": Loop(lambda _: _read_loop(p.read, addrs), n),
+        "write": Loop(lambda _: _write_loop(p.write, addrs), n),
+        "uc_read": Loop(lambda _: _uc_read_loop(uc.mem_read, uaddrs), n),
+        "uc_write": Loop(lambda _: _uc_write_loop(uc.mem_write, uaddrs), n),
+    }, ctx.repeats)
+    label = f"{pages} resident pages"
+    return [
+        speedup("unicorn", f"p.read(a, 8), {label}", t["read"],
+                "Unicorn uc.mem_read(a, 8)", t["uc_read"], at_least=5),
+        speedup("unicorn", f"p.write(a, 8 bytes), {label}", t["write"],
+                "Unicorn uc.mem_write(a, 8 bytes)", t["uc_write"], at_least=5),
+    ]
 
 
 @measurement("replay_ref")

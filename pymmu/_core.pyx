@@ -1647,3 +1647,73 @@ cdef class ProcessCore:
             c.ps = self._ps
             c._count(S_VFORK_CHILD_WRITES)
             c.ps = c.scratch
+
+
+def next_use(const uint64_t[::1] pages):
+    """For each position of a page-reference sequence, the next position of the
+    same page, or ``len(pages)`` if there is none (Belady's look-ahead).
+
+    One backward pass over an open-addressing hash table (page -> latest
+    position seen), so the cost is linear in the length of the sequence.
+    """
+    cdef Py_ssize_t n = pages.shape[0], i
+    cdef int64_t[::1] out = np.empty(n, np.int64)
+    cdef uint64_t cap = 1024, mask, h, page, j, used = 0, k
+    cdef uint64_t *keys
+    cdef int64_t *vals
+    cdef uint64_t *okeys
+    cdef int64_t *ovals
+    keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
+    vals = <int64_t *>malloc(cap * sizeof(int64_t))
+    if keys == NULL or vals == NULL:
+        free(keys); free(vals)
+        raise MemoryError()
+    with nogil:
+        for j in range(cap):
+            vals[j] = -1
+        mask = cap - 1
+        i = n - 1
+        while i >= 0:
+            page = pages[i]
+            h = (page * <uint64_t>0x9E3779B97F4A7C15) >> 17
+            while True:
+                h &= mask
+                if vals[h] < 0:
+                    keys[h] = page
+                    out[i] = n
+                    vals[h] = i
+                    used += 1
+                    break
+                if keys[h] == page:
+                    out[i] = vals[h]
+                    vals[h] = i
+                    break
+                h += 1
+            if 2 * used > cap:            # keep the table at most half full
+                okeys, ovals = keys, vals
+                cap *= 2
+                mask = cap - 1
+                keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
+                vals = <int64_t *>malloc(cap * sizeof(int64_t))
+                if keys == NULL or vals == NULL:
+                    free(keys); free(vals); free(okeys); free(ovals)
+                    with gil:
+                        raise MemoryError()
+                for j in range(cap):
+                    vals[j] = -1
+                for j in range(cap // 2):
+                    if ovals[j] >= 0:
+                        h = (okeys[j] * <uint64_t>0x9E3779B97F4A7C15) >> 17
+                        while True:
+                            h &= mask
+                            if vals[h] < 0:
+                                keys[h] = okeys[j]
+                                vals[h] = ovals[j]
+                                break
+                            h += 1
+                free(okeys)
+                free(ovals)
+            i -= 1
+    free(keys)
+    free(vals)
+    return np.asarray(out)

@@ -419,18 +419,9 @@ class Trace:
         >>> Trace([0, 4096, 0, 8192, 4096]).next_use(4096)
         array([2, 4, 5, 5, 5])
         """
-        pages = self.pages(page_size)
-        n = pages.shape[0]
-        nxt = np.full(n, n, dtype=np.int64)
-        if n > 1:
-            # map pages to small ints first: sorting int32/int64 ids is cheaper
-            # than a stable sort of uint64 keys with arbitrary spread
-            _, ids = np.unique(pages, return_inverse=True)
-            order = np.argsort(ids, kind="stable")
-            ids_sorted = ids[order]
-            same = ids_sorted[1:] == ids_sorted[:-1]
-            nxt[order[:-1][same]] = order[1:][same]
-        return nxt
+        from pymmu._core import next_use   # one linear pass in C
+
+        return next_use(np.ascontiguousarray(self.pages(page_size), dtype=np.uint64))
 
     def distinct_pages(self, page_size: int) -> int:
         """How many different pages the trace touches (crossings included).
