@@ -88,6 +88,8 @@ def check_machine_args(frames, page_size, swap_slots, policy, va_bits, zero_pool
                        tlb_entries, seed):
     """Validate ``Machine(...)`` arguments; returns them cleaned, in the same order."""
     frames = positive_int(frames, "frames")
+    if frames >= 1 << 31:      # frame numbers are 32-bit in the core's lists and heaps
+        raise ValueError(f"frames must be below 2**31, got {frames}")
     page_size = as_int(page_size, "page_size")
     if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
         raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
