@@ -187,6 +187,7 @@ cdef class Core:
     cdef int64_t *pins
     cdef int64_t pin_n, pin_cap
     cdef bint opt_active              # in a replay that knows the future (opt)
+    cdef readonly bint busy           # a replay runs without the GIL: refuse re-entry
     cdef int64_t *opt_key             # opt: max-heap of (next use, pfn) entries;
     cdef int32_t *opt_pfn             # stale ones (frame_tick moved on) are
     cdef int64_t opt_n, opt_cap       # skipped when popped
@@ -1069,6 +1070,13 @@ cdef class Core:
             raise ValueError("the opt policy needs the future: it runs only in Machine.replay")
         raise SystemError(f"unknown core status {st}")
 
+    cdef inline int _enter(self) except -1:
+        """Refuse to touch the machine while a replay runs without the GIL (in
+        another thread): the core's state is not safe to share mid-replay."""
+        if self.busy:
+            raise RuntimeError("this Machine is busy replaying a trace in another thread")
+        return 0
+
     cdef inline void _serve(self, cnp.ndarray ps) except *:
         """Point the per-process counters at ``ps`` (int64, S_COUNT long)."""
         if ps.dtype.num != cnp.NPY_INT64 or cnp.PyArray_SIZE(ps) != S_COUNT or (
@@ -1083,6 +1091,7 @@ cdef class Core:
         ``ps`` is the calling process's counter array (int64[S_COUNT]).
         """
         cdef int st
+        self._enter()
         if n == 0:
             return b""
         st = self._check(mm, addr, n, kind)
@@ -1101,6 +1110,7 @@ cdef class Core:
         cdef int st
         cdef Py_buffer view
         cdef Py_ssize_t n
+        self._enter()
         if type(data) is bytes:
             n = PyBytes_GET_SIZE(data)
             if n == 0:
@@ -1210,6 +1220,7 @@ cdef class Core:
         cdef int64_t index = -1
         cdef int st
         cdef int64_t pfn
+        self._enter()
         if next_use is not None:
             # Frames mapped before the replay have no known future: evict them first.
             self.frame_tick[:] = 1 << 62
@@ -1219,10 +1230,12 @@ cdef class Core:
                     self._opt_push(1 << 62, pfn)
             self.opt_active = True
         self._serve(ps)
+        self.busy = True
         try:
             with nogil:
                 st = self._replay(mm, addr, kind, size, next_use, &index)
         finally:
+            self.busy = False
             self.ps = self.scratch
             self.opt_active = False
         if st == ST_OK:
@@ -1238,6 +1251,7 @@ cdef class Core:
     def mm_new(self, int64_t family=-1):
         """A new, empty address space; in ``family`` or (-1) a new family."""
         cdef int64_t mm = self.mm_next
+        self._enter()
         if mm >= self.mm_cap:
             self._grow_mm(2 * self.mm_cap)
             self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
@@ -1256,6 +1270,7 @@ cdef class Core:
         """Install the mapping table of ``mm``: int64 rows of V_NCOLS columns,
         sorted by start. The core keeps a reference; callers never mutate it."""
         cdef cnp.ndarray arr = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1, V_NCOLS)
+        self._enter()
         self.vma_keep[mm] = arr
         self.vma_rows[mm] = <int64_t><uintptr_t>cnp.PyArray_DATA(arr)
         self.vma_count[mm] = arr.shape[0]
@@ -1265,6 +1280,7 @@ cdef class Core:
         private pages become read-only + COW in both, refcounts and swap counts
         go up. No page data moves. Returns the child's mm."""
         cdef int64_t child = self.mm_new(self.mm_family[parent])
+        self._enter()
         if self.mm_root[parent]:
             self._fork_node(<uint64_t *>self.mm_root[parent],
                             <uint64_t *>self.mm_root[child], 0)
@@ -1302,6 +1318,7 @@ cdef class Core:
     def mm_destroy(self, int64_t mm):
         """Drop every PTE of ``mm``, free its page table, flush its TLB entries."""
         cdef int64_t fam = self.mm_family[mm], cur, prev = 0
+        self._enter()
         self.unmap(mm, 0, self.max_vpn)
         if self.mm_root[mm]:
             self._free_tree(<uint64_t *>self.mm_root[mm], 0)
@@ -1324,6 +1341,7 @@ cdef class Core:
         cdef uint64_t[::1] vpns, ptes
         cdef int64_t i
         cdef pte_t *p
+        self._enter()
         vpns, ptes = self.ptes(mm, lo, hi)
         for i in range(vpns.shape[0]):
             p = self._walk(mm, vpns[i], False)
@@ -1340,6 +1358,7 @@ cdef class Core:
         cdef int64_t i
         cdef pte_t *p
         cdef pte_t pte
+        self._enter()
         vpns, ptes = self.ptes(mm, lo, hi)
         for i in range(vpns.shape[0]):
             pte = ptes[i]
@@ -1358,6 +1377,7 @@ cdef class Core:
             self._tlb_invalidate(mm, vpns[i])
 
     def tlb_flush(self, int64_t mm):
+        self._enter()
         self._tlb_flush(mm)
 
     # ------------------------------------------------------------------
@@ -1365,6 +1385,7 @@ cdef class Core:
 
     def obj_new(self, int64_t npages, int64_t base_vpn, int64_t mm):
         """A shared memory object of ``npages`` pages mapped at ``base_vpn``."""
+        self._enter()
         self.objects.append(np.full(npages, -1, np.int64))
         self.obj_base.append(base_vpn)
         self.obj_family.append(self.mm_family[mm])
@@ -1374,6 +1395,7 @@ cdef class Core:
         """The last mapping of ``obj`` is gone: free its frames and slots."""
         cdef cnp.int64_t[::1] pages = self.objects[obj]
         cdef int64_t i, v
+        self._enter()
         for i in range(pages.shape[0]):
             v = pages[i]
             if v >= 0:
@@ -1430,6 +1452,7 @@ cdef class Core:
         """Zero dirty free frames into the pool, lowest pfn first."""
         cdef int64_t done = 0, pfn
         cdef int64_t limit = self.dirty_n if n is None else min(<int64_t>n, self.dirty_n)
+        self._enter()
         if self.zero_pool_target >= 0:
             limit = min(limit, max(self.zero_pool_target - self.pool_n, 0))
         while done < limit:
@@ -1448,6 +1471,7 @@ cdef class Core:
         """
         cdef int64_t i, pfn, mm, slot
         cdef int64_t frames = self.frames
+        self._enter()
         expect = np.zeros(frames + 1, np.int64)
         sexpect = np.zeros(self.swap_slots, np.int64)
         mem = self.mem_array
@@ -1574,6 +1598,7 @@ cdef class ProcessCore:
         cdef Core c = self._c
         if not self._active or type(addr) is not int or type(n) is not int:
             return None
+        c._enter()
         try:
             a = addr
             length = n
@@ -1621,6 +1646,7 @@ cdef class ProcessCore:
         if (not self._active or type(addr) is not int or type(data) is not bytes
                 or (self._borrowing and self._strict)):
             return self._write_slow(addr, data)
+        c._enter()
         try:
             a = addr
         except OverflowError:

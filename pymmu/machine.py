@@ -415,6 +415,8 @@ class Process(ProcessCore):
         return dict(zip(STAT_NAMES, self._stats.tolist()))
 
     def _running(self, what: str) -> None:
+        if self._core.busy:      # checked before anything changes, unlike the core's guard
+            raise RuntimeError("this Machine is busy replaying a trace in another thread")
         state = self.state
         if state != "running":
             raise ProcessStateError(f"pid {self.pid} is {state}: cannot {what}")
