@@ -37,6 +37,9 @@ _ACCESS_NAMES = ("read", "write", "execute")
 # Trace kind codes (traces.FETCH, LOAD, STORE, MODIFY) to access kinds: lackey's
 # M (modify) is one access that reads and writes, so it is a write.
 cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
+
+cdef enum:
+    PWC_N = 1024          # page-walk cache entries (a power of two)
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
@@ -188,6 +191,9 @@ cdef class Core:
     cdef int64_t pin_n, pin_cap
     cdef bint opt_active              # in a replay that knows the future (opt)
     cdef readonly bint busy           # a replay runs without the GIL: refuse re-entry
+    cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
+    cdef uint64_t pwc_hi[PWC_N]
+    cdef uint64_t *pwc_leaf[PWC_N]
     cdef int64_t *opt_key             # opt: max-heap of (next use, pfn) entries;
     cdef int32_t *opt_pfn             # stale ones (frame_tick moved on) are
     cdef int64_t opt_n, opt_cap       # skipped when popped
@@ -208,6 +214,7 @@ cdef class Core:
         self.pins = NULL
         self.lnext = NULL
         self.lprev = NULL
+        memset(self.pwc_mm, 0, sizeof(self.pwc_mm))
         self.opt_key = NULL
         self.opt_pfn = NULL
         self.ps = self.scratch
@@ -317,11 +324,20 @@ cdef class Core:
     # page-table walks
 
     cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL nogil:
-        """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``."""
+        """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``.
+
+        A page-walk cache (like a CPU's paging-structure cache) remembers the leaf
+        table of recent (mm, vpn >> bits): leaf tables live until their address
+        space is destroyed, which flushes its entries.
+        """
         cdef uint64_t *node = <uint64_t *>self.mm_root[mm]
         cdef uint64_t *child
         cdef int level, shift
         cdef uint64_t idx, mask = ((<uint64_t>1) << self.bits) - 1
+        cdef uint64_t hi = vpn >> self.bits
+        cdef uint64_t k = (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
+        if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
+            return <pte_t *>&self.pwc_leaf[k][vpn & mask]
         if node == NULL:
             if not alloc:
                 return NULL
@@ -337,6 +353,9 @@ cdef class Core:
                 child = self._new_node()
                 node[idx] = <uint64_t><uintptr_t>child
             node = child
+        self.pwc_mm[k] = mm
+        self.pwc_hi[k] = hi
+        self.pwc_leaf[k] = node
         return <pte_t *>&node[vpn & mask]
 
     cdef uint64_t *_new_node(self) except NULL nogil:
@@ -1317,12 +1336,15 @@ cdef class Core:
 
     def mm_destroy(self, int64_t mm):
         """Drop every PTE of ``mm``, free its page table, flush its TLB entries."""
-        cdef int64_t fam = self.mm_family[mm], cur, prev = 0
+        cdef int64_t fam = self.mm_family[mm], cur, prev = 0, k
         self._enter()
         self.unmap(mm, 0, self.max_vpn)
         if self.mm_root[mm]:
             self._free_tree(<uint64_t *>self.mm_root[mm], 0)
             self.mm_root[mm] = 0
+        for k in range(PWC_N):
+            if self.pwc_mm[k] == mm:
+                self.pwc_mm[k] = 0
         self._tlb_flush(mm)
         cur = self.fam_head[fam]
         while cur and cur != mm:
