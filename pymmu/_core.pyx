@@ -40,6 +40,9 @@ cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
 
 cdef enum:
     PWC_N = 1024          # page-walk cache entries (a power of two)
+    RMAP_COUNT = 0        # _rmap operations
+    RMAP_YOUNG = 1
+    RMAP_REPLACE = 2
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
@@ -555,9 +558,10 @@ cdef class Core:
     cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil:
         """Visit every PTE that maps ``pfn`` through its fork family.
 
-        op 0: count those with ACCESSED; 1: clear ACCESSED (and the TLB entry); 2: replace with ``arg``
-        (a swap entry, or 0) and invalidate the TLB; 3: count them. Returns how
-        many matched (for op 0, how many had ACCESSED).
+        RMAP_COUNT: count them. RMAP_YOUNG: clear ACCESSED where set and count
+        those (clock's second chance). RMAP_REPLACE: write ``arg`` (a swap entry,
+        or 0) into each. Every changed PTE drops its TLB entry: hardware sets A
+        only when it loads a translation, and a PTE with A clear has no entry.
         """
         cdef int64_t fam = self.rmap_family[pfn], mm, n = 0
         cdef uint64_t vpn = <uint64_t>self.rmap_vpn[pfn]
@@ -566,17 +570,13 @@ cdef class Core:
         while mm:
             p = self._walk(mm, vpn, False)
             if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn:
-                if op == 0:
+                if op == RMAP_COUNT:
+                    n += 1
+                elif op == RMAP_YOUNG:
                     if p[0] & PTE_ACCESSED:
+                        p[0] &= ~PTE_ACCESSED
+                        self._tlb_invalidate(mm, vpn)
                         n += 1
-                elif op == 1:
-                    # Hardware sets A only when it loads a translation, so a
-                    # cleared A bit must drop the TLB entry to be seen again.
-                    p[0] &= ~PTE_ACCESSED
-                    self._tlb_invalidate(mm, vpn)
-                    n += 1
-                elif op == 3:
-                    n += 1
                 else:
                     p[0] = arg
                     self._tlb_invalidate(mm, vpn)
@@ -700,8 +700,7 @@ cdef class Core:
                 self.clock_hand = (pfn + 1) % self.frames
                 if not self._evictable(pfn):
                     continue
-                if self._rmap(pfn, 0, 0):
-                    self._rmap(pfn, 1, 0)
+                if self._rmap(pfn, RMAP_YOUNG, 0):      # referenced: second chance
                     continue
                 victim = pfn
                 break
@@ -738,7 +737,7 @@ cdef class Core:
         cdef int s = self.fstate[pfn]
         cdef int64_t slot, n
         if s == F_FILE:
-            self._rmap(pfn, 2, 0)
+            self._rmap(pfn, RMAP_REPLACE, 0)
         elif s == F_ANON:
             slot = self.frame_slot[pfn]
             if slot < 0:
@@ -748,13 +747,13 @@ cdef class Core:
             else:                   # clean swap-cache copy: no second write
                 self.frame_slot[pfn] = -1
                 self.scache[slot] = -1
-            n = self._rmap(pfn, 2, pte_make_swap(slot))
+            n = self._rmap(pfn, RMAP_REPLACE, pte_make_swap(slot))
             self.scount[slot] += <int32_t>n
         else:                       # shmem: the object remembers the slot
             slot = heap_pop(self.slot_heap, &self.slot_n)
             self._swap_write(slot, pfn)
             self._count(S_SWAP_OUTS)
-            self._rmap(pfn, 2, 0)
+            self._rmap(pfn, RMAP_REPLACE, 0)
             with gil:
                 self._shmem_set(self.frame_obj[pfn], self.rmap_vpn[pfn], -(slot + 2))
             self.scount[slot] = 1
@@ -1575,8 +1574,8 @@ cdef class Core:
         # reverse map: each used anon/file frame is found through its family
         for pfn in range(frames):
             if self.fstate[pfn] in (F_ANON, F_FILE, F_SHMEM) and self.refcnt[pfn]:
-                if self._rmap(pfn, 3, 0) != self.refcnt[pfn]:
-                    return f"frame {pfn}: the reverse map finds {self._rmap(pfn, 3, 0)} of its {self.refcnt[pfn]} PTEs"
+                if self._rmap(pfn, RMAP_COUNT, 0) != self.refcnt[pfn]:
+                    return f"frame {pfn}: the reverse map finds {self._rmap(pfn, RMAP_COUNT, 0)} of its {self.refcnt[pfn]} PTEs"
         return None
 
 
