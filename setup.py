@@ -32,7 +32,7 @@ def ext(name):
         include_dirs=["src_c", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,
-        depends=["src_c/pte.h"],
+        depends=["src_c/pte.h", "src_c/lowset.h"],
     )
 
 

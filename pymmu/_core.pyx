@@ -56,39 +56,6 @@ cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
     return z ^ (z >> 31)
 
 
-# ---- binary min-heaps of frame / slot numbers (free sets, lowest first) ----
-
-cdef inline void heap_push(int64_t *h, int64_t *n, int64_t v) noexcept nogil:
-    cdef int64_t i = n[0], p
-    n[0] += 1
-    while i > 0:
-        p = (i - 1) >> 1
-        if h[p] <= v:
-            break
-        h[i] = h[p]
-        i = p
-    h[i] = v
-
-
-cdef inline int64_t heap_pop(int64_t *h, int64_t *n) noexcept nogil:
-    cdef int64_t top = h[0], v, i = 0, c
-    n[0] -= 1
-    v = h[n[0]]
-    while True:
-        c = 2 * i + 1
-        if c >= n[0]:
-            break
-        if c + 1 < n[0] and h[c + 1] < h[c]:
-            c += 1
-        if h[c] >= v:
-            break
-        h[i] = h[c]
-        i = c
-    if n[0] > 0:
-        h[i] = v
-    return top
-
-
 cdef inline pte_t prot_bits(int64_t prot) noexcept nogil:
     """PTE permission bits a present page of a mapping with ``prot`` carries."""
     cdef pte_t b = PTE_PRESENT | PTE_USER
@@ -150,10 +117,8 @@ cdef class Core:
     cdef int64_t[::1] frame_tick      # opt (in replay): next use of its page
     cdef int32_t *lnext               # fifo/lru: intrusive list of used frames,
     cdef int32_t *lprev               # oldest first; node `frames` is the head
-    cdef int64_t *pool_heap
-    cdef int64_t pool_n
-    cdef int64_t *dirty_heap
-    cdef int64_t dirty_n
+    cdef lowset_t pool                # free frames, pre-zeroed (lowest pfn first)
+    cdef lowset_t dirty               # free frames not zeroed yet
     cdef int64_t clock_hand
     # swap device
     cdef readonly object swap_array
@@ -162,8 +127,7 @@ cdef class Core:
     cdef int64_t[::1] scache          # frame caching the slot, or -1
     cdef uint8_t[::1] szero           # slot content is all zero: its bytes are stale
                                       # and never read (swap-in zeroes instead)
-    cdef int64_t *slot_heap
-    cdef int64_t slot_n
+    cdef lowset_t free_slots          # unused swap slots (lowest first)
     # address spaces
     cdef int64_t mm_cap, mm_next
     cdef uintptr_t *mm_root
@@ -202,9 +166,9 @@ cdef class Core:
     cdef int64_t opt_n, opt_cap       # skipped when popped
 
     def __cinit__(self):
-        self.pool_heap = NULL
-        self.dirty_heap = NULL
-        self.slot_heap = NULL
+        self.pool.levels = 0
+        self.dirty.levels = 0
+        self.free_slots.levels = 0
         self.mm_root = NULL
         self.mm_family = NULL
         self.mm_fnext = NULL
@@ -258,26 +222,20 @@ cdef class Core:
         for i in range(frames + 1):
             self.lnext[i] = self.lprev[i] = -1
         self.lnext[frames] = self.lprev[frames] = <int32_t>frames
-        self.pool_heap = <int64_t *>malloc(frames * sizeof(int64_t))
-        self.dirty_heap = <int64_t *>malloc(frames * sizeof(int64_t))
         self.pins = <int64_t *>malloc(16 * sizeof(int64_t))
         self.pin_cap = 16
-        if self.pool_heap == NULL or self.dirty_heap == NULL or self.pins == NULL:
+        if (lowset_init(&self.pool, frames) or lowset_init(&self.dirty, frames)
+                or lowset_init(&self.free_slots, swap_slots) or self.pins == NULL):
             raise MemoryError()
-        for i in range(frames):        # ascending order is already a valid heap
-            self.pool_heap[i] = i
-        self.pool_n = frames
+        for i in range(frames):
+            lowset_add(&self.pool, i)
         self.swap_array = np.zeros((swap_slots, page_size), np.uint8)
         self.swapmem = self.swap_array
         self.scount = np.zeros(swap_slots, np.int32)
         self.scache = np.full(swap_slots, -1, np.int64)
         self.szero = np.ones(swap_slots, np.uint8)
-        self.slot_heap = <int64_t *>malloc(max(swap_slots, 1) * sizeof(int64_t))
-        if self.slot_heap == NULL:
-            raise MemoryError()
         for i in range(swap_slots):
-            self.slot_heap[i] = i
-        self.slot_n = swap_slots
+            lowset_add(&self.free_slots, i)
         self.mm_cap = 0
         self.mm_next = 1
         self._grow_mm(16)
@@ -298,7 +256,7 @@ cdef class Core:
             for mm in range(1, self.mm_next):
                 if self.mm_root[mm]:
                     self._free_tree(<uint64_t *>self.mm_root[mm], 0)
-        free(self.pool_heap); free(self.dirty_heap); free(self.slot_heap)
+        lowset_free(&self.pool); lowset_free(&self.dirty); lowset_free(&self.free_slots)
         free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
         free(self.vma_rows); free(self.vma_count)
         free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
@@ -468,7 +426,7 @@ cdef class Core:
         self.frame_obj[pfn] = -1
         self.rmap_family[pfn] = -1
         self.rmap_vpn[pfn] = -1
-        heap_push(self.dirty_heap, &self.dirty_n, pfn)
+        lowset_add(&self.dirty, pfn)
 
     cdef inline void _put_frame(self, int64_t pfn) noexcept nogil:
         """Drop one PTE reference to a frame."""
@@ -484,24 +442,24 @@ cdef class Core:
         the opt policy (ST_OPT)."""
         cdef int64_t pfn
         cdef int st
-        if self.pool_n == 0 and self.dirty_n == 0:
+        if self.pool.count == 0 and self.dirty.count == 0:
             st = self._reclaim()
             if st != ST_OK:
                 return -1 if st == ST_OOM else -3
         if zeroed:
-            if self.pool_n:
-                pfn = heap_pop(self.pool_heap, &self.pool_n)
+            if self.pool.count:
+                pfn = lowset_pop(&self.pool)
                 self._count(S_ZERO_POOL_HITS)
             else:
-                pfn = heap_pop(self.dirty_heap, &self.dirty_n)
+                pfn = lowset_pop(&self.dirty)
                 if not (self.fflags[pfn] & FL_CZERO):
                     page_zero(&self.mem[pfn, 0], self.page_size)
                     self.fflags[pfn] |= FL_CZERO
         else:
-            if self.dirty_n:
-                pfn = heap_pop(self.dirty_heap, &self.dirty_n)
+            if self.dirty.count:
+                pfn = lowset_pop(&self.dirty)
             else:
-                pfn = heap_pop(self.pool_heap, &self.pool_n)
+                pfn = lowset_pop(&self.pool)
         self.fflags[pfn] &= ~FL_POOL
         if self.policy == P_FIFO or self.policy == P_LRU:
             self._list_append(pfn)
@@ -534,7 +492,7 @@ cdef class Core:
             if f >= 0:
                 self.frame_slot[f] = -1
                 self.scache[slot] = -1
-            heap_push(self.slot_heap, &self.slot_n, slot)
+            lowset_add(&self.free_slots, slot)
 
     cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil:
         if self.fflags[pfn] & FL_CZERO:
@@ -592,7 +550,7 @@ cdef class Core:
             return True
         if s == F_ANON and self.frame_slot[pfn] >= 0:
             return True
-        return self.slot_n > 0
+        return self.free_slots.count > 0
 
     cdef inline bint _opt_before(self, int64_t i, int64_t j) noexcept nogil:
         """Heap order: later next use first, then the lower pfn (as a scan would)."""
@@ -741,7 +699,7 @@ cdef class Core:
         elif s == F_ANON:
             slot = self.frame_slot[pfn]
             if slot < 0:
-                slot = heap_pop(self.slot_heap, &self.slot_n)
+                slot = lowset_pop(&self.free_slots)
                 self._swap_write(slot, pfn)
                 self._count(S_SWAP_OUTS)
             else:                   # clean swap-cache copy: no second write
@@ -750,7 +708,7 @@ cdef class Core:
             n = self._rmap(pfn, RMAP_REPLACE, pte_make_swap(slot))
             self.scount[slot] += <int32_t>n
         else:                       # shmem: the object remembers the slot
-            slot = heap_pop(self.slot_heap, &self.slot_n)
+            slot = lowset_pop(&self.free_slots)
             self._swap_write(slot, pfn)
             self._count(S_SWAP_OUTS)
             self._rmap(pfn, RMAP_REPLACE, 0)
@@ -1459,29 +1417,30 @@ cdef class Core:
 
     @property
     def frames_free(self):
-        return self.pool_n + self.dirty_n
+        return self.pool.count + self.dirty.count
 
     @property
     def pool_size(self):
-        return self.pool_n
+        return self.pool.count
 
     @property
     def swap_free(self):
-        return self.slot_n
+        return self.free_slots.count
 
     def idle(self, object n):
         """Zero dirty free frames into the pool, lowest pfn first."""
         cdef int64_t done = 0, pfn
-        cdef int64_t limit = self.dirty_n if n is None else min(<int64_t>n, self.dirty_n)
+        cdef int64_t ndirty = self.dirty.count
+        cdef int64_t limit = ndirty if n is None else min(<int64_t>n, ndirty)
         self._enter()
         if self.zero_pool_target >= 0:
-            limit = min(limit, max(self.zero_pool_target - self.pool_n, 0))
+            limit = min(limit, max(self.zero_pool_target - <int64_t>self.pool.count, 0))
         while done < limit:
-            pfn = heap_pop(self.dirty_heap, &self.dirty_n)
+            pfn = lowset_pop(&self.dirty)
             if not (self.fflags[pfn] & FL_CZERO):
                 page_zero(&self.mem[pfn, 0], self.page_size)
             self.fflags[pfn] |= FL_POOL | FL_CZERO
-            heap_push(self.pool_heap, &self.pool_n, pfn)
+            lowset_add(&self.pool, pfn)
             done += 1
         return done
 
@@ -1528,22 +1487,19 @@ cdef class Core:
         if not np.array_equal(sexpect, np.asarray(self.scount)):
             bad = int(np.nonzero(sexpect != np.asarray(self.scount))[0][0])
             return f"swap slot {bad} count is {self.scount[bad]} but {sexpect[bad]} refer to it"
-        free_set = set()
-        for i in range(self.pool_n):
-            pfn = self.pool_heap[i]
-            if not (self.fflags[pfn] & FL_POOL):
-                return f"frame {pfn} in the zero pool lacks the pool flag"
-            if mem[pfn].any():
-                return f"zero-pool frame {pfn} holds nonzero bytes"
-            free_set.add(pfn)
-        for i in range(self.dirty_n):
-            pfn = self.dirty_heap[i]
-            if self.fflags[pfn] & FL_POOL or pfn in free_set:
-                return f"free frame {pfn} is in both free sets"
-            free_set.add(pfn)
+        counted = 0
         for pfn in range(frames):
+            in_pool = lowset_has(&self.pool, pfn)
+            in_dirty = lowset_has(&self.dirty, pfn)
+            counted += in_pool + in_dirty
+            if in_pool and in_dirty:
+                return f"free frame {pfn} is in both free sets"
+            if in_pool != ((self.fflags[pfn] & FL_POOL) != 0):
+                return f"frame {pfn}: the pool flag disagrees with the zero pool"
+            if in_pool and mem[pfn].any():
+                return f"zero-pool frame {pfn} holds nonzero bytes"
             is_free = self.fstate[pfn] == F_FREE
-            if is_free != (pfn in free_set):
+            if is_free != (in_pool or in_dirty):
                 return f"frame {pfn}: state {'free' if is_free else 'used'} disagrees with the free sets"
             if not is_free and self.fstate[pfn] != F_SHMEM and self.refcnt[pfn] == 0:
                 return f"frame {pfn} is in use but nothing maps it"
@@ -1556,12 +1512,17 @@ cdef class Core:
                 return f"frame {pfn}: swap cache link to slot {slot} is broken"
         if mem[frames].any():
             return "the zero page holds nonzero bytes"
-        free_slots = {self.slot_heap[i] for i in range(self.slot_n)}
+        if counted != self.pool.count + self.dirty.count:
+            return "the free sets' counts disagree with their members"
+        counted = 0
         for slot in range(self.swap_slots):
-            if (self.scount[slot] == 0) != (slot in free_slots):
+            counted += lowset_has(&self.free_slots, slot)
+            if (self.scount[slot] == 0) != lowset_has(&self.free_slots, slot):
                 return f"swap slot {slot}: count {self.scount[slot]} disagrees with the free list"
             if self.scache[slot] >= 0 and self.frame_slot[self.scache[slot]] != slot:
                 return f"swap slot {slot}: cache link broken"
+        if counted != self.free_slots.count:
+            return "the free-slot count disagrees with its members"
         for i in range(self.tlb_n):
             mm = self.tlb_mm[i]
             if mm == 0:

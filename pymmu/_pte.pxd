@@ -1,5 +1,5 @@
-# Cython view of src_c/pte.h: nothing here but the extern block.
-from libc.stdint cimport uint8_t, uint64_t
+# Cython view of src_c/pte.h and src_c/lowset.h: nothing here but extern blocks.
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 cdef extern from "pte.h" nogil:
     ctypedef uint64_t pte_t
@@ -24,3 +24,16 @@ cdef extern from "pte.h" nogil:
     void page_zero(uint8_t *page, size_t size)
     void page_copy(uint8_t *dst, const uint8_t *src, size_t size)
     int page_is_zero(const uint8_t *page, size_t size)
+
+cdef extern from "lowset.h" nogil:
+    ctypedef struct lowset_t:
+        int levels                     # 0 until lowset_init
+        uint64_t n                     # capacity: members are 0..n-1
+        uint64_t count                 # members present
+    int lowset_init(lowset_t *s, uint64_t n)
+    void lowset_free(lowset_t *s)
+    int lowset_has(const lowset_t *s, uint64_t i)
+    void lowset_add(lowset_t *s, uint64_t i)
+    void lowset_remove(lowset_t *s, uint64_t i)
+    int64_t lowset_min(const lowset_t *s)
+    int64_t lowset_pop(lowset_t *s)
