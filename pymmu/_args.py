@@ -94,6 +94,8 @@ def check_machine_args(frames, page_size, swap_slots, policy, va_bits, zero_pool
     if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
         raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
     swap_slots = nonneg_int(swap_slots, "swap_slots")
+    if swap_slots >= 1 << 31:  # slot numbers are 32-bit in the core
+        raise ValueError(f"swap_slots must be below 2**31, got {swap_slots}")
     if not isinstance(policy, str):
         raise TypeError(f"policy must be a str, not {type(policy).__name__}")
     if policy not in POLICIES:

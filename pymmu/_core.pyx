@@ -110,12 +110,12 @@ cdef class Core:
     cdef int32_t[::1] refcnt
     cdef uint8_t[::1] fstate
     cdef uint8_t[::1] fflags
-    cdef int64_t[::1] rmap_family     # anon/file/shmem: fork family of its mappers
+    cdef int32_t[::1] rmap_family     # anon/file/shmem: fork family of its mappers
     cdef int64_t[::1] rmap_vpn        # the virtual page all its mappers use
-    cdef int64_t[::1] frame_obj       # shmem: object id; else -1
-    cdef int64_t[::1] frame_slot      # swap cache: the slot this frame caches, or -1
-    cdef int64_t[::1] frame_tick      # opt (in replay): next use of its page
-    cdef int32_t *lnext               # fifo/lru: intrusive list of used frames,
+    cdef int32_t[::1] frame_obj       # shmem: object id; else -1
+    cdef int32_t[::1] frame_slot      # swap cache: the slot this frame caches, or -1
+    cdef int64_t[::1] frame_tick      # opt only (in replay): next use of its page
+    cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
     cdef int32_t *lprev               # oldest first; node `frames` is the head
     cdef lowset_t pool                # free frames, pre-zeroed (lowest pfn first)
     cdef lowset_t dirty               # free frames not zeroed yet
@@ -210,18 +210,20 @@ cdef class Core:
         self.fstate = np.zeros(frames + 1, np.uint8)
         self.fflags = np.full(frames + 1, FL_POOL | FL_CZERO, np.uint8)
         self.fflags[frames] = FL_CZERO
-        self.rmap_family = np.full(frames + 1, -1, np.int64)
+        self.rmap_family = np.full(frames + 1, -1, np.int32)
         self.rmap_vpn = np.full(frames + 1, -1, np.int64)
-        self.frame_obj = np.full(frames + 1, -1, np.int64)
-        self.frame_slot = np.full(frames + 1, -1, np.int64)
-        self.frame_tick = np.zeros(frames + 1, np.int64)
-        self.lnext = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
-        self.lprev = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
-        if self.lnext == NULL or self.lprev == NULL:
-            raise MemoryError()
-        for i in range(frames + 1):
-            self.lnext[i] = self.lprev[i] = -1
-        self.lnext[frames] = self.lprev[frames] = <int32_t>frames
+        self.frame_obj = np.full(frames + 1, -1, np.int32)
+        self.frame_slot = np.full(frames + 1, -1, np.int32)
+        # Policy state exists only for its policy (memory per frame is budgeted).
+        self.frame_tick = np.zeros(frames + 1 if policy == P_OPT else 0, np.int64)
+        if policy == P_FIFO or policy == P_LRU:
+            self.lnext = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
+            self.lprev = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
+            if self.lnext == NULL or self.lprev == NULL:
+                raise MemoryError()
+            for i in range(frames + 1):
+                self.lnext[i] = self.lprev[i] = -1
+            self.lnext[frames] = self.lprev[frames] = <int32_t>frames
         self.pins = <int64_t *>malloc(16 * sizeof(int64_t))
         self.pin_cap = 16
         if (lowset_init(&self.pool, frames) or lowset_init(&self.dirty, frames)
@@ -399,7 +401,10 @@ cdef class Core:
         self.ps[stat] += 1
 
     cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil:
-        cdef int32_t a = self.lprev[pfn], b = self.lnext[pfn]
+        cdef int32_t a, b
+        if self.lprev == NULL:
+            return
+        a, b = self.lprev[pfn], self.lnext[pfn]
         if a >= 0:
             self.lnext[a] = b
             self.lprev[b] = a
@@ -422,7 +427,8 @@ cdef class Core:
         self.fstate[pfn] = F_FREE
         self.fflags[pfn] &= FL_CZERO
         self._list_unlink(pfn)
-        self.frame_tick[pfn] = -1       # opt: its next page gets a fresh heap entry
+        if self.policy == P_OPT:
+            self.frame_tick[pfn] = -1   # its next page gets a fresh heap entry
         self.frame_obj[pfn] = -1
         self.rmap_family[pfn] = -1
         self.rmap_vpn[pfn] = -1
@@ -476,7 +482,7 @@ cdef class Core:
 
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil:
         self.fstate[pfn] = state
-        self.rmap_family[pfn] = self.mm_family[mm]
+        self.rmap_family[pfn] = <int32_t>self.mm_family[mm]
         self.rmap_vpn[pfn] = <int64_t>vpn
         self.refcnt[pfn] = 1
 
@@ -811,7 +817,7 @@ cdef class Core:
             else:
                 self._slot_put(slot, 1)
                 self.scache[slot] = new
-                self.frame_slot[new] = slot
+                self.frame_slot[new] = <int32_t>slot
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
             self._count(S_SWAP_INS)
             self._count(S_MAJOR)
@@ -901,7 +907,7 @@ cdef class Core:
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
                          uint64_t vpn, cnp.int64_t[::1] pages) noexcept:
         self._own(pfn, F_SHMEM, mm, vpn)
-        self.frame_obj[pfn] = obj
+        self.frame_obj[pfn] = <int32_t>obj
         pages[page] = pfn
 
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
@@ -1228,6 +1234,8 @@ cdef class Core:
         """A new, empty address space; in ``family`` or (-1) a new family."""
         cdef int64_t mm = self.mm_next
         self._enter()
+        if mm >= (<int64_t>1 << 31):       # the reverse map stores families in 32 bits
+            raise OverflowError("this machine has created 2**31 address spaces")
         if mm >= self.mm_cap:
             self._grow_mm(2 * self.mm_cap)
             self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
