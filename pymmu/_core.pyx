@@ -657,9 +657,9 @@ cdef class Core:
 
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
-        cdef int64_t pfn, victim = -1, best = 0, steps, count, k
+        cdef int64_t pfn, victim = -1, count, k
         if self.policy == P_CLOCK:
-            for steps in range(2 * self.frames):
+            for _ in range(2 * self.frames):
                 pfn = self.clock_hand
                 self.clock_hand = (pfn + 1) % self.frames
                 if not self._evictable(pfn):
@@ -983,7 +983,7 @@ cdef class Core:
         cdef uint64_t last = (addr + <uint64_t>(n - 1)) >> self.page_shift
         cdef int64_t *vma
         cdef int st = ST_OK
-        cdef pte_t *p
+        cdef pte_t *p = NULL
         cdef int64_t npages, k, pfn, off, chunk, done = 0
         self.fault_kind = kind
         npages = <int64_t>(last - first + 1)
@@ -1089,7 +1089,7 @@ cdef class Core:
 
     def write(self, int64_t mm, int64_t pid, uint64_t addr, object data, cnp.ndarray ps):
         """Write ``data`` (bytes, or any C-contiguous buffer); returns its length."""
-        cdef int st
+        cdef int st = ST_OK
         cdef Py_buffer view
         cdef Py_ssize_t n
         self._enter()
@@ -1464,7 +1464,7 @@ cdef class Core:
         sexpect = np.zeros(self.swap_slots, np.int64)
         mem = self.mem_array
         for mm in mms:
-            vpns, ptes = self.ptes(mm)
+            ptes = self.ptes(mm)[1]
             present = (ptes & np.uint64(PTE_PRESENT)) != 0
             pfns = (ptes >> np.uint64(PTE_PFN_SHIFT)).astype(np.int64)
             if np.any(pfns[present] > frames):
@@ -1674,7 +1674,7 @@ def next_use(const uint64_t[::1] pages):
     """
     cdef Py_ssize_t n = pages.shape[0], i
     cdef int64_t[::1] out = np.empty(n, np.int64)
-    cdef uint64_t cap = 1024, mask, h, page, j, used = 0, k
+    cdef uint64_t cap = 1024, mask, h, page, j, used = 0
     cdef uint64_t *keys
     cdef int64_t *vals
     cdef uint64_t *okeys
