@@ -1059,12 +1059,44 @@ cdef class Core:
             raise RuntimeError("this Machine is busy replaying a trace in another thread")
         return 0
 
-    cdef inline void _serve(self, cnp.ndarray ps) except *:
-        """Point the per-process counters at ``ps`` (int64, S_COUNT long)."""
+    cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL:
+        """The data of a per-process counter array (int64, S_COUNT long)."""
         if ps.dtype.num != cnp.NPY_INT64 or cnp.PyArray_SIZE(ps) != S_COUNT or (
                 not cnp.PyArray_ISCARRAY(ps)):
             raise ValueError("per-process counters must be a contiguous int64 array")
-        self.ps = <int64_t *>cnp.PyArray_DATA(ps)
+        return <int64_t *>cnp.PyArray_DATA(ps)
+
+    cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
+                  uint8_t *buf, int64_t *ps) except -1:
+        """Touch the pages of an access ``_check`` passed and move the bytes,
+        counting into ``ps``; raises the access's error. Every read, fetch and
+        write ends here."""
+        cdef int st
+        self.ps = ps
+        st = self._access(mm, addr, n, kind, buf)
+        self.ps = self.scratch
+        if st != ST_OK:
+            self._raise_status(st, pid)
+        return 0
+
+    cdef bytes _read_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                           int kind, int64_t *ps):
+        """Read or fetch ``n`` >= 1 bytes. The checks come before the buffer is
+        allocated, so an absurd length faults instead of exhausting memory."""
+        cdef int st = self._check(mm, addr, n, kind)
+        if st != ST_OK:
+            self._raise_status(st, pid)
+        out = PyBytes_FromStringAndSize(NULL, n)
+        self._run(mm, pid, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out), ps)
+        return out
+
+    cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                          const uint8_t *buf, int64_t *ps) except -1:
+        """Write ``n`` >= 1 bytes from ``buf``."""
+        cdef int st = self._check(mm, addr, n, ACC_WRITE)
+        if st != ST_OK:
+            self._raise_status(st, pid)
+        return self._run(mm, pid, addr, n, ACC_WRITE, <uint8_t *>buf, ps)
 
     def read(self, int64_t mm, int64_t pid, uint64_t addr, Py_ssize_t n, int kind,
              cnp.ndarray ps):
@@ -1072,50 +1104,24 @@ cdef class Core:
 
         ``ps`` is the calling process's counter array (int64[S_COUNT]).
         """
-        cdef int st
         self._enter()
         if n == 0:
             return b""
-        st = self._check(mm, addr, n, kind)
-        if st != ST_OK:
-            self._raise_status(st, pid)
-        self._serve(ps)
-        out = PyBytes_FromStringAndSize(NULL, n)
-        st = self._access(mm, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out))
-        self.ps = self.scratch
-        if st != ST_OK:
-            self._raise_status(st, pid)
-        return out
+        return self._read_bytes(mm, pid, addr, n, kind, self._counters(ps))
 
     def write(self, int64_t mm, int64_t pid, uint64_t addr, object data, cnp.ndarray ps):
-        """Write ``data`` (bytes, or any C-contiguous buffer); returns its length."""
-        cdef int st = ST_OK
+        """Write ``data`` (any C-contiguous buffer); returns its length."""
         cdef Py_buffer view
         cdef Py_ssize_t n
+        cdef int64_t *counters = self._counters(ps)
         self._enter()
-        if type(data) is bytes:
-            n = PyBytes_GET_SIZE(data)
-            if n == 0:
-                return 0
-            st = self._check(mm, addr, n, ACC_WRITE)
-            if st == ST_OK:
-                self._serve(ps)
-                st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>PyBytes_AS_STRING(data))
-        else:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            try:
-                n = view.len
-                if n == 0:
-                    return 0
-                st = self._check(mm, addr, n, ACC_WRITE)
-                if st == ST_OK:
-                    self._serve(ps)
-                    st = self._access(mm, addr, n, ACC_WRITE, <uint8_t *>view.buf)
-            finally:
-                PyBuffer_Release(&view)
-        self.ps = self.scratch
-        if st != ST_OK:
-            self._raise_status(st, pid)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            n = view.len
+            if n:
+                self._write_bytes(mm, pid, addr, n, <const uint8_t *>view.buf, counters)
+        finally:
+            PyBuffer_Release(&view)
         return n
 
     # ------------------------------------------------------------------
@@ -1211,7 +1217,7 @@ cdef class Core:
                 if self.fstate[pfn] != F_FREE:
                     self._opt_push(1 << 62, pfn)
             self.opt_active = True
-        self._serve(ps)
+        self.ps = self._counters(ps)
         self.busy = True
         try:
             with nogil:
@@ -1584,7 +1590,6 @@ cdef class ProcessCore:
     cdef object _read(self, object addr, object n, int kind):
         cdef uint64_t a
         cdef int64_t length
-        cdef int st
         cdef Core c = self._c
         if not self._active or type(addr) is not int or type(n) is not int:
             return None
@@ -1596,16 +1601,7 @@ cdef class ProcessCore:
             return None
         if length <= 0 or a >= self._top or <uint64_t>length > self._top:
             return None
-        st = c._check(self._mm, a, length, kind)
-        if st != ST_OK:
-            c._raise_status(st, self.pid)
-        out = PyBytes_FromStringAndSize(NULL, length)
-        c.ps = self._ps
-        st = c._access(self._mm, a, length, kind, <uint8_t *>PyBytes_AS_STRING(out))
-        c.ps = c.scratch
-        if st != ST_OK:
-            c._raise_status(st, self.pid)
-        return out
+        return c._read_bytes(self._mm, self.pid, a, length, kind, self._ps)
 
     def read(self, addr, n):
         """Read ``n`` bytes at ``addr`` (a read access); returns bytes.
@@ -1631,7 +1627,6 @@ cdef class ProcessCore:
         """
         cdef uint64_t a
         cdef Py_ssize_t length
-        cdef int st
         cdef Core c = self._c
         if (not self._active or type(addr) is not int or type(data) is not bytes
                 or (self._borrowing and self._strict)):
@@ -1644,25 +1639,20 @@ cdef class ProcessCore:
         length = PyBytes_GET_SIZE(data)
         if length == 0 or a >= self._top:
             return self._write_slow(addr, data)
-        st = c._check(self._mm, a, length, ACC_WRITE)
-        if st != ST_OK:
-            c._raise_status(st, self.pid)
-        c.ps = self._ps
-        st = c._access(self._mm, a, length, ACC_WRITE, <uint8_t *>PyBytes_AS_STRING(data))
-        if st == ST_OK and self._borrowing:
-            c._count(S_VFORK_CHILD_WRITES)
-        c.ps = c.scratch
-        if st != ST_OK:
-            c._raise_status(st, self.pid)
+        c._write_bytes(self._mm, self.pid, a, length,
+                       <const uint8_t *>PyBytes_AS_STRING(data), self._ps)
+        self._wrote()
+
+    cdef void _wrote(self) noexcept:
+        """Count a completed write by a vfork child (it lands in its parent)."""
+        if self._borrowing:
+            self._c.stats[S_VFORK_CHILD_WRITES] += 1
+            self._ps[S_VFORK_CHILD_WRITES] += 1
 
     def _write_buffer(self, uint64_t addr, object data):
         """Write a bytes-like object whose checks the caller did."""
-        cdef Core c = self._c
-        c.write(self._mm, self.pid, addr, data, self._stats)
-        if self._borrowing:
-            c.ps = self._ps
-            c._count(S_VFORK_CHILD_WRITES)
-            c.ps = c.scratch
+        self._c.write(self._mm, self.pid, addr, data, self._stats)
+        self._wrote()
 
 
 def next_use(const uint64_t[::1] pages):
