@@ -260,7 +260,7 @@ def test_pss_rounds_down_at_the_end(Machine):
     p = m.spawn()
     a = p.mmap(3 * PS)
     p.write(a, b"s" * PS)
-    c1, c2 = p.fork(), p.fork()
+    p.fork(), p.fork()                        # two sharers of the first page
     assert p.pss == PS // 3 == 1365           # 4096 / 3 = 1365.33
     p.write(a + PS, b"s" * (2 * PS))          # two more pages, before further forks
     assert p.pss == PS // 3 + 2 * PS
