@@ -107,13 +107,10 @@ cdef class Core:
     cdef readonly object mem_array
     cdef uint8_t[:, ::1] mem
     cdef int64_t zero_pfn
-    cdef int32_t[::1] refcnt
-    cdef uint8_t[::1] fstate
-    cdef uint8_t[::1] fflags
-    cdef int32_t[::1] rmap_family     # anon/file/shmem: fork family of its mappers
-    cdef int64_t[::1] rmap_vpn        # the virtual page all its mappers use
-    cdef int32_t[::1] frame_obj       # shmem: object id; else -1
-    cdef int32_t[::1] frame_slot      # swap cache: the slot this frame caches, or -1
+    cdef frame_t *fm                  # per frame (src_c/frame.h); fm[zero_pfn] too
+    cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
+    cdef int vpn_bits                 # rmap = (family << vpn_bits) | vpn
+    cdef readonly int64_t mm_limit    # address spaces a machine can create
     cdef int64_t[::1] frame_tick      # opt only (in replay): next use of its page
     cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
     cdef int32_t *lprev               # oldest first; node `frames` is the head
@@ -123,10 +120,7 @@ cdef class Core:
     # swap device
     cdef readonly object swap_array
     cdef uint8_t[:, ::1] swapmem
-    cdef int32_t[::1] scount          # swap PTEs + object pages naming the slot
-    cdef int64_t[::1] scache          # frame caching the slot, or -1
-    cdef uint8_t[::1] szero           # slot content is all zero: its bytes are stale
-                                      # and never read (swap-in zeroes instead)
+    cdef slot_t *sl                   # per slot (src_c/frame.h)
     cdef lowset_t free_slots          # unused swap slots (lowest first)
     # address spaces
     cdef int64_t mm_cap, mm_next
@@ -184,6 +178,8 @@ cdef class Core:
         memset(self.pwc_mm, 0, sizeof(self.pwc_mm))
         self.opt_key = NULL
         self.opt_pfn = NULL
+        self.fm = NULL
+        self.sl = NULL
         self.ps = self.scratch
 
     def __init__(self, int64_t frames, int64_t page_size, int64_t swap_slots, int policy,
@@ -206,14 +202,23 @@ cdef class Core:
         self.mem_array = np.zeros((frames + 1, page_size), np.uint8)
         self.mem = self.mem_array
         self.zero_pfn = frames
-        self.refcnt = np.zeros(frames + 1, np.int32)
-        self.fstate = np.zeros(frames + 1, np.uint8)
-        self.fflags = np.full(frames + 1, FL_POOL | FL_CZERO, np.uint8)
-        self.fflags[frames] = FL_CZERO
-        self.rmap_family = np.full(frames + 1, -1, np.int32)
-        self.rmap_vpn = np.full(frames + 1, -1, np.int64)
-        self.frame_obj = np.full(frames + 1, -1, np.int32)
-        self.frame_slot = np.full(frames + 1, -1, np.int32)
+        self.fm = <frame_t *>calloc(frames + 1, sizeof(frame_t))
+        self.sl = <slot_t *>calloc(max(swap_slots, 1), sizeof(slot_t))
+        if self.fm == NULL or self.sl == NULL:
+            raise MemoryError()
+        for i in range(frames + 1):
+            self.fm[i].czero = 1
+            self.fm[i].pool = i < frames
+            self.fm[i].link = -1
+            self.fm[i].rmap = <uint64_t>-1
+        for i in range(swap_slots):
+            self.sl[i].cache = -1
+            self.sl[i].zero = 1
+        self.zero_refs = 0
+        # The reverse map packs a family id beside a vpn in 64 bits, and a frame's
+        # refcount (at most one per address space) has FRAME_REF_BITS.
+        self.vpn_bits = <int>(va_bits - self.page_shift)
+        self.mm_limit = min(<int64_t>FRAME_REF_MAX, (<int64_t>1) << (63 - self.vpn_bits))
         # Policy state exists only for its policy (memory per frame is budgeted).
         self.frame_tick = np.zeros(frames + 1 if policy == P_OPT else 0, np.int64)
         if policy == P_FIFO or policy == P_LRU:
@@ -233,9 +238,6 @@ cdef class Core:
             lowset_add(&self.pool, i)
         self.swap_array = np.zeros((swap_slots, page_size), np.uint8)
         self.swapmem = self.swap_array
-        self.scount = np.zeros(swap_slots, np.int32)
-        self.scache = np.full(swap_slots, -1, np.int64)
-        self.szero = np.ones(swap_slots, np.uint8)
         for i in range(swap_slots):
             lowset_add(&self.free_slots, i)
         self.mm_cap = 0
@@ -263,6 +265,7 @@ cdef class Core:
         free(self.vma_rows); free(self.vma_count)
         free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
         free(self.lnext); free(self.lprev); free(self.opt_key); free(self.opt_pfn)
+        free(self.fm); free(self.sl)
 
     cdef void _grow_mm(self, int64_t cap) except *:
         cdef int64_t i
@@ -420,24 +423,33 @@ cdef class Core:
 
     cdef void _free_frame(self, int64_t pfn) noexcept nogil:
         """Return a frame nobody maps to the dirty set."""
-        cdef int64_t slot = self.frame_slot[pfn]
-        if slot >= 0:
-            self.scache[slot] = -1
-            self.frame_slot[pfn] = -1
-        self.fstate[pfn] = F_FREE
-        self.fflags[pfn] &= FL_CZERO
+        cdef frame_t *f = &self.fm[pfn]
+        if f.state == F_ANON and f.link >= 0:
+            self.sl[f.link].cache = -1
+        f.state = F_FREE
+        f.pinned = 0
+        f.link = -1
+        f.rmap = <uint64_t>-1
         self._list_unlink(pfn)
         if self.policy == P_OPT:
             self.frame_tick[pfn] = -1   # its next page gets a fresh heap entry
-        self.frame_obj[pfn] = -1
-        self.rmap_family[pfn] = -1
-        self.rmap_vpn[pfn] = -1
         lowset_add(&self.dirty, pfn)
+
+    cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
+        """Add one PTE reference to a frame."""
+        if pfn == self.zero_pfn:
+            self.zero_refs += 1
+        else:
+            self.fm[pfn].refcnt += 1
 
     cdef inline void _put_frame(self, int64_t pfn) noexcept nogil:
         """Drop one PTE reference to a frame."""
-        self.refcnt[pfn] -= 1
-        if pfn != self.zero_pfn and self.refcnt[pfn] == 0 and self.fstate[pfn] != F_SHMEM:
+        cdef frame_t *f = &self.fm[pfn]
+        if pfn == self.zero_pfn:
+            self.zero_refs -= 1
+            return
+        f.refcnt -= 1
+        if f.refcnt == 0 and f.state != F_SHMEM:
             self._free_frame(pfn)
 
     cdef int64_t _alloc_frame(self, bint zeroed) except -2 nogil:
@@ -458,63 +470,69 @@ cdef class Core:
                 self._count(S_ZERO_POOL_HITS)
             else:
                 pfn = lowset_pop(&self.dirty)
-                if not (self.fflags[pfn] & FL_CZERO):
+                if not self.fm[pfn].czero:
                     page_zero(&self.mem[pfn, 0], self.page_size)
-                    self.fflags[pfn] |= FL_CZERO
+                    self.fm[pfn].czero = 1
         else:
             if self.dirty.count:
                 pfn = lowset_pop(&self.dirty)
             else:
                 pfn = lowset_pop(&self.pool)
-        self.fflags[pfn] &= ~FL_POOL
+        self.fm[pfn].pool = 0
         if self.policy == P_FIFO or self.policy == P_LRU:
             self._list_append(pfn)
         return pfn
 
     cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil:
-        if self.fflags[src] & FL_CZERO:
-            if not (self.fflags[dst] & FL_CZERO):
+        if self.fm[src].czero:
+            if not self.fm[dst].czero:
                 page_zero(&self.mem[dst, 0], self.page_size)
-                self.fflags[dst] |= FL_CZERO
+                self.fm[dst].czero = 1
         else:
             page_copy(&self.mem[dst, 0], &self.mem[src, 0], self.page_size)
-            self.fflags[dst] &= ~FL_CZERO
+            self.fm[dst].czero = 0
 
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil:
-        self.fstate[pfn] = state
-        self.rmap_family[pfn] = <int32_t>self.mm_family[mm]
-        self.rmap_vpn[pfn] = <int64_t>vpn
-        self.refcnt[pfn] = 1
+        """A freshly allocated frame now mapped once, at ``vpn`` of ``mm``'s family."""
+        cdef frame_t *f = &self.fm[pfn]
+        f.state = state
+        f.rmap = (<uint64_t>self.mm_family[mm] << self.vpn_bits) | vpn
+        f.refcnt = 1
+
+    cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil:
+        return <int64_t>(self.fm[pfn].rmap >> self.vpn_bits)
+
+    cdef inline uint64_t _rmap_vpn(self, int64_t pfn) noexcept nogil:
+        return self.fm[pfn].rmap & ((<uint64_t>1 << self.vpn_bits) - 1)
 
     # ------------------------------------------------------------------
     # swap slots
 
     cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil:
         """Drop ``n`` references to a slot; free it (and its cache link) at 0."""
-        cdef int64_t f
-        self.scount[slot] -= <int32_t>n
-        if self.scount[slot] == 0:
-            f = self.scache[slot]
-            if f >= 0:
-                self.frame_slot[f] = -1
-                self.scache[slot] = -1
+        cdef slot_t *s = &self.sl[slot]
+        s.count -= <int32_t>n
+        if s.count == 0:
+            if s.cache >= 0:
+                self.fm[s.cache].link = -1
+                s.cache = -1
             lowset_add(&self.free_slots, slot)
 
     cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil:
-        if self.fflags[pfn] & FL_CZERO:
-            self.szero[slot] = 1
+        if self.fm[pfn].czero:
+            self.sl[slot].zero = 1
         else:
             page_copy(&self.swapmem[slot, 0], &self.mem[pfn, 0], self.page_size)
-            self.szero[slot] = 0
+            self.sl[slot].zero = 0
 
     cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept nogil:
-        if self.szero[slot]:
-            if not (self.fflags[pfn] & FL_CZERO):
+        if self.sl[slot].zero:
+            if not self.fm[pfn].czero:
                 page_zero(&self.mem[pfn, 0], self.page_size)
-                self.fflags[pfn] |= FL_CZERO
+                self.fm[pfn].czero = 1
         else:
             page_copy(&self.mem[pfn, 0], &self.swapmem[slot, 0], self.page_size)
-            self.fflags[pfn] &= ~FL_CZERO
+            self.fm[pfn].czero = 0
 
     # ------------------------------------------------------------------
     # reverse map and reclaim
@@ -527,8 +545,8 @@ cdef class Core:
         or 0) into each. Every changed PTE drops its TLB entry: hardware sets A
         only when it loads a translation, and a PTE with A clear has no entry.
         """
-        cdef int64_t fam = self.rmap_family[pfn], mm, n = 0
-        cdef uint64_t vpn = <uint64_t>self.rmap_vpn[pfn]
+        cdef int64_t fam = self._rmap_family(pfn), mm, n = 0
+        cdef uint64_t vpn = self._rmap_vpn(pfn)
         cdef pte_t *p
         mm = self.fam_head[fam]
         while mm:
@@ -549,12 +567,12 @@ cdef class Core:
         return n
 
     cdef bint _evictable(self, int64_t pfn) noexcept nogil:
-        cdef int s = self.fstate[pfn]
-        if s == F_FREE or self.fflags[pfn] & FL_PINNED:
+        cdef frame_t *f = &self.fm[pfn]
+        if f.state == F_FREE or f.pinned:
             return False
-        if s == F_FILE:
+        if f.state == F_FILE:
             return True
-        if s == F_ANON and self.frame_slot[pfn] >= 0:
+        if f.state == F_ANON and f.link >= 0:
             return True
         return self.free_slots.count > 0
 
@@ -615,7 +633,7 @@ cdef class Core:
         cdef int64_t i, n = 0, pfn
         for i in range(self.opt_n):
             pfn = self.opt_pfn[i]
-            if self.fstate[pfn] != F_FREE and self.frame_tick[pfn] == self.opt_key[i]:
+            if self.fm[pfn].state != F_FREE and self.frame_tick[pfn] == self.opt_key[i]:
                 self.opt_key[n] = self.opt_key[i]
                 self.opt_pfn[n] = <int32_t>pfn
                 n += 1
@@ -632,7 +650,7 @@ cdef class Core:
         cdef int32_t *hp = NULL
         while self.opt_n:
             key, pfn = self.opt_key[0], self.opt_pfn[0]
-            if self.fstate[pfn] == F_FREE or self.frame_tick[pfn] != key:
+            if self.fm[pfn].state == F_FREE or self.frame_tick[pfn] != key:
                 self._opt_pop()            # stale
                 continue
             if self._evictable(pfn):
@@ -698,31 +716,31 @@ cdef class Core:
         return ST_OK
 
     cdef int _evict(self, int64_t pfn) except -1 nogil:
-        cdef int s = self.fstate[pfn]
+        cdef frame_t *f = &self.fm[pfn]
         cdef int64_t slot, n
-        if s == F_FILE:
+        if f.state == F_FILE:
             self._rmap(pfn, RMAP_REPLACE, 0)
-        elif s == F_ANON:
-            slot = self.frame_slot[pfn]
+        elif f.state == F_ANON:
+            slot = f.link
             if slot < 0:
                 slot = lowset_pop(&self.free_slots)
                 self._swap_write(slot, pfn)
                 self._count(S_SWAP_OUTS)
             else:                   # clean swap-cache copy: no second write
-                self.frame_slot[pfn] = -1
-                self.scache[slot] = -1
+                f.link = -1
+                self.sl[slot].cache = -1
             n = self._rmap(pfn, RMAP_REPLACE, pte_make_swap(slot))
-            self.scount[slot] += <int32_t>n
+            self.sl[slot].count += <int32_t>n
         else:                       # shmem: the object remembers the slot
             slot = lowset_pop(&self.free_slots)
             self._swap_write(slot, pfn)
             self._count(S_SWAP_OUTS)
             self._rmap(pfn, RMAP_REPLACE, 0)
             with gil:
-                self._shmem_set(self.frame_obj[pfn], self.rmap_vpn[pfn], -(slot + 2))
-            self.scount[slot] = 1
+                self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
+            self.sl[slot].count = 1
         self._count(S_EVICTIONS)
-        self.refcnt[pfn] = 0
+        f.refcnt = 0
         self._free_frame(pfn)
         return 0
 
@@ -772,20 +790,20 @@ cdef class Core:
                 self._count(S_ZERO_FILLS)
             else:
                 old = pte_pfn(pte)
-                if self.refcnt[old] == 1:
+                if self.fm[old].refcnt == 1:
                     # Nobody else maps it: write in place (do_wp_page's reuse).
-                    slot = self.frame_slot[old]
+                    slot = self.fm[old].link
                     if slot >= 0:       # other swap entries keep the slot's data
-                        self.frame_slot[old] = -1
-                        self.scache[slot] = -1
-                    self.fstate[old] = F_ANON
+                        self.fm[old].link = -1
+                        self.sl[slot].cache = -1
+                    self.fm[old].state = F_ANON
                     p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
                     self._count(S_COW_REUSES)
                 else:
-                    saved = self.fflags[old]
-                    self.fflags[old] |= FL_PINNED
+                    saved = self.fm[old].pinned
+                    self.fm[old].pinned = 1
                     new = self._alloc_frame(False)
-                    self.fflags[old] = (self.fflags[old] & ~FL_PINNED) | (saved & FL_PINNED)
+                    self.fm[old].pinned = saved
                     if new < 0:
                         return ST_OOM if new == -1 else ST_OPT
                     self._copy_page(new, old)
@@ -798,9 +816,9 @@ cdef class Core:
             return ST_OK
         if pte_is_swap(pte):
             slot = pte_pfn(pte)
-            new = self.scache[slot]
+            new = self.sl[slot].cache
             if new >= 0:
-                self.refcnt[new] += 1
+                self.fm[new].refcnt += 1
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
                 self._slot_put(slot, 1)
                 self._count(S_SWAP_CACHE_HITS)
@@ -811,13 +829,13 @@ cdef class Core:
                 return ST_OOM if new == -1 else ST_OPT
             self._swap_read(new, slot)
             self._own(new, F_ANON, mm, vpn)
-            if self.scount[slot] == 1:
+            if self.sl[slot].count == 1:
                 self._slot_put(slot, 1)
                 p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
             else:
                 self._slot_put(slot, 1)
-                self.scache[slot] = new
-                self.frame_slot[new] = <int32_t>slot
+                self.sl[slot].cache = <int32_t>new
+                self.fm[new].link = <int32_t>slot
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
             self._count(S_SWAP_INS)
             self._count(S_MAJOR)
@@ -839,7 +857,7 @@ cdef class Core:
             p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
             self._count(S_ZERO_FILLS)
         else:
-            self.refcnt[self.zero_pfn] += 1
+            self.zero_refs += 1
             p[0] = pte_with_pfn(base | PTE_ZERO, self.zero_pfn)
             self._count(S_ZERO_PAGE_MAPS)
         self._count(S_MINOR)
@@ -857,7 +875,7 @@ cdef class Core:
         page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
         new = pages[page]
         if new >= 0:
-            self.refcnt[new] += 1
+            self.fm[new].refcnt += 1
             self._count(S_MINOR)
         elif new == -1:
             new = self._alloc_frame(True)
@@ -892,7 +910,7 @@ cdef class Core:
             if new < 0:
                 return ST_OOM if new == -1 else ST_OPT
             memcpy(&self.mem[new, 0], &content[0], self.page_size)
-            self.fflags[new] &= ~FL_CZERO
+            self.fm[new].czero = 0
             if kind == ACC_WRITE:
                 self._own(new, F_ANON, mm, vpn)
                 p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
@@ -907,7 +925,7 @@ cdef class Core:
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
                          uint64_t vpn, cnp.int64_t[::1] pages) noexcept:
         self._own(pfn, F_SHMEM, mm, vpn)
-        self.frame_obj[pfn] = <int32_t>obj
+        self.fm[pfn].link = <int32_t>obj
         pages[page] = pfn
 
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
@@ -999,13 +1017,13 @@ cdef class Core:
             if st != ST_OK:
                 break
             pfn = pte_pfn(p[0])
-            if npages > 1 and pfn != self.zero_pfn and not (self.fflags[pfn] & FL_PINNED):
-                self.fflags[pfn] |= FL_PINNED
+            if npages > 1 and pfn != self.zero_pfn and not self.fm[pfn].pinned:
+                self.fm[pfn].pinned = 1
                 self.pins[self.pin_n] = pfn
                 self.pin_n += 1
             vpn += 1
         for k in range(self.pin_n):
-            self.fflags[self.pins[k]] &= ~FL_PINNED
+            self.fm[self.pins[k]].pinned = 0
         if st != ST_OK:
             return st
         # 3. move the bytes
@@ -1018,7 +1036,7 @@ cdef class Core:
                 chunk = min(self.page_size - off, n - done)
                 if kind == ACC_WRITE:
                     memcpy(&self.mem[pfn, off], buf + done, chunk)
-                    self.fflags[pfn] &= ~FL_CZERO
+                    self.fm[pfn].czero = 0
                 else:
                     memcpy(buf + done, &self.mem[pfn, off], chunk)
                 done += chunk
@@ -1214,7 +1232,7 @@ cdef class Core:
             self.frame_tick[:] = 1 << 62
             self.opt_n = 0
             for pfn in range(self.frames):
-                if self.fstate[pfn] != F_FREE:
+                if self.fm[pfn].state != F_FREE:
                     self._opt_push(1 << 62, pfn)
             self.opt_active = True
         self.ps = self._counters(ps)
@@ -1240,8 +1258,9 @@ cdef class Core:
         """A new, empty address space; in ``family`` or (-1) a new family."""
         cdef int64_t mm = self.mm_next
         self._enter()
-        if mm >= (<int64_t>1 << 31):       # the reverse map stores families in 32 bits
-            raise OverflowError("this machine has created 2**31 address spaces")
+        if mm >= self.mm_limit:            # see mm_limit in __init__
+            raise OverflowError(f"this machine has created {self.mm_limit:,} address "
+                                "spaces, as many as its reverse map can name")
         if mm >= self.mm_cap:
             self._grow_mm(2 * self.mm_cap)
             self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
@@ -1293,7 +1312,7 @@ cdef class Core:
             if not pte:
                 continue
             if pte & PTE_PRESENT:
-                self.refcnt[pte_pfn(pte)] += 1
+                self._get_frame(pte_pfn(pte))
                 if pte & (PTE_ZERO | PTE_SHARED):
                     dst[i] = pte            # copied as they are
                     continue
@@ -1302,7 +1321,7 @@ cdef class Core:
                     src[i] = pte
                 dst[i] = pte & ~PTE_ACCESSED   # the child has not used it yet
             else:
-                self.scount[pte_pfn(pte)] += 1
+                self.sl[pte_pfn(pte)].count += 1
                 dst[i] = pte
 
     def mm_destroy(self, int64_t mm):
@@ -1423,11 +1442,21 @@ cdef class Core:
         return 0 if p == NULL else p[0]
 
     def refcounts(self):
-        """The refcount array (a read-only view; the core owns it)."""
-        view = np.asarray(self.refcnt)
-        view = view.view()
-        view.flags.writeable = False
-        return view
+        """The refcount of every frame and (last) the zero page, as a new int64 array."""
+        cdef int64_t[::1] out = np.empty(self.frames + 1, np.int64)
+        cdef int64_t pfn
+        for pfn in range(self.frames):
+            out[pfn] = self.fm[pfn].refcnt
+        out[self.frames] = self.zero_refs
+        return np.asarray(out)
+
+    def slot_counts(self):
+        """The reference count of every swap slot, as a new int64 array."""
+        cdef int64_t[::1] out = np.empty(self.swap_slots, np.int64)
+        cdef int64_t slot
+        for slot in range(self.swap_slots):
+            out[slot] = self.sl[slot].count
+        return np.asarray(out)
 
     @property
     def frames_free(self):
@@ -1451,9 +1480,10 @@ cdef class Core:
             limit = min(limit, max(self.zero_pool_target - <int64_t>self.pool.count, 0))
         while done < limit:
             pfn = lowset_pop(&self.dirty)
-            if not (self.fflags[pfn] & FL_CZERO):
+            if not self.fm[pfn].czero:
                 page_zero(&self.mem[pfn, 0], self.page_size)
-            self.fflags[pfn] |= FL_POOL | FL_CZERO
+            self.fm[pfn].czero = 1
+            self.fm[pfn].pool = 1
             lowset_add(&self.pool, pfn)
             done += 1
         return done
@@ -1486,21 +1516,21 @@ cdef class Core:
             if np.any((ptes[zero] & np.uint64(PTE_ZERO | PTE_WRITABLE)) != np.uint64(PTE_ZERO)):
                 return f"mm {mm}: a zero-page mapping is writable or lacks the ZERO bit"
             for pfn in pfns[present & ~zero].tolist():
-                if self.fstate[pfn] == F_FREE:
+                if self.fm[pfn].state == F_FREE:
                     return f"mm {mm}: a PTE maps free frame {pfn}"
         for obj, pages in enumerate(self.objects):
             for v in pages.tolist():
                 if v <= -2:
                     sexpect[-v - 2] += 1
-                elif v >= 0 and (self.fstate[v] != F_SHMEM or self.frame_obj[v] != obj):
+                elif v >= 0 and (self.fm[v].state != F_SHMEM or self.fm[v].link != obj):
                     return f"shared object {obj}: page frame {v} not owned by it"
-        if not np.array_equal(expect, np.asarray(self.refcnt)):
-            bad = int(np.nonzero(expect != np.asarray(self.refcnt))[0][0])
-            return (f"refcount of frame {bad} is {self.refcnt[bad]} but "
-                    f"{expect[bad]} PTEs map it")
-        if not np.array_equal(sexpect, np.asarray(self.scount)):
-            bad = int(np.nonzero(sexpect != np.asarray(self.scount))[0][0])
-            return f"swap slot {bad} count is {self.scount[bad]} but {sexpect[bad]} refer to it"
+        refs, counts = self.refcounts(), self.slot_counts()
+        if not np.array_equal(expect, refs):
+            bad = int(np.nonzero(expect != refs)[0][0])
+            return f"refcount of frame {bad} is {refs[bad]} but {expect[bad]} PTEs map it"
+        if not np.array_equal(sexpect, counts):
+            bad = int(np.nonzero(sexpect != counts)[0][0])
+            return f"swap slot {bad} count is {counts[bad]} but {sexpect[bad]} refer to it"
         counted = 0
         for pfn in range(frames):
             in_pool = lowset_has(&self.pool, pfn)
@@ -1508,21 +1538,21 @@ cdef class Core:
             counted += in_pool + in_dirty
             if in_pool and in_dirty:
                 return f"free frame {pfn} is in both free sets"
-            if in_pool != ((self.fflags[pfn] & FL_POOL) != 0):
+            if in_pool != self.fm[pfn].pool:
                 return f"frame {pfn}: the pool flag disagrees with the zero pool"
             if in_pool and mem[pfn].any():
                 return f"zero-pool frame {pfn} holds nonzero bytes"
-            is_free = self.fstate[pfn] == F_FREE
+            is_free = self.fm[pfn].state == F_FREE
             if is_free != (in_pool or in_dirty):
                 return f"frame {pfn}: state {'free' if is_free else 'used'} disagrees with the free sets"
-            if not is_free and self.fstate[pfn] != F_SHMEM and self.refcnt[pfn] == 0:
+            if not is_free and self.fm[pfn].state != F_SHMEM and self.fm[pfn].refcnt == 0:
                 return f"frame {pfn} is in use but nothing maps it"
-            if self.fflags[pfn] & FL_PINNED:
+            if self.fm[pfn].pinned:
                 return f"frame {pfn} still pinned after an access"
-            if self.fflags[pfn] & FL_CZERO and mem[pfn].any():
+            if self.fm[pfn].czero and mem[pfn].any():
                 return f"frame {pfn} is flagged all-zero but holds nonzero bytes"
-            slot = self.frame_slot[pfn]
-            if slot >= 0 and (self.scache[slot] != pfn or self.scount[slot] == 0):
+            slot = self.fm[pfn].link if self.fm[pfn].state == F_ANON else -1
+            if slot >= 0 and (self.sl[slot].cache != pfn or self.sl[slot].count == 0):
                 return f"frame {pfn}: swap cache link to slot {slot} is broken"
         if mem[frames].any():
             return "the zero page holds nonzero bytes"
@@ -1531,9 +1561,10 @@ cdef class Core:
         counted = 0
         for slot in range(self.swap_slots):
             counted += lowset_has(&self.free_slots, slot)
-            if (self.scount[slot] == 0) != lowset_has(&self.free_slots, slot):
-                return f"swap slot {slot}: count {self.scount[slot]} disagrees with the free list"
-            if self.scache[slot] >= 0 and self.frame_slot[self.scache[slot]] != slot:
+            if (self.sl[slot].count == 0) != lowset_has(&self.free_slots, slot):
+                return f"swap slot {slot}: count {self.sl[slot].count} disagrees with the free list"
+            pfn = self.sl[slot].cache
+            if pfn >= 0 and (self.fm[pfn].state != F_ANON or self.fm[pfn].link != slot):
                 return f"swap slot {slot}: cache link broken"
         if counted != self.free_slots.count:
             return "the free-slot count disagrees with its members"
@@ -1548,9 +1579,10 @@ cdef class Core:
                 return f"TLB entry {i} (vpn {self.tlb_vpn[i]:#x}) disagrees with the page table"
         # reverse map: each used anon/file frame is found through its family
         for pfn in range(frames):
-            if self.fstate[pfn] in (F_ANON, F_FILE, F_SHMEM) and self.refcnt[pfn]:
-                if self._rmap(pfn, RMAP_COUNT, 0) != self.refcnt[pfn]:
-                    return f"frame {pfn}: the reverse map finds {self._rmap(pfn, RMAP_COUNT, 0)} of its {self.refcnt[pfn]} PTEs"
+            if self.fm[pfn].state != F_FREE and self.fm[pfn].refcnt:
+                if self._rmap(pfn, RMAP_COUNT, 0) != self.fm[pfn].refcnt:
+                    return (f"frame {pfn}: the reverse map finds "
+                            f"{self._rmap(pfn, RMAP_COUNT, 0)} of its {self.fm[pfn].refcnt} PTEs")
         return None
 
 

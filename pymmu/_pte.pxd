@@ -1,5 +1,5 @@
-# Cython view of src_c/pte.h and src_c/lowset.h: nothing here but extern blocks.
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+# Cython view of src_c/pte.h, src_c/frame.h and src_c/lowset.h: nothing here but extern blocks.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 cdef extern from "pte.h" nogil:
     ctypedef uint64_t pte_t
@@ -24,6 +24,21 @@ cdef extern from "pte.h" nogil:
     void page_zero(uint8_t *page, size_t size)
     void page_copy(uint8_t *dst, const uint8_t *src, size_t size)
     int page_is_zero(const uint8_t *page, size_t size)
+
+cdef extern from "frame.h" nogil:
+    ctypedef struct frame_t:          # bitfields: refcnt 27 bits, state 2, flags 1 each
+        uint32_t refcnt
+        uint32_t state
+        uint32_t czero
+        uint32_t pool
+        uint32_t pinned
+        int32_t link
+        uint64_t rmap
+    uint32_t FRAME_REF_MAX
+    ctypedef struct slot_t:
+        int32_t count
+        int32_t cache
+        uint8_t zero
 
 cdef extern from "lowset.h" nogil:
     ctypedef struct lowset_t:

@@ -399,3 +399,16 @@ def test_every_submodule_imports_without_optional_dependencies():
                          cwd=tempfile.gettempdir())
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= 5
+
+
+@pytest.mark.parametrize("page_size", [512, 4096, 65536])
+@pytest.mark.parametrize("va_bits", [32, 39, 48])
+def test_address_space_limit_is_documented_bound(page_size, va_bits):
+    """The core's 16-byte frame record caps the address spaces a machine can create
+    (docs/semantics.md section 10); the cap is at least 2**24 in every geometry."""
+    from pymmu import Machine as CoreMachine
+
+    m = CoreMachine(4, page_size=page_size, va_bits=va_bits)
+    vpn_bits = va_bits - (page_size.bit_length() - 1)
+    assert m._core.mm_limit == min(2**27 - 1, 2 ** (63 - vpn_bits))
+    assert m._core.mm_limit >= 2**24
