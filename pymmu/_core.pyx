@@ -24,6 +24,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
+cimport cython
 import numpy as np
 cimport numpy as cnp
 
@@ -40,10 +41,14 @@ cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
 
 cdef enum:
     PWC_N = 1024          # page-walk cache entries (a power of two)
+    PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
+    PF_SLOT = 8           # then the swap slots they name
+    PF_CLOCK = 8          # clock: frames ahead of the hand whose PTE to prefetch
     RMAP_COUNT = 0        # _rmap operations
     RMAP_YOUNG = 1
     RMAP_REPLACE = 2
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
+
 
 
 
@@ -83,6 +88,7 @@ cdef void *realloc_or_raise(void *p, size_t size) except NULL:
     return q
 
 
+@cython.final          # direct (inlinable) calls between cdef methods, no vtable
 cdef class Core:
     """One machine's physical memory, page tables, TLB and swap device.
 
@@ -102,6 +108,7 @@ cdef class Core:
     cdef int64_t zero_pool_target
     cdef bint zero_page_on
     cdef int64_t tlb_n
+    cdef uint64_t tlb_mask            # tlb_n - 1 when a power of two (>1), else 0
     cdef uint64_t rng
     # physical memory: frames + 1 rows, the last is the zero page
     cdef readonly object mem_array
@@ -198,6 +205,8 @@ cdef class Core:
         self.zero_pool_target = zero_pool
         self.zero_page_on = zero_page
         self.tlb_n = tlb_entries
+        self.tlb_mask = tlb_entries - 1 if tlb_entries > 1 and not (
+            tlb_entries & (tlb_entries - 1)) else 0
         self.rng = seed
         self.mem_array = np.zeros((frames + 1, page_size), np.uint8)
         self.mem = self.mem_array
@@ -324,6 +333,15 @@ cdef class Core:
         self.pwc_leaf[k] = node
         return <pte_t *>&node[vpn & mask]
 
+    cdef inline pte_t *_walk_cached(self, int64_t mm, uint64_t vpn) noexcept nogil:
+        """The PTE address for ``vpn`` if the page-walk cache knows its leaf table,
+        else NULL: a probe without side effects, for prefetching."""
+        cdef uint64_t hi = vpn >> self.bits
+        cdef uint64_t k = (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
+        if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
+            return <pte_t *>&self.pwc_leaf[k][vpn & (((<uint64_t>1) << self.bits) - 1)]
+        return NULL
+
     cdef uint64_t *_new_node(self) except NULL nogil:
         cdef uint64_t *n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
         if n == NULL:
@@ -383,10 +401,16 @@ cdef class Core:
     # ------------------------------------------------------------------
     # TLB
 
+    cdef inline int64_t _tlb_index(self, uint64_t vpn) noexcept nogil:
+        """The TLB entry ``vpn`` goes to: vpn mod entries (a mask for a power of two)."""
+        if self.tlb_mask:
+            return <int64_t>(vpn & self.tlb_mask)
+        return <int64_t>(vpn % <uint64_t>self.tlb_n)
+
     cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept nogil:
         cdef int64_t i
         if self.tlb_n:
-            i = <int64_t>(vpn % <uint64_t>self.tlb_n)
+            i = self._tlb_index(vpn)
             if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
                 self.tlb_mm[i] = 0
 
@@ -566,6 +590,18 @@ cdef class Core:
             mm = self.mm_fnext[mm]
         return n
 
+    cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil:
+        """Start loading the PTE through which the reverse map first finds ``pfn``."""
+        cdef uint64_t rmap = self.fm[pfn].rmap
+        cdef pte_t *q
+        cdef int64_t mm
+        if rmap != <uint64_t>-1:
+            mm = self.fam_head[rmap >> self.vpn_bits]
+            if mm:
+                q = self._walk_cached(mm, rmap & ((<uint64_t>1 << self.vpn_bits) - 1))
+                if q != NULL:
+                    prefetch(q)
+
     cdef bint _evictable(self, int64_t pfn) noexcept nogil:
         cdef frame_t *f = &self.fm[pfn]
         if f.state == F_FREE or f.pinned:
@@ -675,11 +711,14 @@ cdef class Core:
 
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
-        cdef int64_t pfn, victim = -1, count, k
+        cdef int64_t pfn, victim = -1, count, k, ahead
         if self.policy == P_CLOCK:
+            ahead = (self.clock_hand + PF_CLOCK) % self.frames
             for _ in range(2 * self.frames):
                 pfn = self.clock_hand
-                self.clock_hand = (pfn + 1) % self.frames
+                self.clock_hand = pfn + 1 if pfn + 1 < self.frames else 0
+                self._prefetch_rmap(ahead)
+                ahead = ahead + 1 if ahead + 1 < self.frames else 0
                 if not self._evictable(pfn):
                     continue
                 if self._rmap(pfn, RMAP_YOUNG, 0):      # referenced: second chance
@@ -936,7 +975,7 @@ cdef class Core:
         cdef pte_t fresh
         cdef int st
         if self.tlb_n:
-            i = <int64_t>(vpn % <uint64_t>self.tlb_n)
+            i = self._tlb_index(vpn)
             if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
                 self._count(S_TLB_HITS)
                 p = self.tlb_pte[i]
@@ -1152,9 +1191,16 @@ cdef class Core:
         independent reference (no pinning). Stops at the first record that
         faults or runs out of memory, with ``index`` set to it.
 
-        The common case, a TLB hit on a page that allows the access inside the
-        mapping of the previous record, is handled inline: the same steps as
-        ``_touch`` (count the hit, set A/D, policy bookkeeping) without the calls.
+        The common cases are handled inline, with the same steps as ``_touch``
+        (count the TLB hit or miss, set A/D, fill the TLB, policy bookkeeping)
+        without its calls: a TLB hit on a page that allows the access, and a TLB
+        miss whose walk the page-walk cache answers with such a page.
+
+        Under memory pressure (no free frame) most records fault, and a fault
+        waits on loads from all over memory: the PTE, then the swap slot it
+        names. The loop pipelines them: it starts loading the PTE of the record
+        ``PF_PTE`` ahead, and the swap slot of the record ``PF_SLOT`` ahead
+        (whose PTE is in cache by then).
         """
         cdef Py_ssize_t i, n = addr.shape[0]
         cdef int64_t pos = 0, pfn, length, t
@@ -1168,7 +1214,15 @@ cdef class Core:
         cdef bint opt = next_use is not None
         cdef bint lru = self.policy == P_LRU
         cdef int64_t tn = self.tlb_n
+        cdef pte_t *q
         for i in range(n):
+            if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
+                q = self._walk_cached(mm, addr[i + PF_PTE] >> self.page_shift)
+                if q != NULL:
+                    prefetch(q)
+                q = self._walk_cached(mm, addr[i + PF_SLOT] >> self.page_shift)
+                if q != NULL and pte_is_swap(q[0]):
+                    prefetch(&self.sl[pte_pfn(q[0])])
             a = addr[i]
             acc = _KIND_ACCESS[kind[i]]
             need = 1 if acc == ACC_READ else (2 if acc == ACC_WRITE else 4)
@@ -1188,13 +1242,26 @@ cdef class Core:
             while vpn <= last:
                 p = NULL
                 if tn:
-                    t = <int64_t>(vpn % <uint64_t>tn)
-                    if self.tlb_mm[t] == mm and self.tlb_vpn[t] == vpn and pte_allows(
-                            self.tlb_pte[t][0], acc):
-                        p = self.tlb_pte[t]
-                        p[0] |= bits
-                        self._count(S_TLB_HITS)
-                if p == NULL:
+                    t = self._tlb_index(vpn)
+                    if self.tlb_mm[t] == mm and self.tlb_vpn[t] == vpn:
+                        if pte_allows(self.tlb_pte[t][0], acc):
+                            p = self.tlb_pte[t]
+                            self._count(S_TLB_HITS)
+                    else:
+                        q = self._walk_cached(mm, vpn)
+                        if q != NULL and pte_allows(q[0], acc):
+                            p = q
+                            self._count(S_TLB_MISSES)
+                            self.tlb_mm[t] = mm
+                            self.tlb_vpn[t] = vpn
+                            self.tlb_pte[t] = q
+                if p != NULL:
+                    p[0] |= bits
+                    pfn = pte_pfn(p[0])
+                    if lru and pfn != self.zero_pfn:
+                        self._list_unlink(pfn)
+                        self._list_append(pfn)
+                else:
                     self.fault_addr = a if vpn == a >> self.page_shift else vpn << self.page_shift
                     if vend == 0:
                         vma = self._vma(mm, vpn)
@@ -1203,11 +1270,6 @@ cdef class Core:
                         index[0] = i
                         return st
                     pfn = pte_pfn(p[0])
-                else:
-                    pfn = pte_pfn(p[0])
-                    if lru and pfn != self.zero_pfn:
-                        self._list_unlink(pfn)
-                        self._list_append(pfn)
                 if opt and pfn != self.zero_pfn and self.frame_tick[pfn] != next_use[pos]:
                     self.frame_tick[pfn] = next_use[pos]
                     self._opt_push(next_use[pos], pfn)

@@ -35,6 +35,7 @@ cdef extern from "frame.h" nogil:
         int32_t link
         uint64_t rmap
     uint32_t FRAME_REF_MAX
+    void prefetch(const void *p)
     ctypedef struct slot_t:
         int32_t count
         int32_t cache

@@ -32,4 +32,9 @@ typedef struct {
                                read (a swap-in zeroes the frame instead)   */
 } slot_t;
 
+/* Ask the CPU to start loading the line at ``p``: for the dependent loads of a
+ * later step (a PTE several trace records ahead, the frame the clock hand meets
+ * next). Never faults, whatever ``p`` is. */
+static inline void prefetch(const void *p) { __builtin_prefetch(p); }
+
 #endif
