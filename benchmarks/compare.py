@@ -99,6 +99,7 @@ class Row:
     holds: bool | None = None
     note: str = ""
     counts: dict | None = None      # e.g. miss counts of both sides, for the JSON
+    unit: str = "ns"                # what pymmu_ns holds: "ns", or "B" for memory rows
 
     def __post_init__(self):
         if self.baseline_ns and self.ratio is None:
@@ -706,6 +707,31 @@ def measure_pressure(ctx: Context) -> list[Row]:
     return rows
 
 
+@measurement("memory")
+def measure_memory(ctx: Context) -> list[Row]:
+    """Bytes the core keeps beside page data, per frame (each policy) and per PTE."""
+    frames, pages = 1 << 16, 1 << 14
+    probe = ctx.Machine(frames, policy="clock")
+    if not hasattr(getattr(probe, "_core", None), "memory"):
+        ctx.notes.append(f"memory: {ctx.impl} has no core memory accounting: no rows")
+        return []
+    rows = []
+    for policy in POLICIES:
+        mem = ctx.Machine(frames, policy=policy)._core.memory()
+        row = Row("memory", f"metadata per frame, {policy} ({frames:,} frames)",
+                  mem["frame"], unit="B", target="<= 16 B", holds=mem["frame"] <= 16,
+                  note=f"record {mem['frame_record']} B (free sets live in free frames' "
+                       f"records) + {policy} state {mem['policy']} B")
+        row.counts = mem
+        rows.append(row)
+    m, p, _ = ctx.resident(pages)
+    mem = m._core.memory()
+    rows.append(Row("memory", f"per mapped PTE ({pages:,} resident pages)", mem["pte"],
+                    unit="B", target="<= 8 B (+ table nodes)", holds=mem["pte"] <= 8,
+                    note=f"table nodes: {mem['nodes'] / pages:.3g} B per page here"))
+    return rows
+
+
 @measurement("resident")
 def measure_resident(ctx: Context) -> list[Row]:
     """m.replay with every page resident (TLB and page-table hits) vs numpy's gather."""
@@ -900,7 +926,8 @@ def format_table(rows: list[Row]) -> str:
     lines = [head]
     for r in rows:
         holds = "" if r.holds is None else ("yes" if r.holds else "NO")
-        lines.append((r.path, fmt_ns(r.pymmu_ns), r.baseline, fmt_ns(r.baseline_ns),
+        value = fmt_ns(r.pymmu_ns) if r.unit == "ns" else f"{r.pymmu_ns:.4g} {r.unit}"
+        lines.append((r.path, value, r.baseline, fmt_ns(r.baseline_ns),
                       r.ratio_text, r.target or ("-" if r.baseline else ""), holds))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     right = {1, 3, 4}

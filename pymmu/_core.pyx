@@ -121,8 +121,8 @@ cdef class Core:
     cdef int64_t[::1] frame_tick      # opt only (in replay): next use of its page
     cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
     cdef int32_t *lprev               # oldest first; node `frames` is the head
-    cdef lowset_t pool                # free frames, pre-zeroed (lowest pfn first)
-    cdef lowset_t dirty               # free frames not zeroed yet
+    cdef freeheap_t pool              # free frames, pre-zeroed (lowest pfn first)
+    cdef freeheap_t dirty             # free frames not zeroed yet
     cdef int64_t clock_hand
     # swap device
     cdef readonly object swap_array
@@ -167,8 +167,6 @@ cdef class Core:
     cdef int64_t opt_n, opt_cap       # skipped when popped
 
     def __cinit__(self):
-        self.pool.levels = 0
-        self.dirty.levels = 0
         self.free_slots.levels = 0
         self.mm_root = NULL
         self.mm_family = NULL
@@ -219,7 +217,7 @@ cdef class Core:
             self.fm[i].czero = 1
             self.fm[i].pool = i < frames
             self.fm[i].link = -1
-            self.fm[i].rmap = <uint64_t>-1
+        self.fm[frames].rmap = <uint64_t>-1
         for i in range(swap_slots):
             self.sl[i].cache = -1
             self.sl[i].zero = 1
@@ -240,11 +238,10 @@ cdef class Core:
             self.lnext[frames] = self.lprev[frames] = <int32_t>frames
         self.pins = <int64_t *>malloc(16 * sizeof(int64_t))
         self.pin_cap = 16
-        if (lowset_init(&self.pool, frames) or lowset_init(&self.dirty, frames)
-                or lowset_init(&self.free_slots, swap_slots) or self.pins == NULL):
+        if lowset_init(&self.free_slots, swap_slots) or self.pins == NULL:
             raise MemoryError()
-        for i in range(frames):
-            lowset_add(&self.pool, i)
+        freeheap_init_range(&self.pool, self.fm, 0, <int32_t>frames)
+        freeheap_init_range(&self.dirty, self.fm, 0, 0)
         self.swap_array = np.zeros((swap_slots, page_size), np.uint8)
         self.swapmem = self.swap_array
         for i in range(swap_slots):
@@ -269,7 +266,7 @@ cdef class Core:
             for mm in range(1, self.mm_next):
                 if self.mm_root[mm]:
                     self._free_tree(<uint64_t *>self.mm_root[mm], 0)
-        lowset_free(&self.pool); lowset_free(&self.dirty); lowset_free(&self.free_slots)
+        lowset_free(&self.free_slots)
         free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
         free(self.vma_rows); free(self.vma_count)
         free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
@@ -453,11 +450,10 @@ cdef class Core:
         f.state = F_FREE
         f.pinned = 0
         f.link = -1
-        f.rmap = <uint64_t>-1
         self._list_unlink(pfn)
         if self.policy == P_OPT:
             self.frame_tick[pfn] = -1   # its next page gets a fresh heap entry
-        lowset_add(&self.dirty, pfn)
+        freeheap_push(&self.dirty, self.fm, <int32_t>pfn)
 
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
         """Add one PTE reference to a frame."""
@@ -490,18 +486,18 @@ cdef class Core:
                 return -1 if st == ST_OOM else -3
         if zeroed:
             if self.pool.count:
-                pfn = lowset_pop(&self.pool)
+                pfn = freeheap_pop(&self.pool, self.fm)
                 self._count(S_ZERO_POOL_HITS)
             else:
-                pfn = lowset_pop(&self.dirty)
+                pfn = freeheap_pop(&self.dirty, self.fm)
                 if not self.fm[pfn].czero:
                     page_zero(&self.mem[pfn, 0], self.page_size)
                     self.fm[pfn].czero = 1
         else:
             if self.dirty.count:
-                pfn = lowset_pop(&self.dirty)
+                pfn = freeheap_pop(&self.dirty, self.fm)
             else:
-                pfn = lowset_pop(&self.pool)
+                pfn = freeheap_pop(&self.pool, self.fm)
         self.fm[pfn].pool = 0
         if self.policy == P_FIFO or self.policy == P_LRU:
             self._list_append(pfn)
@@ -595,7 +591,7 @@ cdef class Core:
         cdef uint64_t rmap = self.fm[pfn].rmap
         cdef pte_t *q
         cdef int64_t mm
-        if rmap != <uint64_t>-1:
+        if self.fm[pfn].state != F_FREE:
             mm = self.fam_head[rmap >> self.vpn_bits]
             if mm:
                 q = self._walk_cached(mm, rmap & ((<uint64_t>1 << self.vpn_bits) - 1))
@@ -1520,6 +1516,27 @@ cdef class Core:
             out[slot] = self.sl[slot].count
         return np.asarray(out)
 
+    def memory(self):
+        """What the core keeps beside page data, in bytes (DESIGN.md section 9's
+        budget), from the sizes of its structures.
+
+        Returns a dict: ``frame`` per frame in all, and its parts ``frame_record``
+        (src_c/frame.h; the free sets live inside the free frames' records) and
+        ``policy`` (fifo/lru list links, opt's next use); ``slot`` per swap slot;
+        ``pte`` per mapped page; ``nodes``, every page-table node now allocated.
+        """
+        cdef int64_t policy = 0, slot_set = 0, level
+        if self.policy == P_FIFO or self.policy == P_LRU:
+            policy = 2 * sizeof(int32_t)
+        elif self.policy == P_OPT:
+            policy = sizeof(int64_t)
+        for level in range(self.free_slots.levels):
+            slot_set += self.free_slots.nwords[level] * sizeof(uint64_t)
+        return {"frame": sizeof(frame_t) + policy, "frame_record": sizeof(frame_t),
+                "policy": policy,
+                "slot": sizeof(slot_t) + <double>slot_set / max(self.swap_slots, 1),
+                "pte": sizeof(pte_t), "nodes": self.nodes * (sizeof(uint64_t) << self.bits)}
+
     @property
     def frames_free(self):
         return self.pool.count + self.dirty.count
@@ -1541,14 +1558,41 @@ cdef class Core:
         if self.zero_pool_target >= 0:
             limit = min(limit, max(self.zero_pool_target - <int64_t>self.pool.count, 0))
         while done < limit:
-            pfn = lowset_pop(&self.dirty)
+            pfn = freeheap_pop(&self.dirty, self.fm)
             if not self.fm[pfn].czero:
                 page_zero(&self.mem[pfn, 0], self.page_size)
             self.fm[pfn].czero = 1
             self.fm[pfn].pool = 1
-            lowset_add(&self.pool, pfn)
+            freeheap_push(&self.pool, self.fm, <int32_t>pfn)
             done += 1
         return done
+
+    cdef str _check_free_heap(self, freeheap_t *heap, bint pool, dict members):
+        """Walk a free heap: heap order, flags, no cycles, its count. Records each
+        member in ``members`` (pfn -> "pool" or "dirty")."""
+        cdef int64_t pfn, child
+        name = "pool" if pool else "dirty"
+        todo = [] if heap.root < 0 else [heap.root]
+        if heap.root >= 0 and self.fm[heap.root].heap.sibling != -1:
+            return "its root has a sibling"
+        while todo:
+            pfn = todo.pop()
+            if not 0 <= pfn < self.frames:
+                return f"a link to frame {pfn}, beyond the machine"
+            if pfn in members:
+                return f"frame {pfn} is reached twice (also in {members[pfn]})"
+            members[pfn] = name
+            if self.fm[pfn].state != F_FREE or self.fm[pfn].pool != pool:
+                return f"frame {pfn} is in it but not a free {name} frame"
+            child = self.fm[pfn].heap.child
+            while child >= 0:
+                if child <= pfn:
+                    return f"frame {child} is below its parent {pfn}: heap order broken"
+                todo.append(child)
+                child = self.fm[child].heap.sibling if child < self.frames else -1
+        if sum(1 for v in members.values() if v == name) != heap.count:
+            return f"its count {heap.count} disagrees with its members"
+        return None
 
     def check(self, list mms):
         """Return the first broken invariant as a string, or None.
@@ -1593,15 +1637,16 @@ cdef class Core:
         if not np.array_equal(sexpect, counts):
             bad = int(np.nonzero(sexpect != counts)[0][0])
             return f"swap slot {bad} count is {counts[bad]} but {sexpect[bad]} refer to it"
-        counted = 0
+        members = {}
+        broken = self._check_free_heap(&self.pool, True, members)
+        if broken:
+            return f"the pool free set: {broken}"
+        broken = self._check_free_heap(&self.dirty, False, members)
+        if broken:
+            return f"the dirty free set: {broken}"
         for pfn in range(frames):
-            in_pool = lowset_has(&self.pool, pfn)
-            in_dirty = lowset_has(&self.dirty, pfn)
-            counted += in_pool + in_dirty
-            if in_pool and in_dirty:
-                return f"free frame {pfn} is in both free sets"
-            if in_pool != self.fm[pfn].pool:
-                return f"frame {pfn}: the pool flag disagrees with the zero pool"
+            in_pool = members.get(pfn) == "pool"
+            in_dirty = members.get(pfn) == "dirty"
             if in_pool and mem[pfn].any():
                 return f"zero-pool frame {pfn} holds nonzero bytes"
             is_free = self.fm[pfn].state == F_FREE
@@ -1618,8 +1663,6 @@ cdef class Core:
                 return f"frame {pfn}: swap cache link to slot {slot} is broken"
         if mem[frames].any():
             return "the zero page holds nonzero bytes"
-        if counted != self.pool.count + self.dirty.count:
-            return "the free sets' counts disagree with their members"
         counted = 0
         for slot in range(self.swap_slots):
             counted += lowset_has(&self.free_slots, slot)

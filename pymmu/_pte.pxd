@@ -26,6 +26,9 @@ cdef extern from "pte.h" nogil:
     int page_is_zero(const uint8_t *page, size_t size)
 
 cdef extern from "frame.h" nogil:
+    ctypedef struct frame_heap_t:
+        int32_t child
+        int32_t sibling
     ctypedef struct frame_t:          # bitfields: refcnt 27 bits, state 2, flags 1 each
         uint32_t refcnt
         uint32_t state
@@ -33,7 +36,14 @@ cdef extern from "frame.h" nogil:
         uint32_t pool
         uint32_t pinned
         int32_t link
-        uint64_t rmap
+        uint64_t rmap                 # in use (a union with heap)
+        frame_heap_t heap             # free
+    ctypedef struct freeheap_t:
+        int32_t root
+        uint64_t count
+    int32_t freeheap_pop(freeheap_t *h, frame_t *fm)
+    void freeheap_push(freeheap_t *h, frame_t *fm, int32_t i)
+    void freeheap_init_range(freeheap_t *h, frame_t *fm, int32_t first, int32_t last)
     uint32_t FRAME_REF_MAX
     void prefetch(const void *p)
     ctypedef struct slot_t:
@@ -43,6 +53,7 @@ cdef extern from "frame.h" nogil:
 
 cdef extern from "lowset.h" nogil:
     ctypedef struct lowset_t:
+        uint64_t nwords[6]             # words per level
         int levels                     # 0 until lowset_init
         uint64_t n                     # capacity: members are 0..n-1
         uint64_t count                 # members present

@@ -412,3 +412,41 @@ def test_address_space_limit_is_documented_bound(page_size, va_bits):
     vpn_bits = va_bits - (page_size.bit_length() - 1)
     assert m._core.mm_limit == min(2**27 - 1, 2 ** (63 - vpn_bits))
     assert m._core.mm_limit >= 2**24
+
+
+@pytest.mark.parametrize("policy, extra", [("clock", 0), ("random", 0), ("fifo", 8),
+                                           ("lru", 8), ("opt", 8)])
+def test_core_metadata_is_16_bytes_per_frame_plus_policy_state(policy, extra):
+    """DESIGN.md section 9's memory budget, from the sizes of the core's structures:
+    the frame record is 16 bytes (free sets live inside free frames' records), the
+    policy adds its own state, a PTE is 8 bytes."""
+    from pymmu import Machine as CoreMachine
+
+    mem = CoreMachine(1000, policy=policy, swap_slots=10)._core.memory()
+    assert mem["frame_record"] == 16
+    assert mem["frame"] == 16 + extra
+    assert mem["pte"] == 8
+
+
+def test_free_frames_come_back_lowest_first_whatever_the_free_order():
+    """The free sets are heaps threaded through free frames: after frees in any
+    order, faults take the lowest free pfns, and check() walks the heaps."""
+    from pymmu import Machine as CoreMachine
+
+    rng = np.random.default_rng(7)
+    m = CoreMachine(64, zero_page=False)
+    p = m.spawn()
+    base = p.mmap(64 * 4096, "rw")
+    for i in range(64):
+        p.write(base + i * 4096, b"x")
+    for _ in range(20):
+        gone = rng.choice(64, size=int(rng.integers(1, 20)), replace=False)
+        freed = sorted(p.translate(base + int(i) * 4096) // 4096 for i in gone)
+        for i in gone:
+            p.munmap(base + int(i) * 4096, 4096)
+        assert m.check() is None
+        for k, i in enumerate(sorted(int(i) for i in rng.permutation(gone))):
+            p.mmap(4096, "rw", addr=base + i * 4096)
+            p.write(base + i * 4096, b"y")
+            assert p.translate(base + i * 4096) // 4096 == freed[k]
+        assert m.check() is None

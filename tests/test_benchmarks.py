@@ -65,7 +65,7 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
     assert data["environment"]["quick"] is True
     assert data["failed"] == []
     groups = {row["group"] for row in data["rows"]}
-    assert {"access", "fork", "vfork", "cow", "resident", "replay_ref"} <= groups
+    assert {"access", "fork", "vfork", "cow", "resident", "replay_ref", "memory"} <= groups
     # the optional baselines: rows where the package is installed, "skipped" where not
     for group, module in (("pressure", "libcachesim"), ("unicorn", "unicorn")):
         if _installed(module):
@@ -81,7 +81,9 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
             assert row["counts"]["faults"] == 0, row
     for row in data["rows"]:
         assert math.isfinite(row["pymmu_ns"])   # a marginal cost may dip below 0 in noise
-        if row["target"]:
+        if row["target"] and row["unit"] == "B":      # memory: bytes, no baseline
+            assert row["pymmu_ns"] > 0 and isinstance(row["holds"], bool)
+        elif row["target"]:
             assert row["ratio"] > 0 and isinstance(row["holds"], bool)
 
 
@@ -91,7 +93,7 @@ def test_compare_lists_its_registry():
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert {"access", "fork", "vfork", "cow", "pressure", "resident", "unicorn",
-            "replay_ref"} <= set(names)
+            "replay_ref", "memory"} <= set(names)
     assert "needs libcachesim" in proc.stdout and "needs unicorn" in proc.stdout
 
 
