@@ -237,7 +237,7 @@ class Sizes:
 FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101,
              zipf_records=10_000_000, zipf_pages=200_000,
              gather_indices=10_000_000, gather_entries=1_000_000,
-             ref_records=5_000, ref_pages=1_000)
+             ref_records=50_000, ref_pages=1_000)
 QUICK = Sizes((64,), 2_000, 200, (16, 128, 1024), 128, 64, 11,
               zipf_records=200_000, zipf_pages=20_000,
               gather_indices=200_000, gather_entries=100_000,

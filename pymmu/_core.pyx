@@ -38,6 +38,8 @@ _ACCESS_NAMES = ("read", "write", "execute")
 # Trace kind codes (traces.FETCH, LOAD, STORE, MODIFY) to access kinds: lackey's
 # M (modify) is one access that reads and writes, so it is a write.
 cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
+# The prot bit (r=1, w=2, x=4) each access kind needs, by access kind.
+cdef int[3] _ACC_NEED = [1, 2, 4]
 
 cdef enum:
     PWC_N = 1024          # page-walk cache entries (a power of two)
@@ -1009,7 +1011,7 @@ cdef class Core:
         """Rules 1 and 2 for every page of an access, before anything changes."""
         cdef uint64_t first = addr >> self.page_shift, last, vpn
         cdef int64_t *vma
-        cdef int need = 1 if kind == ACC_READ else (2 if kind == ACC_WRITE else 4)
+        cdef int need = _ACC_NEED[kind]
         self.fault_kind = kind
         if addr + <uint64_t>(n - 1) < addr:     # wraps around 2**64
             self.fault_addr = addr
@@ -1209,26 +1211,40 @@ cdef class Core:
         cdef pte_t bits
         cdef bint opt = next_use is not None
         cdef bint lru = self.policy == P_LRU
-        cdef int64_t tn = self.tlb_n
         cdef pte_t *q
+        # Counters of the inline paths stay in registers until the loop ends:
+        # TLB hits and misses, then reads, writes and fetches (by access kind).
+        cdef int64_t hits = 0, misses = 0
+        cdef int64_t done[3]
+        # The fields the inline paths read, as locals: a store through a PTE
+        # pointer could alias any field of self, so the compiler would reload them.
+        cdef int shift = self.page_shift
+        cdef int64_t tn = self.tlb_n
+        cdef uint64_t tmask = self.tlb_mask
+        cdef int64_t *tlb_mm = self.tlb_mm
+        cdef uint64_t *tlb_vpn = self.tlb_vpn
+        cdef pte_t **tlb_pte = self.tlb_pte
+        cdef int64_t zero_pfn = self.zero_pfn
+        done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
-                q = self._walk_cached(mm, addr[i + PF_PTE] >> self.page_shift)
+                q = self._walk_cached(mm, addr[i + PF_PTE] >> shift)
                 if q != NULL:
                     prefetch(q)
-                q = self._walk_cached(mm, addr[i + PF_SLOT] >> self.page_shift)
+                q = self._walk_cached(mm, addr[i + PF_SLOT] >> shift)
                 if q != NULL and pte_is_swap(q[0]):
                     prefetch(&self.sl[pte_pfn(q[0])])
             a = addr[i]
             acc = _KIND_ACCESS[kind[i]]
-            need = 1 if acc == ACC_READ else (2 if acc == ACC_WRITE else 4)
+            need = _ACC_NEED[acc]
             length = size[i] if size[i] > 0 else 1
-            vpn = a >> self.page_shift
-            last = (a + <uint64_t>(length - 1)) >> self.page_shift
+            vpn = a >> shift
+            last = (a + <uint64_t>(length - 1)) >> shift
             if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
                 st = self._check(mm, a, length, acc)
                 if st != ST_OK:
                     index[0] = i
+                    self._tally(hits, misses, done)
                     return st
                 vma = self._vma(mm, vpn)
                 vstart, vend, vprot = vma[V_START], vma[V_END], vma[V_PROT]
@@ -1238,42 +1254,57 @@ cdef class Core:
             while vpn <= last:
                 p = NULL
                 if tn:
-                    t = self._tlb_index(vpn)
-                    if self.tlb_mm[t] == mm and self.tlb_vpn[t] == vpn:
-                        if pte_allows(self.tlb_pte[t][0], acc):
-                            p = self.tlb_pte[t]
-                            self._count(S_TLB_HITS)
+                    t = <int64_t>(vpn & tmask) if tmask else self._tlb_index(vpn)
+                    if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
+                        if pte_allows(tlb_pte[t][0], acc):
+                            p = tlb_pte[t]
+                            hits += 1
                     else:
                         q = self._walk_cached(mm, vpn)
                         if q != NULL and pte_allows(q[0], acc):
                             p = q
-                            self._count(S_TLB_MISSES)
-                            self.tlb_mm[t] = mm
-                            self.tlb_vpn[t] = vpn
-                            self.tlb_pte[t] = q
+                            misses += 1
+                            tlb_mm[t] = mm
+                            tlb_vpn[t] = vpn
+                            tlb_pte[t] = q
                 if p != NULL:
                     p[0] |= bits
                     pfn = pte_pfn(p[0])
-                    if lru and pfn != self.zero_pfn:
+                    if lru and pfn != zero_pfn:
                         self._list_unlink(pfn)
                         self._list_append(pfn)
                 else:
-                    self.fault_addr = a if vpn == a >> self.page_shift else vpn << self.page_shift
+                    self.fault_addr = a if vpn == a >> shift else vpn << shift
                     if vend == 0:
                         vma = self._vma(mm, vpn)
                     st = self._touch(mm, vpn, acc, vma, &p)
                     if st != ST_OK:
                         index[0] = i
+                        self._tally(hits, misses, done)
                         return st
                     pfn = pte_pfn(p[0])
-                if opt and pfn != self.zero_pfn and self.frame_tick[pfn] != next_use[pos]:
+                if opt and pfn != zero_pfn and self.frame_tick[pfn] != next_use[pos]:
                     self.frame_tick[pfn] = next_use[pos]
                     self._opt_push(next_use[pos], pfn)
                 pos += 1
                 vpn += 1
-            self._count(S_READS if acc == ACC_READ else (S_WRITES if acc == ACC_WRITE
-                                                         else S_FETCHES))
+            done[acc] += 1
+        self._tally(hits, misses, done)
         return ST_OK
+
+    cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil:
+        """Add what a replay counted in registers to the machine's and the process's
+        counters (done: reads, writes, fetches, indexed by access kind)."""
+        cdef int64_t k
+        cdef int stat[5]
+        cdef int64_t value[5]
+        stat[0], stat[1], stat[2], stat[3], stat[4] = (
+            S_TLB_HITS, S_TLB_MISSES, S_READS, S_WRITES, S_FETCHES)
+        value[0], value[1], value[2], value[3], value[4] = (
+            hits, misses, done[ACC_READ], done[ACC_WRITE], done[ACC_EXEC])
+        for k in range(5):
+            self.stats[stat[k]] += value[k]
+            self.ps[stat[k]] += value[k]
 
     def replay(self, int64_t mm, int64_t pid, const uint64_t[::1] addr,
                const uint8_t[::1] kind, const uint32_t[::1] size,
