@@ -49,6 +49,9 @@ cdef enum:
     RMAP_COUNT = 0        # _rmap operations
     RMAP_YOUNG = 1
     RMAP_REPLACE = 2
+    NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
+# opt: the key of a frame mapped before the replay (after every real position)
+cdef int64_t OPT_BEFORE = (<int64_t>1) << 62
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
@@ -164,9 +167,14 @@ cdef class Core:
     cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
     cdef uint64_t pwc_hi[PWC_N]
     cdef uint64_t *pwc_leaf[PWC_N]
-    cdef int64_t *opt_key             # opt: max-heap of (next use, pfn) entries;
-    cdef int32_t *opt_pfn             # stale ones (frame_tick moved on) are
-    cdef int64_t opt_n, opt_cap       # skipped when popped
+    # opt, during a replay: every used frame is in exactly one of three sets by
+    # its key (frame_tick): mapped before the replay (OPT_BEFORE), page never used
+    # again (key == opt_npos), or used again at position key < opt_npos.
+    cdef lowset_t opt_before          # frames, lowest pfn first
+    cdef lowset_t opt_never           # frames, lowest pfn first
+    cdef lowset_t opt_next            # opt_npos - 1 - key: the farthest use first
+    cdef int32_t *opt_owner           # key -> the frame whose next use it is
+    cdef int64_t opt_npos             # page references in the replay
 
     def __cinit__(self):
         self.free_slots.levels = 0
@@ -183,8 +191,8 @@ cdef class Core:
         self.lnext = NULL
         self.lprev = NULL
         memset(self.pwc_mm, 0, sizeof(self.pwc_mm))
-        self.opt_key = NULL
-        self.opt_pfn = NULL
+        self.opt_before.levels = self.opt_never.levels = self.opt_next.levels = 0
+        self.opt_owner = NULL
         self.fm = NULL
         self.sl = NULL
         self.ps = self.scratch
@@ -272,7 +280,8 @@ cdef class Core:
         free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
         free(self.vma_rows); free(self.vma_count)
         free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
-        free(self.lnext); free(self.lprev); free(self.opt_key); free(self.opt_pfn)
+        free(self.lnext); free(self.lprev)
+        self._opt_end()
         free(self.fm); free(self.sl)
 
     cdef void _grow_mm(self, int64_t cap) except *:
@@ -453,8 +462,8 @@ cdef class Core:
         f.pinned = 0
         f.link = -1
         self._list_unlink(pfn)
-        if self.policy == P_OPT:
-            self.frame_tick[pfn] = -1   # its next page gets a fresh heap entry
+        if self.opt_active:
+            self._opt_unset(pfn)
         freeheap_push(&self.dirty, self.fm, <int32_t>pfn)
 
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
@@ -610,102 +619,78 @@ cdef class Core:
             return True
         return self.free_slots.count > 0
 
-    cdef inline bint _opt_before(self, int64_t i, int64_t j) noexcept nogil:
-        """Heap order: later next use first, then the lower pfn (as a scan would)."""
-        return self.opt_key[i] > self.opt_key[j] or (
-            self.opt_key[i] == self.opt_key[j] and self.opt_pfn[i] < self.opt_pfn[j])
-
-    cdef int _opt_push(self, int64_t key, int64_t pfn) except -1 nogil:
-        cdef int64_t i, parent, k
-        cdef int32_t f
-        if self.opt_n == self.opt_cap:
-            if self.opt_n > 4 * self.frames + 64:
-                self._opt_compact()
-            if self.opt_n == self.opt_cap:
-                self.opt_cap = 2 * self.opt_cap + 64
-                self.opt_key = <int64_t *>realloc(self.opt_key, self.opt_cap * sizeof(int64_t))
-                self.opt_pfn = <int32_t *>realloc(self.opt_pfn, self.opt_cap * sizeof(int32_t))
-                if self.opt_key == NULL or self.opt_pfn == NULL:
-                    with gil:
-                        raise MemoryError()
-        i = self.opt_n
-        self.opt_n += 1
-        self.opt_key[i] = key
-        self.opt_pfn[i] = <int32_t>pfn
-        while i > 0:
-            parent = (i - 1) >> 1
-            if not self._opt_before(i, parent):
-                break
-            k = self.opt_key[i]; self.opt_key[i] = self.opt_key[parent]; self.opt_key[parent] = k
-            f = self.opt_pfn[i]; self.opt_pfn[i] = self.opt_pfn[parent]; self.opt_pfn[parent] = f
-            i = parent
+    cdef int _opt_begin(self, int64_t npos) except -1:
+        """Set up opt's sets for a replay of ``npos`` page references. Frames
+        mapped before it have no known future: they go first (OPT_BEFORE)."""
+        cdef int64_t pfn
+        self._opt_end()
+        self.opt_owner = <int32_t *>malloc(max(npos, 1) * sizeof(int32_t))
+        if (self.opt_owner == NULL or lowset_init(&self.opt_before, self.frames)
+                or lowset_init(&self.opt_never, self.frames)
+                or lowset_init(&self.opt_next, npos)):
+            self._opt_end()
+            raise MemoryError()
+        self.opt_npos = npos
+        self.frame_tick[:] = -1
+        self.opt_active = True
+        for pfn in range(self.frames):
+            if self.fm[pfn].state != F_FREE:
+                self._opt_set(pfn, OPT_BEFORE)
         return 0
 
-    cdef void _opt_sift_down(self, int64_t i) noexcept nogil:
-        cdef int64_t c, k
-        cdef int32_t f
-        while True:
-            c = 2 * i + 1
-            if c >= self.opt_n:
-                return
-            if c + 1 < self.opt_n and self._opt_before(c + 1, c):
-                c += 1
-            if not self._opt_before(c, i):
-                return
-            k = self.opt_key[i]; self.opt_key[i] = self.opt_key[c]; self.opt_key[c] = k
-            f = self.opt_pfn[i]; self.opt_pfn[i] = self.opt_pfn[c]; self.opt_pfn[c] = f
-            i = c
+    cdef void _opt_end(self) noexcept:
+        self.opt_active = False
+        lowset_free(&self.opt_before)
+        lowset_free(&self.opt_never)
+        lowset_free(&self.opt_next)
+        free(self.opt_owner)
+        self.opt_owner = NULL
 
-    cdef void _opt_pop(self) noexcept nogil:
-        self.opt_n -= 1
-        self.opt_key[0] = self.opt_key[self.opt_n]
-        self.opt_pfn[0] = self.opt_pfn[self.opt_n]
-        self._opt_sift_down(0)
+    cdef inline void _opt_unset(self, int64_t pfn) noexcept nogil:
+        """Take ``pfn`` out of opt's sets (it is freed, or gets a new key)."""
+        cdef int64_t key = self.frame_tick[pfn]
+        if key < 0:
+            return
+        if key == OPT_BEFORE:
+            lowset_remove(&self.opt_before, pfn)
+        elif key >= self.opt_npos:
+            lowset_remove(&self.opt_never, pfn)
+        else:
+            lowset_remove(&self.opt_next, self.opt_npos - 1 - key)
+        self.frame_tick[pfn] = -1
 
-    cdef void _opt_compact(self) noexcept nogil:
-        """Drop stale entries and rebuild the heap."""
-        cdef int64_t i, n = 0, pfn
-        for i in range(self.opt_n):
-            pfn = self.opt_pfn[i]
-            if self.fm[pfn].state != F_FREE and self.frame_tick[pfn] == self.opt_key[i]:
-                self.opt_key[n] = self.opt_key[i]
-                self.opt_pfn[n] = <int32_t>pfn
-                n += 1
-        self.opt_n = n
-        i = n // 2
-        while i >= 0:
-            self._opt_sift_down(i)
-            i -= 1
+    cdef inline void _opt_set(self, int64_t pfn, int64_t key) noexcept nogil:
+        """Give ``pfn`` the key ``key``: the position its page is used next."""
+        self._opt_unset(pfn)
+        self.frame_tick[pfn] = key
+        if key == OPT_BEFORE:
+            lowset_add(&self.opt_before, pfn)
+        elif key >= self.opt_npos:
+            lowset_add(&self.opt_never, pfn)
+        else:
+            lowset_add(&self.opt_next, self.opt_npos - 1 - key)
+            self.opt_owner[key] = <int32_t>pfn
 
-    cdef int64_t _opt_victim(self) except -2 nogil:
-        """Belady's victim: the evictable frame whose page is used again last."""
-        cdef int64_t pfn, key, victim = -1, k, held = 0
-        cdef int64_t *hk = NULL
-        cdef int32_t *hp = NULL
-        while self.opt_n:
-            key, pfn = self.opt_key[0], self.opt_pfn[0]
-            if self.fm[pfn].state == F_FREE or self.frame_tick[pfn] != key:
-                self._opt_pop()            # stale
-                continue
-            if self._evictable(pfn):
-                victim = pfn
-                self._opt_pop()
-                break
-            # Valid but not evictable now (pinned, no swap): keep it for later.
-            if held % 64 == 0:
-                hk = <int64_t *>realloc(hk, (held + 64) * sizeof(int64_t))
-                hp = <int32_t *>realloc(hp, (held + 64) * sizeof(int32_t))
-                if hk == NULL or hp == NULL:
-                    with gil:
-                        raise MemoryError()
-            hk[held], hp[held] = key, <int32_t>pfn
-            held += 1
-            self._opt_pop()
-        for k in range(held):
-            self._opt_push(hk[k], hp[k])
-        free(hk)
-        free(hp)
-        return victim
+    cdef int64_t _opt_victim(self) noexcept nogil:
+        """Belady's victim: the evictable frame whose page is used again last;
+        among those with no known next use, the lowest pfn. -1 if none."""
+        cdef int64_t x
+        x = lowset_next(&self.opt_before, 0)
+        while x >= 0:
+            if self._evictable(x):
+                return x
+            x = lowset_next(&self.opt_before, x + 1)
+        x = lowset_next(&self.opt_never, 0)
+        while x >= 0:
+            if self._evictable(x):
+                return x
+            x = lowset_next(&self.opt_never, x + 1)
+        x = lowset_next(&self.opt_next, 0)
+        while x >= 0:
+            if self._evictable(self.opt_owner[self.opt_npos - 1 - x]):
+                return self.opt_owner[self.opt_npos - 1 - x]
+            x = lowset_next(&self.opt_next, x + 1)
+        return -1
 
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
@@ -1225,6 +1210,7 @@ cdef class Core:
         cdef uint64_t *tlb_vpn = self.tlb_vpn
         cdef pte_t **tlb_pte = self.tlb_pte
         cdef int64_t zero_pfn = self.zero_pfn
+        cdef int64_t key, npos = next_use.shape[0] if opt else 0
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
@@ -1234,6 +1220,12 @@ cdef class Core:
                 q = self._walk_cached(mm, addr[i + PF_SLOT] >> shift)
                 if q != NULL and pte_is_swap(q[0]):
                     prefetch(&self.sl[pte_pfn(q[0])])
+            if opt and pos + PF_PTE < npos:
+                # opt's set operation PF_PTE page references ahead (a random spot)
+                key = next_use[pos + PF_PTE]
+                if key < npos:
+                    prefetch(&self.opt_owner[key])
+                    prefetch(lowset_word(&self.opt_next, npos - 1 - key))
             a = addr[i]
             acc = _KIND_ACCESS[kind[i]]
             need = _ACC_NEED[acc]
@@ -1284,8 +1276,7 @@ cdef class Core:
                         return st
                     pfn = pte_pfn(p[0])
                 if opt and pfn != zero_pfn and self.frame_tick[pfn] != next_use[pos]:
-                    self.frame_tick[pfn] = next_use[pos]
-                    self._opt_push(next_use[pos], pfn)
+                    self._opt_set(pfn, next_use[pos])
                 pos += 1
                 vpn += 1
             done[acc] += 1
@@ -1317,13 +1308,7 @@ cdef class Core:
         cdef int64_t pfn
         self._enter()
         if next_use is not None:
-            # Frames mapped before the replay have no known future: evict them first.
-            self.frame_tick[:] = 1 << 62
-            self.opt_n = 0
-            for pfn in range(self.frames):
-                if self.fm[pfn].state != F_FREE:
-                    self._opt_push(1 << 62, pfn)
-            self.opt_active = True
+            self._opt_begin(next_use.shape[0])
         self.ps = self._counters(ps)
         self.busy = True
         try:
@@ -1332,7 +1317,7 @@ cdef class Core:
         finally:
             self.busy = False
             self.ps = self.scratch
-            self.opt_active = False
+            self._opt_end()
         if st == ST_OK:
             return None
         try:
@@ -1827,16 +1812,38 @@ def next_use(const uint64_t[::1] pages):
     """For each position of a page-reference sequence, the next position of the
     same page, or ``len(pages)`` if there is none (Belady's look-ahead).
 
-    One backward pass over an open-addressing hash table (page -> latest
-    position seen), so the cost is linear in the length of the sequence.
+    One backward pass over a table of the latest position seen of each page, so
+    the cost is linear in the length of the sequence: a flat array when the
+    pages span at most NEXT_USE_FLAT numbers, else an open-addressing hash table.
     """
     cdef Py_ssize_t n = pages.shape[0], i
     cdef int64_t[::1] out = np.empty(n, np.int64)
-    cdef uint64_t cap = 1024, mask, h, page, j, used = 0
+    cdef uint64_t cap = 1024, mask, h, page, j, used = 0, lo = 0, hi = 0
     cdef uint64_t *keys
     cdef int64_t *vals
     cdef uint64_t *okeys
     cdef int64_t *ovals
+    if n:
+        with nogil:
+            lo = hi = pages[0]
+            for i in range(n):
+                lo = min(lo, pages[i])
+                hi = max(hi, pages[i])
+        if hi - lo < NEXT_USE_FLAT:
+            vals = <int64_t *>malloc((hi - lo + 1) * sizeof(int64_t))
+            if vals == NULL:
+                raise MemoryError()
+            with nogil:
+                for j in range(hi - lo + 1):
+                    vals[j] = n
+                i = n - 1
+                while i >= 0:
+                    j = pages[i] - lo
+                    out[i] = vals[j]
+                    vals[j] = i
+                    i -= 1
+            free(vals)
+            return np.asarray(out)
     keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
     vals = <int64_t *>malloc(cap * sizeof(int64_t))
     if keys == NULL or vals == NULL:

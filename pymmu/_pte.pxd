@@ -64,3 +64,5 @@ cdef extern from "lowset.h" nogil:
     void lowset_remove(lowset_t *s, uint64_t i)
     int64_t lowset_min(const lowset_t *s)
     int64_t lowset_pop(lowset_t *s)
+    int64_t lowset_next(const lowset_t *s, uint64_t i)
+    const uint64_t *lowset_word(const lowset_t *s, uint64_t i)

@@ -77,12 +77,39 @@ static inline void lowset_remove(lowset_t *s, uint64_t i) {
     }
 }
 
+/* The address of the bottom-level word holding i (for prefetching). */
+static inline const uint64_t *lowset_word(const lowset_t *s, uint64_t i) {
+    return &s->words[0][i >> 6];
+}
+
 /* The lowest member, or -1 if the set is empty (the set is unchanged). */
 static inline int64_t lowset_min(const lowset_t *s) {
     uint64_t i = 0;
     int l;
     if (!s->count) return -1;
     for (l = s->levels - 1; l >= 0; l--)
+        i = (i << 6) | (uint64_t)__builtin_ctzll(s->words[l][i]);
+    return (int64_t)i;
+}
+
+/* The lowest member at or above i, or -1 if there is none (the set is unchanged):
+ * climb while the word holding i has no member from i on, then descend. */
+static inline int64_t lowset_next(const lowset_t *s, uint64_t i) {
+    int l, found = -1;
+    uint64_t w;
+    if (i >= s->n) return -1;
+    for (l = 0; l < s->levels; l++) {
+        w = s->words[l][i >> 6] & (~(uint64_t)0 << (i & 63));
+        if (w) {
+            i = (i & ~(uint64_t)63) | (uint64_t)__builtin_ctzll(w);
+            found = l;
+            break;
+        }
+        i = (i >> 6) + 1;                 /* the next word, as a bit one level up */
+        if (i >= s->nwords[l]) return -1;
+    }
+    if (found < 0) return -1;
+    for (l = found - 1; l >= 0; l--)
         i = (i << 6) | (uint64_t)__builtin_ctzll(s->words[l][i]);
     return (int64_t)i;
 }

@@ -308,6 +308,18 @@ def test_next_use_small():
     assert t.next_use(4096).tolist() == [3, 2, 3]
 
 
+@given(st.lists(st.sampled_from([0, 1, 7, 2**22, 2**40 + 3, 2**63, 2**64 - 1]),
+                max_size=80))
+def test_next_use_matches_brute_force_on_flat_and_hashed_tables(pages):
+    """Pages spanning fewer than 2**22 numbers take a flat table, wider spans a hash
+    table (which also grows): both give Belady's look-ahead."""
+    from pymmu._core import next_use
+
+    got = next_use(np.array(pages, dtype=np.uint64)).tolist()
+    assert got == brute_next_use(pages)
+    assert next_use(np.arange(5000, dtype=np.uint64) * np.uint64(2**30)).tolist() == [5000] * 5000
+
+
 records = st.lists(
     st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 3), st.integers(1, 300)),
     max_size=60,
