@@ -221,7 +221,9 @@ def test_the_suite_has_the_paths_of_section_9():
                    "bench_replay.ReplayResident.time_replay",
                    "bench_replay.ReplayResident.peakmem_replay",
                    "bench_replay.ReplayLackey.time_replay",
-                   "bench_replay.ReplayLackey.peakmem_replay"):
+                   "bench_replay.ReplayLackey.peakmem_replay",
+                   "bench_memory.MetadataPerFrame.track_bytes_per_frame",
+                   "bench_memory.MetadataPerPte.track_bytes_per_pte"):
         assert wanted in ids
 
 
