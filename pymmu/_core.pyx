@@ -1197,6 +1197,7 @@ cdef class Core:
         cdef bint opt = next_use is not None
         cdef bint lru = self.policy == P_LRU
         cdef pte_t *q
+        cdef pte_t *tp
         # Counters of the inline paths stay in registers until the loop ends:
         # TLB hits and misses, then reads, writes and fetches (by access kind).
         cdef int64_t hits = 0, misses = 0
@@ -1269,11 +1270,12 @@ cdef class Core:
                     self.fault_addr = a if vpn == a >> shift else vpn << shift
                     if vend == 0:
                         vma = self._vma(mm, vpn)
-                    st = self._touch(mm, vpn, acc, vma, &p)
+                    st = self._touch(mm, vpn, acc, vma, &tp)   # (p stays in a register)
                     if st != ST_OK:
                         index[0] = i
                         self._tally(hits, misses, done)
                         return st
+                    p = tp
                     pfn = pte_pfn(p[0])
                 if opt and pfn != zero_pfn and self.frame_tick[pfn] != next_use[pos]:
                     self._opt_set(pfn, next_use[pos])
