@@ -567,3 +567,51 @@ def test_replay_out_of_memory_in_a_given_process(Machine):
     assert p.pte(a + 2 * PS) == 0
     assert m.stats["writes"] == 3
     m.check()
+
+
+# --- lackey traces of other real programs, made here -----------------------------------
+
+PROGRAMS = {"true": ["/bin/true"], "echo": ["/bin/echo", "hello"],
+            "sort": ["sort", "/etc/passwd"]}
+
+
+@pytest.fixture(scope="module", params=sorted(PROGRAMS))
+def program_trace(request, tmp_path_factory):
+    """A Valgrind lackey trace of a real program, recorded now (skipped without
+    valgrind): the shared ls trace is one program; these are three more."""
+    import shutil
+    import subprocess
+
+    argv = PROGRAMS[request.param]
+    if shutil.which("valgrind") is None or shutil.which(argv[0]) is None:
+        pytest.skip("needs valgrind and " + argv[0])
+    path = tmp_path_factory.mktemp("lackey") / f"{request.param}.lackey"
+    proc = subprocess.run(["valgrind", "--tool=lackey", "--trace-mem=yes",
+                           f"--log-file={path}", *argv],
+                          capture_output=True, timeout=300)
+    if proc.returncode != 0 or not path.exists():
+        pytest.skip(f"valgrind could not trace {argv}: {proc.stderr[-300:]!r}")
+    from pymmu.traces import read_lackey
+    trace = read_lackey(path)
+    pages = trace.pages(PS)
+    keep = np.ones(len(pages), bool)
+    keep[1:] = pages[1:] != pages[:-1]       # a repeat of the page just used is a hit
+    return request.param, trace, pages[keep].tolist()
+
+
+@pytest.mark.parametrize("frames", [8, 48])
+@pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "opt", "random"])
+def test_real_program_traces_against_simulators(Machine, program_trace, policy, frames):
+    """Fault counts of every policy on other programs' traces equal the independent
+    simulators' (the acceptance check's shape: real traces, every policy, several
+    frame counts)."""
+    if "reference" in Machine.__module__:
+        pytest.skip("hundreds of thousands of records are too slow for the reference")
+    name, trace, refs = program_trace
+    m = replaying(Machine, frames, zero_page=False, swap_slots=len(set(refs)) + 1,
+                  policy=policy)
+    d = m.replay(trace)
+    assert faults(d) == SIMS[policy](refs, frames), name
+    assert d["minor_faults"] == d["zero_fills"] == len(set(refs))
+    assert m.frames_free == frames and m.swap_free == m.swap_slots
+    m.check()
