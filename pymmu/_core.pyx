@@ -13,6 +13,9 @@ Where to read what:
 * ``mm_fork`` / ``mm_destroy`` / ``unmap`` / ``protect``: address-space operations.
 * ``check``: every invariant, for tests.
 
+Each frame has one 16-byte record (``frame_t``, src_c/frame.h): refcount, state
+and flags, a swap-cache or shared-object link, and the reverse map, or, while
+the frame is free, its links in a free heap. Swap slots have ``slot_t`` records.
 Page-table nodes are calloc'd blocks of ``2**bits`` 64-bit entries outside the
 user frames; an inner entry holds the child node's address, a leaf entry a PTE.
 Every routine returns a ``Status``; ``_raise_status`` is the one place that turns

@@ -1,10 +1,11 @@
 /* lowset.h: a set of integers 0..n-1 that hands out its lowest member first.
  *
- * pymmu allocates frames and swap slots lowest number first (deterministic runs
- * that a reference model can match). A hierarchical bitmap does that in
- * O(log64 n) per operation with one bit per member: level 0 has a bit per
- * member, each higher level a bit per non-zero word of the level below, up to a
- * single word. Plain C with no Python.h.
+ * pymmu allocates swap slots lowest number first (deterministic runs that a
+ * reference model can match), and opt keeps its replay-time sets in these
+ * (free frames are in frame.h's heaps, inside the frames' own records). A
+ * hierarchical bitmap does that in O(log64 n) per operation with one bit per
+ * member: level 0 has a bit per member, each higher level a bit per non-zero
+ * word of the level below, up to a single word. Plain C with no Python.h.
  */
 #ifndef PYMMU_LOWSET_H
 #define PYMMU_LOWSET_H
