@@ -1271,6 +1271,7 @@ cdef class Core:
                         self._list_append(pfn)
                 else:
                     self.fault_addr = a if vpn == a >> shift else vpn << shift
+                    self.fault_kind = acc
                     if vend == 0:
                         vma = self._vma(mm, vpn)
                     st = self._touch(mm, vpn, acc, vma, &tp)   # (p stays in a register)

@@ -615,3 +615,15 @@ def test_real_program_traces_against_simulators(Machine, program_trace, policy, 
     assert d["minor_faults"] == d["zero_fills"] == len(set(refs))
     assert m.frames_free == frames and m.swap_free == m.swap_slots
     m.check()
+
+
+def test_replay_out_of_memory_names_the_failing_records_access(Machine):
+    """The error of a record that runs out of memory carries that record's access
+    kind, even when the records before it (same mapping) were of another kind."""
+    m = replaying(Machine, 1, zero_page=False)
+    p = m.spawn()
+    base = p.mmap(4 * PS, "rwx")
+    with pytest.raises(pymmu.OutOfMemory) as e:
+        m.replay(Trace([base, base, base + PS], kind=[FETCH, FETCH, LOAD], size=1),
+                 process=p)
+    assert (e.value.addr, e.value.access, e.value.index) == (base + PS, "read", 2)

@@ -52,6 +52,7 @@ from hypothesis.stateful import (
 
 import pymmu
 from pymmu import Image, Segment
+from pymmu.traces import Trace
 
 PAIR = tuple(os.environ.get("PYMMU_PAIR", "core,reference").split(","))
 # Comparisons to leave out while a known divergence is being fixed: substrings of
@@ -225,6 +226,11 @@ OFFSET = st.one_of(st.just(0), st.integers(-16, 16), st.integers(0, 65535))
 TARGET = st.tuples(st.sampled_from(["inside", "inside", "recent", "edge", "edge"]),
                    st.integers(0, 63), st.integers(0, 2 ** 20), st.integers(-1, 2),
                    OFFSET)
+# Trace records land inside mappings mostly, so that replays run long enough to
+# fault pages in and evict them; the kinds favour loads and stores over fetches.
+REPLAY_TARGET = st.tuples(st.sampled_from(["inside"] * 6 + ["recent", "edge"]),
+                          st.integers(0, 63), st.integers(0, 2 ** 20), st.just(0), OFFSET)
+REPLAY_KIND = st.sampled_from([1, 1, 2, 2, 3, 0])     # traces.LOAD, STORE, MODIFY, FETCH
 LENGTH = st.one_of(st.integers(0, 16), st.integers(1, 3 * 65536))
 # (n is taken modulo 3 pages, see DiffMachine.length)
 SEED = st.integers(0, 2 ** 16)
@@ -237,7 +243,8 @@ MACHINE = st.fixed_dictionaries({
     "frames": st.one_of(st.integers(4, 8), st.integers(4, 16), st.integers(4, 64)),
     "page_size": st.sampled_from([512, 4096]),
     "swap_slots": st.one_of(st.just(0), st.integers(1, 16), st.integers(16, 64)),
-    "policy": st.sampled_from(["clock", "fifo", "lru", "random"]),
+    # opt chooses only in a replay (elsewhere a full machine raises ValueError)
+    "policy": st.sampled_from(["clock", "fifo", "lru", "random", "clock", "opt"]),
     "zero_page": st.booleans(),
     "tlb_entries": st.sampled_from([4, 0, 64]),
     "strict_vfork": st.booleans(),
@@ -289,6 +296,7 @@ class DiffMachine(RuleBasedStateMachine):
                   "    import sys; sys.path.insert(0, 'tests')",
                   "    import numpy as np, pymmu",
                   "    from pymmu import Image, Segment",
+                  "    from pymmu.traces import Trace",
                   "    from test_state_machine import blob",
                   f"    from {self.modules[0]} import Machine   # or {self.modules[1]}"]
         lines += ["    " + line for line in self.log]
@@ -383,7 +391,7 @@ class DiffMachine(RuleBasedStateMachine):
         self.sides = []
         for impl in self.impls:
             ns = {"P": {}, "np": np, "blob": blob, "Image": Image, "Segment": Segment,
-                  "pymmu": pymmu}
+                  "pymmu": pymmu, "Trace": Trace}
             ns["m"] = impl(**cfg)
             self.sides.append(ns)
         self.run("m.refcount(m.frames + 1)")
@@ -529,6 +537,25 @@ class DiffMachine(RuleBasedStateMachine):
             self.run(f"m.idle({n})")
         else:
             self.run("m.reset_stats()")
+
+    @precondition(lambda self: self.live())
+    @rule(who=WHO, recs=st.lists(st.tuples(REPLAY_TARGET, REPLAY_KIND, st.integers(0, 24)),
+                                 min_size=1, max_size=40),
+          own=st.sampled_from([True, True, True, False]))
+    def replay(self, who, recs, own):
+        """A short trace in a live process (the replay loop, its inline TLB and
+        page-walk-cache paths, opt's sets), or in a fresh whole-space process."""
+        pid = self.pick(who)
+        addrs, kinds, sizes = [], [], []
+        for at, kind, size in recs:
+            addr = self.addr(pid, at)[0]
+            if not own:
+                addr %= 1 << self.cfg["va_bits"]
+            addrs.append(addr % (1 << 64))
+            kinds.append(kind)
+            sizes.append(size)
+        trace = f"Trace({addrs!r}, kind={kinds!r}, size={sizes!r})"
+        self.run(f"m.replay({trace}, process=P[{pid}])" if own else f"m.replay({trace})")
 
     @precondition(lambda self: len(self.pids) < MAX_PIDS and self.live())
     @rule(who=WHO, how=st.sampled_from(["fork", "fork", "vfork"]))
