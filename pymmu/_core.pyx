@@ -649,29 +649,36 @@ cdef class Core:
         free(self.opt_owner)
         self.opt_owner = NULL
 
+    cdef inline lowset_t *_opt_set_of(self, int64_t pfn, int64_t key,
+                                      uint64_t *member) noexcept nogil:
+        """The set of opt's that holds a frame with ``key``, and its member there."""
+        if key == OPT_BEFORE:
+            member[0] = pfn
+            return &self.opt_before
+        if key >= self.opt_npos:
+            member[0] = pfn
+            return &self.opt_never
+        member[0] = <uint64_t>(self.opt_npos - 1 - key)
+        return &self.opt_next
+
     cdef inline void _opt_unset(self, int64_t pfn) noexcept nogil:
         """Take ``pfn`` out of opt's sets (it is freed, or gets a new key)."""
-        cdef int64_t key = self.frame_tick[pfn]
-        if key < 0:
-            return
-        if key == OPT_BEFORE:
-            lowset_remove(&self.opt_before, pfn)
-        elif key >= self.opt_npos:
-            lowset_remove(&self.opt_never, pfn)
-        else:
-            lowset_remove(&self.opt_next, self.opt_npos - 1 - key)
-        self.frame_tick[pfn] = -1
+        cdef uint64_t member
+        cdef lowset_t *s
+        if self.frame_tick[pfn] >= 0:
+            s = self._opt_set_of(pfn, self.frame_tick[pfn], &member)
+            lowset_remove(s, member)
+            self.frame_tick[pfn] = -1
 
     cdef inline void _opt_set(self, int64_t pfn, int64_t key) noexcept nogil:
         """Give ``pfn`` the key ``key``: the position its page is used next."""
+        cdef uint64_t member
+        cdef lowset_t *s
         self._opt_unset(pfn)
         self.frame_tick[pfn] = key
-        if key == OPT_BEFORE:
-            lowset_add(&self.opt_before, pfn)
-        elif key >= self.opt_npos:
-            lowset_add(&self.opt_never, pfn)
-        else:
-            lowset_add(&self.opt_next, self.opt_npos - 1 - key)
+        s = self._opt_set_of(pfn, key, &member)     # (sets member: call it first)
+        lowset_add(s, member)
+        if key < self.opt_npos:
             self.opt_owner[key] = <int32_t>pfn
 
     cdef int64_t _opt_victim(self) noexcept nogil:
