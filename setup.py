@@ -17,7 +17,9 @@ directives = {
     "wraparound": DEBUG,
     "initializedcheck": DEBUG,
     "cdivision": not DEBUG,
-    "nonecheck": DEBUG,
+    # nonecheck stays off even in DEBUG: it would need the GIL to check ``self``
+    # for None in the nogil fault and replay paths, which Cython then refuses.
+    "nonecheck": False,
     "binding": True,
     "embedsignature": True,
 }
