@@ -963,10 +963,8 @@ cdef class Core:
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t **out) except -1 nogil:
         """Make page ``vpn`` allow ``kind``: TLB, walk, faults; set A/D."""
-        cdef int64_t i = 0, pfn
+        cdef int64_t i = 0
         cdef pte_t *p = NULL
-        cdef pte_t fresh
-        cdef int st
         if self.tlb_n:
             i = self._tlb_index(vpn)
             if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
@@ -976,20 +974,30 @@ cdef class Core:
                 self._count(S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
             p = self._walk(mm, vpn, False)
-            if p == NULL:
-                # No table yet: fault into a scratch entry, so that a failed fault
-                # (OutOfMemory) allocates no page-table node.
-                fresh = 0
-                while not pte_allows(fresh, kind):
-                    st = self._fault(mm, vpn, kind, vma, &fresh)
-                    if st != ST_OK:
-                        return st
-                p = self._walk(mm, vpn, True)
-                p[0] = fresh
-            while not pte_allows(p[0], kind):
-                st = self._fault(mm, vpn, kind, vma, p)
+        return self._settle(mm, vpn, kind, vma, p, i, out)
+
+    cdef int _settle(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,
+                     int64_t i, pte_t **out) except -1 nogil:
+        """The rest of ``_touch`` once the walk is done: fault the PTE at ``p``
+        (NULL: no leaf table yet) until it allows ``kind``, set A/D, do the
+        policy's bookkeeping and fill TLB entry ``i``."""
+        cdef int64_t pfn
+        cdef pte_t fresh
+        cdef int st
+        if p == NULL:
+            # No table yet: fault into a scratch entry, so that a failed fault
+            # (OutOfMemory) allocates no page-table node.
+            fresh = 0
+            while not pte_allows(fresh, kind):
+                st = self._fault(mm, vpn, kind, vma, &fresh)
                 if st != ST_OK:
                     return st
+            p = self._walk(mm, vpn, True)
+            p[0] = fresh
+        while not pte_allows(p[0], kind):
+            st = self._fault(mm, vpn, kind, vma, p)
+            if st != ST_OK:
+                return st
         p[0] |= PTE_ACCESSED | (PTE_DIRTY if kind == ACC_WRITE else 0)
         pfn = pte_pfn(p[0])
         if pfn != self.zero_pfn and self.policy == P_LRU:
@@ -1208,6 +1216,7 @@ cdef class Core:
         cdef bint lru = self.policy == P_LRU
         cdef pte_t *q
         cdef pte_t *tp
+        cdef pte_t *walked
         # Counters of the inline paths stay in registers until the loop ends:
         # TLB hits and misses, then reads, writes and fetches (by access kind).
         cdef int64_t hits = 0, misses = 0
@@ -1255,7 +1264,7 @@ cdef class Core:
                     vstart, vend = 1, 0
             bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
             while vpn <= last:
-                p = NULL
+                p = walked = NULL
                 if tn:
                     t = <int64_t>(vpn & tmask) if tmask else self._tlb_index(vpn)
                     if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
@@ -1270,6 +1279,8 @@ cdef class Core:
                             tlb_mm[t] = mm
                             tlb_vpn[t] = vpn
                             tlb_pte[t] = q
+                        else:
+                            walked = q      # a fault on a PTE we already found
                 if p != NULL:
                     p[0] |= bits
                     pfn = pte_pfn(p[0])
@@ -1281,7 +1292,11 @@ cdef class Core:
                     self.fault_kind = acc
                     if vend == 0:
                         vma = self._vma(mm, vpn)
-                    st = self._touch(mm, vpn, acc, vma, &tp)   # (p stays in a register)
+                    if walked != NULL:
+                        misses += 1
+                        st = self._settle(mm, vpn, acc, vma, walked, t, &tp)
+                    else:
+                        st = self._touch(mm, vpn, acc, vma, &tp)   # (p stays in a register)
                     if st != ST_OK:
                         index[0] = i
                         self._tally(hits, misses, done)
