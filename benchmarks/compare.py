@@ -721,7 +721,10 @@ def measure_memory(ctx: Context) -> list[Row]:
         row = Row("memory", f"metadata per frame, {policy} ({frames:,} frames)",
                   mem["frame"], unit="B", target="<= 16 B", holds=mem["frame"] <= 16,
                   note=f"record {mem['frame_record']} B (free sets live in free frames' "
-                       f"records) + {policy} state {mem['policy']} B")
+                       f"records) + {policy} state {mem['policy']} B"
+                       + (f"; during a replay {mem['replay_frame']} B more per frame and "
+                          f"{mem['replay_reference']:.3g} B per page reference"
+                          if mem["replay_frame"] else ""))
         row.counts = mem
         rows.append(row)
     m, p, _ = ctx.resident(pages)

@@ -126,7 +126,6 @@ cdef class Core:
     cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
     cdef int vpn_bits                 # rmap = (family << vpn_bits) | vpn
     cdef readonly int64_t mm_limit    # address spaces a machine can create
-    cdef int64_t[::1] frame_tick      # opt only (in replay): next use of its page
     cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
     cdef int32_t *lprev               # oldest first; node `frames` is the head
     cdef freeheap_t pool              # free frames, pre-zeroed (lowest pfn first)
@@ -170,9 +169,10 @@ cdef class Core:
     cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
     cdef uint64_t pwc_hi[PWC_N]
     cdef uint64_t *pwc_leaf[PWC_N]
-    # opt, during a replay: every used frame is in exactly one of three sets by
-    # its key (frame_tick): mapped before the replay (OPT_BEFORE), page never used
+    # opt, during a replay only: every used frame is in exactly one of three sets
+    # by its key (opt_key): mapped before the replay (OPT_BEFORE), page never used
     # again (key == opt_npos), or used again at position key < opt_npos.
+    cdef int64_t *opt_key             # per frame: its key, or -1 (free)
     cdef lowset_t opt_before          # frames, lowest pfn first
     cdef lowset_t opt_never           # frames, lowest pfn first
     cdef lowset_t opt_next            # opt_npos - 1 - key: the farthest use first
@@ -196,6 +196,7 @@ cdef class Core:
         memset(self.pwc_mm, 0, sizeof(self.pwc_mm))
         self.opt_before.levels = self.opt_never.levels = self.opt_next.levels = 0
         self.opt_owner = NULL
+        self.opt_key = NULL
         self.fm = NULL
         self.sl = NULL
         self.ps = self.scratch
@@ -239,8 +240,8 @@ cdef class Core:
         # refcount (at most one per address space) has FRAME_REF_BITS.
         self.vpn_bits = <int>(va_bits - self.page_shift)
         self.mm_limit = min(<int64_t>FRAME_REF_MAX, (<int64_t>1) << (63 - self.vpn_bits))
-        # Policy state exists only for its policy (memory per frame is budgeted).
-        self.frame_tick = np.zeros(frames + 1 if policy == P_OPT else 0, np.int64)
+        # Policy state exists only for its policy (memory per frame is budgeted);
+        # opt's exists only during a replay (_opt_begin).
         if policy == P_FIFO or policy == P_LRU:
             self.lnext = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
             self.lprev = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
@@ -628,13 +629,16 @@ cdef class Core:
         cdef int64_t pfn
         self._opt_end()
         self.opt_owner = <int32_t *>malloc(max(npos, 1) * sizeof(int32_t))
-        if (self.opt_owner == NULL or lowset_init(&self.opt_before, self.frames)
+        self.opt_key = <int64_t *>malloc(self.frames * sizeof(int64_t))
+        if (self.opt_owner == NULL or self.opt_key == NULL
+                or lowset_init(&self.opt_before, self.frames)
                 or lowset_init(&self.opt_never, self.frames)
                 or lowset_init(&self.opt_next, npos)):
             self._opt_end()
             raise MemoryError()
         self.opt_npos = npos
-        self.frame_tick[:] = -1
+        for pfn in range(self.frames):
+            self.opt_key[pfn] = -1
         self.opt_active = True
         for pfn in range(self.frames):
             if self.fm[pfn].state != F_FREE:
@@ -647,7 +651,9 @@ cdef class Core:
         lowset_free(&self.opt_never)
         lowset_free(&self.opt_next)
         free(self.opt_owner)
+        free(self.opt_key)
         self.opt_owner = NULL
+        self.opt_key = NULL
 
     cdef inline lowset_t *_opt_set_of(self, int64_t pfn, int64_t key,
                                       uint64_t *member) noexcept nogil:
@@ -665,17 +671,17 @@ cdef class Core:
         """Take ``pfn`` out of opt's sets (it is freed, or gets a new key)."""
         cdef uint64_t member
         cdef lowset_t *s
-        if self.frame_tick[pfn] >= 0:
-            s = self._opt_set_of(pfn, self.frame_tick[pfn], &member)
+        if self.opt_key[pfn] >= 0:
+            s = self._opt_set_of(pfn, self.opt_key[pfn], &member)
             lowset_remove(s, member)
-            self.frame_tick[pfn] = -1
+            self.opt_key[pfn] = -1
 
     cdef inline void _opt_set(self, int64_t pfn, int64_t key) noexcept nogil:
         """Give ``pfn`` the key ``key``: the position its page is used next."""
         cdef uint64_t member
         cdef lowset_t *s
         self._opt_unset(pfn)
-        self.frame_tick[pfn] = key
+        self.opt_key[pfn] = key
         s = self._opt_set_of(pfn, key, &member)     # (sets member: call it first)
         lowset_add(s, member)
         if key < self.opt_npos:
@@ -1303,7 +1309,7 @@ cdef class Core:
                         return st
                     p = tp
                     pfn = pte_pfn(p[0])
-                if opt and pfn != zero_pfn and self.frame_tick[pfn] != next_use[pos]:
+                if opt and pfn != zero_pfn and self.opt_key[pfn] != next_use[pos]:
                     self._opt_set(pfn, next_use[pos])
                 pos += 1
                 vpn += 1
@@ -1566,20 +1572,23 @@ cdef class Core:
 
         Returns a dict: ``frame`` per frame in all, and its parts ``frame_record``
         (src_c/frame.h; the free sets live inside the free frames' records) and
-        ``policy`` (fifo/lru list links, opt's next use); ``slot`` per swap slot;
-        ``pte`` per mapped page; ``nodes``, every page-table node now allocated.
+        ``policy`` (fifo/lru list links); ``slot`` per swap slot; ``pte`` per
+        mapped page; ``nodes``, every page-table node now allocated. opt keeps
+        state only while a replay runs: ``replay_frame`` per frame (its key) and
+        ``replay_reference`` per page reference of the trace (the frame whose next
+        use it is, and a bit in the set of next uses).
         """
         cdef int64_t policy = 0, slot_set = 0, level
         if self.policy == P_FIFO or self.policy == P_LRU:
             policy = 2 * sizeof(int32_t)
-        elif self.policy == P_OPT:
-            policy = sizeof(int64_t)
         for level in range(self.free_slots.levels):
             slot_set += self.free_slots.nwords[level] * sizeof(uint64_t)
         return {"frame": sizeof(frame_t) + policy, "frame_record": sizeof(frame_t),
                 "policy": policy,
                 "slot": sizeof(slot_t) + <double>slot_set / max(self.swap_slots, 1),
-                "pte": sizeof(pte_t), "nodes": self.nodes * (sizeof(uint64_t) << self.bits)}
+                "pte": sizeof(pte_t), "nodes": self.nodes * (sizeof(uint64_t) << self.bits),
+                "replay_frame": sizeof(int64_t) if self.policy == P_OPT else 0,
+                "replay_reference": sizeof(int32_t) + 1 / 8 if self.policy == P_OPT else 0}
 
     @property
     def frames_free(self):

@@ -414,17 +414,19 @@ def test_address_space_limit_is_documented_bound(page_size, va_bits):
     assert m._core.mm_limit >= 2**24
 
 
-@pytest.mark.parametrize("policy, extra", [("clock", 0), ("random", 0), ("fifo", 8),
-                                           ("lru", 8), ("opt", 8)])
-def test_core_metadata_is_16_bytes_per_frame_plus_policy_state(policy, extra):
+@pytest.mark.parametrize("policy, extra, replay", [("clock", 0, 0), ("random", 0, 0),
+                                                   ("fifo", 8, 0), ("lru", 8, 0),
+                                                   ("opt", 0, 8)])
+def test_core_metadata_is_16_bytes_per_frame_plus_policy_state(policy, extra, replay):
     """DESIGN.md section 9's memory budget, from the sizes of the core's structures:
-    the frame record is 16 bytes (free sets live inside free frames' records), the
-    policy adds its own state, a PTE is 8 bytes."""
+    the frame record is 16 bytes (free sets live inside free frames' records), fifo
+    and lru add list links, opt keeps its keys only during a replay, a PTE is 8."""
     from pymmu import Machine as CoreMachine
 
     mem = CoreMachine(1000, policy=policy, swap_slots=10)._core.memory()
     assert mem["frame_record"] == 16
     assert mem["frame"] == 16 + extra
+    assert mem["replay_frame"] == replay
     assert mem["pte"] == 8
 
 
