@@ -2,7 +2,8 @@
  *
  * Per frame, 16 bytes, the budget of DESIGN.md section 9: one cache line holds
  * four frames, and a fault touches one line per frame it handles. Policy state
- * (fifo/lru list links, opt's next use) lives beside it, only for its policy.
+ * lives beside it, only for its policy: fifo/lru list links, and opt's next use
+ * only while a replay runs.
  */
 #ifndef PYMMU_FRAME_H
 #define PYMMU_FRAME_H
@@ -31,6 +32,8 @@ typedef struct {
         frame_heap_t heap;  /* free: its links in the free heap it is in         */
     };
 } frame_t;
+
+_Static_assert(sizeof(frame_t) == 16, "a frame's record is 16 bytes (DESIGN.md 9)");
 
 /* A set of free frames that hands out the lowest pfn first (the pre-zeroed pool,
  * the dirty free frames): a pairing heap threaded through the free frames' own
