@@ -41,8 +41,9 @@ _ACCESS_NAMES = ("read", "write", "execute")
 # Trace kind codes (traces.FETCH, LOAD, STORE, MODIFY) to access kinds: lackey's
 # M (modify) is one access that reads and writes, so it is a write.
 cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
-# The prot bit (r=1, w=2, x=4) each access kind needs, by access kind.
+# By access kind: the prot bit (r=1, w=2, x=4) it needs, and the counter it adds to.
 cdef int[3] _ACC_NEED = [1, 2, 4]
+cdef int[3] _ACC_STAT = [S_READS, S_WRITES, S_FETCHES]
 
 cdef enum:
     PWC_N = 1024          # page-walk cache entries (a power of two)
@@ -1051,8 +1052,19 @@ cdef class Core:
         cdef int64_t npages, k, pfn, off, chunk, done = 0
         self.fault_kind = kind
         npages = <int64_t>(last - first + 1)
-        if npages > 1:
-            self._reserve_pins(npages)
+        if npages == 1:
+            # One page (most accesses): nothing to pin, and the PTE _touch returns
+            # is the one the bytes move through.
+            self.fault_addr = addr
+            st = self._touch(mm, first, kind, self._vma(mm, first), &p)
+            if st != ST_OK:
+                return st
+            if buf != NULL:
+                self._move(pte_pfn(p[0]), <int64_t>(addr & <uint64_t>(self.page_size - 1)),
+                           buf, n, kind)
+            self._count(_ACC_STAT[kind])
+            return ST_OK
+        self._reserve_pins(npages)
         # 2. touch each page, pinning the ones done so far
         self.pin_n = 0
         vpn = first
@@ -1078,19 +1090,23 @@ cdef class Core:
             off = <int64_t>(addr & <uint64_t>(self.page_size - 1))
             while vpn <= last:
                 p = self._walk(mm, vpn, False)
-                pfn = pte_pfn(p[0])
                 chunk = min(self.page_size - off, n - done)
-                if kind == ACC_WRITE:
-                    memcpy(&self.mem[pfn, off], buf + done, chunk)
-                    self.fm[pfn].czero = 0
-                else:
-                    memcpy(buf + done, &self.mem[pfn, off], chunk)
+                self._move(pte_pfn(p[0]), off, buf + done, chunk, kind)
                 done += chunk
                 off = 0
                 vpn += 1
-        self._count(S_READS if kind == ACC_READ else (S_WRITES if kind == ACC_WRITE
-                                                           else S_FETCHES))
+        self._count(_ACC_STAT[kind])
         return ST_OK
+
+    cdef inline void _move(self, int64_t pfn, int64_t off, uint8_t *buf, int64_t n,
+                           int kind) noexcept nogil:
+        """Copy ``n`` bytes between ``buf`` and frame ``pfn`` at ``off``; a write
+        makes the frame's content no longer known to be zero."""
+        if kind == ACC_WRITE:
+            memcpy(&self.mem[pfn, off], buf, n)
+            self.fm[pfn].czero = 0
+        else:
+            memcpy(buf, &self.mem[pfn, off], n)
 
     cdef int _reserve_pins(self, int64_t n) except -1 nogil:
         cdef int64_t *q
