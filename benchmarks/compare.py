@@ -778,17 +778,6 @@ def measure_resident(ctx: Context) -> list[Row]:
     return [row]
 
 
-def _uc_read_loop(read, addrs):
-    for a in addrs:
-        read(a, 8)
-
-
-def _uc_write_loop(write, addrs):
-    data = DATA8
-    for a in addrs:
-        write(a, data)
-
-
 @measurement("unicorn", requires=("unicorn",))
 def measure_unicorn(ctx: Context) -> list[Row]:
     """8-byte p.read / p.write vs Unicorn's mem_read / mem_write at the same offsets."""
@@ -819,8 +808,9 @@ def unicorn_rows(ctx: Context, unicorn, pages: int) -> list[Row]:
     t = medians({
         "read": Loop(lambda _: _read_loop(p.read, addrs), n),
         "write": Loop(lambda _: _write_loop(p.write, addrs), n),
-        "uc_read": Loop(lambda _: _uc_read_loop(uc.mem_read, uaddrs), n),
-        "uc_write": Loop(lambda _: _uc_write_loop(uc.mem_write, uaddrs), n),
+        # Unicorn's mem_read(addr, 8) / mem_write(addr, data) take the same calls
+        "uc_read": Loop(lambda _: _read_loop(uc.mem_read, uaddrs), n),
+        "uc_write": Loop(lambda _: _write_loop(uc.mem_write, uaddrs), n),
     }, ctx.repeats)
     label = f"{pages} resident pages"
     return [
