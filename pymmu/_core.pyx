@@ -323,9 +323,10 @@ cdef class Core:
         cdef int level, shift
         cdef uint64_t idx, mask = ((<uint64_t>1) << self.bits) - 1
         cdef uint64_t hi = vpn >> self.bits
-        cdef uint64_t k = (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
-        if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
-            return <pte_t *>&self.pwc_leaf[k][vpn & mask]
+        cdef uint64_t k
+        cdef pte_t *p = self._walk_cached(mm, vpn)
+        if p != NULL:
+            return p
         if node == NULL:
             if not alloc:
                 return NULL
@@ -341,6 +342,7 @@ cdef class Core:
                 child = self._new_node()
                 node[idx] = <uint64_t><uintptr_t>child
             node = child
+        k = self._pwc_slot(mm, hi)
         self.pwc_mm[k] = mm
         self.pwc_hi[k] = hi
         self.pwc_leaf[k] = node
@@ -350,10 +352,14 @@ cdef class Core:
         """The PTE address for ``vpn`` if the page-walk cache knows its leaf table,
         else NULL: a probe without side effects, for prefetching."""
         cdef uint64_t hi = vpn >> self.bits
-        cdef uint64_t k = (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
+        cdef uint64_t k = self._pwc_slot(mm, hi)
         if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
             return <pte_t *>&self.pwc_leaf[k][vpn & (((<uint64_t>1) << self.bits) - 1)]
         return NULL
+
+    cdef inline uint64_t _pwc_slot(self, int64_t mm, uint64_t hi) noexcept nogil:
+        """The page-walk cache entry of leaf table ``hi`` (vpn >> bits) of ``mm``."""
+        return (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
 
     cdef uint64_t *_new_node(self) except NULL nogil:
         cdef uint64_t *n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
@@ -437,8 +443,12 @@ cdef class Core:
     # frames
 
     cdef inline void _count(self, int stat) noexcept nogil:
-        self.stats[stat] += 1
-        self.ps[stat] += 1
+        self._add(stat, 1)
+
+    cdef inline void _add(self, int stat, int64_t n) noexcept nogil:
+        """Add ``n`` to a counter of the machine and of the process being served."""
+        self.stats[stat] += n
+        self.ps[stat] += n
 
     cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil:
         cdef int32_t a, b
@@ -604,13 +614,12 @@ cdef class Core:
 
     cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil:
         """Start loading the PTE through which the reverse map first finds ``pfn``."""
-        cdef uint64_t rmap = self.fm[pfn].rmap
         cdef pte_t *q
         cdef int64_t mm
-        if self.fm[pfn].state != F_FREE:
-            mm = self.fam_head[rmap >> self.vpn_bits]
+        if self.fm[pfn].state != F_FREE:       # (a free frame's rmap word holds links)
+            mm = self.fam_head[self._rmap_family(pfn)]
             if mm:
-                q = self._walk_cached(mm, rmap & ((<uint64_t>1 << self.vpn_bits) - 1))
+                q = self._walk_cached(mm, self._rmap_vpn(pfn))
                 if q != NULL:
                     prefetch(q)
 
@@ -1075,7 +1084,7 @@ cdef class Core:
             if st != ST_OK:
                 break
             pfn = pte_pfn(p[0])
-            if npages > 1 and pfn != self.zero_pfn and not self.fm[pfn].pinned:
+            if pfn != self.zero_pfn and not self.fm[pfn].pinned:
                 self.fm[pfn].pinned = 1
                 self.pins[self.pin_n] = pfn
                 self.pin_n += 1
@@ -1336,16 +1345,11 @@ cdef class Core:
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil:
         """Add what a replay counted in registers to the machine's and the process's
         counters (done: reads, writes, fetches, indexed by access kind)."""
-        cdef int64_t k
-        cdef int stat[5]
-        cdef int64_t value[5]
-        stat[0], stat[1], stat[2], stat[3], stat[4] = (
-            S_TLB_HITS, S_TLB_MISSES, S_READS, S_WRITES, S_FETCHES)
-        value[0], value[1], value[2], value[3], value[4] = (
-            hits, misses, done[ACC_READ], done[ACC_WRITE], done[ACC_EXEC])
-        for k in range(5):
-            self.stats[stat[k]] += value[k]
-            self.ps[stat[k]] += value[k]
+        cdef int kind
+        self._add(S_TLB_HITS, hits)
+        self._add(S_TLB_MISSES, misses)
+        for kind in range(3):
+            self._add(_ACC_STAT[kind], done[kind])
 
     def replay(self, int64_t mm, int64_t pid, const uint64_t[::1] addr,
                const uint8_t[::1] kind, const uint32_t[::1] size,
