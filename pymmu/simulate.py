@@ -545,11 +545,22 @@ def _run_dask(trace, cells, page_size, swap_slots, client, scheduler, results, b
 
 def parse_frames(text: str) -> list[int]:
     """Frame counts from the command line: ``"16,32,64"``, or ``"4:512"`` for the
-    powers of two from 4 to 512, or a mix (``"4:64,100"``).
+    powers of two from 4 to 512 (both ends included when they are powers of
+    two), or a mix (``"4:64,100"``).
+
+    ``ValueError`` names the text and the part that is wrong: a part that is
+    not an integer, a count below 1, a range whose low end is above its high
+    end, or a range with no power of two in it (``"5:7"``).
 
     >>> parse_frames("16,32,64"), parse_frames("4:32"), parse_frames("3:20")
-    ([16, 32, 64], [4, 8, 16, 32], [3, 6, 12])
+    ([16, 32, 64], [4, 8, 16, 32], [4, 8, 16])
     """
+    def integer(s: str) -> int:
+        try:
+            return int(s)
+        except ValueError:
+            raise ValueError(f"{text!r}: {s.strip()!r} is not an integer") from None
+
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -557,20 +568,23 @@ def parse_frames(text: str) -> list[int]:
             continue
         if ":" in part:
             lo_s, hi_s = part.split(":", 1)
-            lo, hi = int(lo_s), int(hi_s)
+            lo, hi = integer(lo_s), integer(hi_s)
             if lo < 1 or hi < lo:
-                raise ValueError(f"frames range {part!r}: need 1 <= low <= high")
-            f = lo
+                raise ValueError(f"{text!r}: range {part!r} needs 1 <= LOW <= HIGH")
+            # The powers of two in [lo, hi]: start at the first one >= lo.
+            f = 1 << (lo - 1).bit_length()
+            if f > hi:
+                raise ValueError(f"{text!r}: range {part!r} holds no power of two")
             while f <= hi:
                 out.append(f)
                 f *= 2
         else:
-            f = int(part)
+            f = integer(part)
             if f < 1:
-                raise ValueError(f"frames must be at least 1, got {f}")
+                raise ValueError(f"{text!r}: frame counts must be at least 1, got {f}")
             out.append(f)
     if not out:
-        raise ValueError("no frame counts given")
+        raise ValueError(f"{text!r}: no frame counts given")
     return sorted(set(out))
 
 

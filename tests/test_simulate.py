@@ -209,9 +209,16 @@ def test_parse_frames():
     assert parse_frames("64, 16,16") == [16, 64]
     assert parse_frames("4:32") == [4, 8, 16, 32]
     assert parse_frames("4:16,100") == [4, 8, 16, 100]
+    # LOW:HIGH gives the powers of two between the ends, not LOW doubled
+    assert parse_frames("3:20") == [4, 8, 16]
+    assert parse_frames("1:1") == [1]
     for bad in ("", "0", "8:4", "x"):
         with pytest.raises(ValueError):
             parse_frames(bad)
+    with pytest.raises(ValueError, match="'5:7' holds no power of two"):
+        parse_frames("5:7")
+    with pytest.raises(ValueError, match="'16,x': 'x' is not an integer"):
+        parse_frames("16,x")
 
 
 # --------------------------------------------------------------------------
