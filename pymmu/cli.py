@@ -45,8 +45,63 @@ def add_demo(sub) -> None:
 # ---- simulate and sweep ------------------------------------------------------
 
 def _error(command: str, message: str) -> int:
+    """Print one error line, as argparse does, and return its exit status (2)."""
+    # One line whatever the message: a multi-line message would read like a traceback.
+    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
     print(f"pymmu {command}: error: {message}", file=sys.stderr)
-    return 1
+    return 2
+
+
+class _CommandError(Exception):
+    """An error worded for the user: ``_run_*`` prints it as one line, exit status 2."""
+
+
+class _OptionError(_CommandError):
+    """A bad option value, reported as ``--OPTION: what is wrong``."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+
+
+# The core numbers frames with 32-bit integers (see pymmu._args.check_machine_args).
+_MAX_FRAMES = (1 << 31) - 1
+
+
+def _int_option(option: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` (text from the command line, or an int default) as an int in
+    [low, high]; ``_OptionError`` naming ``option`` otherwise."""
+    if isinstance(value, int):
+        n = value
+    else:
+        try:
+            n = int(value, 0)
+        except ValueError:
+            raise _OptionError(option, f"{value!r} is not an integer") from None
+    if low is not None and n < low:
+        raise _OptionError(option, f"must be at least {low}, got {n}")
+    if high is not None and n > high:
+        raise _OptionError(option, f"must be at most {high:,}, got {n}")
+    return n
+
+
+def _page_size_option(value) -> int:
+    n = _int_option("--page-size", value)
+    if n < 512 or n > 65536 or n & (n - 1):
+        raise _OptionError("--page-size",
+                           f"must be a power of two from 512 to 65536, got {n}")
+    return n
+
+
+def _describe(e: BaseException) -> str:
+    """The message of an exception, or its name when it has none (``MemoryError()``)."""
+    return str(e) or type(e).__name__
+
+
+def _out_of_memory(frames: int, page_size: int) -> _CommandError:
+    # The machine's memory is one array of frames x page_size bytes, allocated up front.
+    need = (frames + 1) * page_size
+    return _CommandError(f"not enough memory for {frames:,} frames of {page_size:,} "
+                         f"bytes ({need / 2**30:,.1f} GiB); try a smaller --frames")
 
 
 def _add_trace_args(p) -> None:
@@ -55,7 +110,7 @@ def _add_trace_args(p) -> None:
                         "'R ADDR' / 'W ADDR' lines, plain or compressed (xz, gzip, bz2)")
     p.add_argument("--format", choices=("lackey", "simple"), default=None,
                    help="trace format (default: detected from the file's content)")
-    p.add_argument("--page-size", type=int, default=4096, metavar="BYTES",
+    p.add_argument("--page-size", default=4096, metavar="BYTES",
                    help="page size, a power of two from 512 to 65536 (default 4096)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
@@ -65,9 +120,29 @@ def _add_trace_args(p) -> None:
 
 
 def _load(args: argparse.Namespace):
+    """The trace of ``args.trace``; ``_CommandError`` for a file that cannot be read."""
+    import lzma
+    import zlib
+
     from pymmu.simulate import load_trace
 
-    return load_trace(args.trace, args.format)
+    try:
+        return load_trace(args.trace, args.format)
+    except MemoryError:
+        raise _CommandError(f"not enough memory to read {args.trace}") from None
+    # A damaged compressed file surfaces as the decompressor's own error, which
+    # is not always an OSError (EOFError for a cut bz2 file, zlib.error, LZMAError).
+    except (EOFError, zlib.error, lzma.LZMAError) as e:
+        raise _CommandError(f"{args.trace}: corrupt or truncated compressed data "
+                            f"({_describe(e)})") from None
+    except OSError as e:
+        # "missing: No such file or directory" rather than "[Errno 2] ...", and a
+        # decompressor's OSError ("Invalid data stream") gets the file's name.
+        if e.strerror:
+            raise _CommandError(f"{e.filename or args.trace}: {e.strerror}") from None
+        raise _CommandError(f"{args.trace}: {_describe(e)}") from None
+    except ValueError as e:
+        raise _CommandError(_describe(e)) from None
 
 
 def _fmt_rate(rate: float) -> str:
@@ -75,18 +150,29 @@ def _fmt_rate(rate: float) -> str:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    try:
+        return _simulate_command(args)
+    except _CommandError as e:
+        return _error("simulate", str(e))
+
+
+def _simulate_command(args: argparse.Namespace) -> int:
     import json
     import os
 
     from pymmu.errors import MMUError
     from pymmu.simulate import simulate
 
+    # Check the options before reading the trace, which may take a while.
+    frames = _int_option("--frames", args.frames, 1, _MAX_FRAMES)
+    page_size = _page_size_option(args.page_size)
+    trace = _load(args)
     try:
-        trace = _load(args)
-        r = simulate(trace, args.frames, args.policy, args.page_size,
-                     progress=args.progress)
-    except (OSError, ValueError, TypeError, MMUError) as e:
-        return _error("simulate", str(e))
+        r = simulate(trace, frames, args.policy, page_size, progress=args.progress)
+    except MemoryError:
+        raise _out_of_memory(frames, page_size) from None
+    except (OSError, ValueError, TypeError, OverflowError, MMUError) as e:
+        raise _CommandError(_describe(e)) from None
     if args.json:
         out = {"trace": args.trace, **r}
         print(json.dumps(out, indent=2))
@@ -109,16 +195,6 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
 def add_simulate(sub) -> None:
     from pymmu._args import POLICIES
 
@@ -133,7 +209,7 @@ def add_simulate(sub) -> None:
                     "it never runs out of memory.",
     )
     _add_trace_args(p)
-    p.add_argument("--frames", type=_positive, required=True, metavar="N",
+    p.add_argument("--frames", required=True, metavar="N",
                    help="user frames of the machine")
     p.add_argument("--policy", choices=POLICIES, default="clock",
                    help="page replacement policy (default clock)")
@@ -143,28 +219,55 @@ def add_simulate(sub) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    try:
+        return _sweep_command(args)
+    except _CommandError as e:
+        return _error("sweep", str(e))
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
     import json
     import os
+    from concurrent.futures import BrokenExecutor
 
     from pymmu._args import STAT_NAMES
     from pymmu.errors import MMUError
-    from pymmu.simulate import default_frames, parse_frames, sweep
+    from pymmu.simulate import _policies_list, default_frames, parse_frames, sweep
 
+    # Check every option before reading the trace and running the grid.
     if args.show not in ("fault_rate", "faults", *STAT_NAMES):
-        return _error("sweep", f"--show: {args.show!r} is not fault_rate, faults or a "
-                               f"counter ({', '.join(STAT_NAMES)})")
+        raise _OptionError("--show", f"{args.show!r} is not fault_rate, faults or a "
+                                     f"counter ({', '.join(STAT_NAMES)})")
     try:
         frames = parse_frames(args.frames) if args.frames else None
-        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-        trace = _load(args)
-        if frames is None:
-            frames = default_frames(trace.distinct_pages(args.page_size))
-        result = sweep(trace, frames, policies, page_size=args.page_size,
-                       scheduler=args.scheduler, max_workers=args.workers,
+    except ValueError as e:
+        raise _OptionError("--frames", str(e)) from None
+    if frames and frames[-1] > _MAX_FRAMES:
+        raise _OptionError("--frames", f"must be at most {_MAX_FRAMES:,}, got {frames[-1]}")
+    try:
+        policies = _policies_list(args.policies)
+    except ValueError as e:
+        raise _OptionError("--policies", str(e)) from None
+    page_size = _page_size_option(args.page_size)
+    workers = None if args.workers is None else _int_option("--workers", args.workers, 1)
+    trace = _load(args)
+    if frames is None:
+        frames = default_frames(trace.distinct_pages(page_size))
+    try:
+        result = sweep(trace, frames, policies, page_size=page_size,
+                       scheduler=args.scheduler, max_workers=workers,
                        progress=args.progress)
-        result.name = os.path.basename(args.trace)
-    except (OSError, ValueError, TypeError, ImportError, MMUError) as e:
-        return _error("sweep", str(e))
+    except MemoryError:
+        raise _out_of_memory(frames[-1], page_size) from None
+    except BrokenExecutor:
+        # A worker process died without a Python exception: most often the
+        # kernel's out-of-memory killer, for a machine too big for this host.
+        raise _CommandError(f"a worker process died (out of memory?) running machines "
+                            f"of up to {frames[-1]:,} frames; try a smaller --frames or "
+                            f"fewer --workers") from None
+    except (OSError, ValueError, TypeError, OverflowError, ImportError, MMUError) as e:
+        raise _CommandError(_describe(e)) from None
+    result.name = os.path.basename(args.trace)
     if args.json:
         print(json.dumps({"trace": args.trace, "rows": result.to_dicts()}, indent=2))
     else:
@@ -180,7 +283,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         try:
             result.plot(args.plot)
         except (ImportError, OSError, ValueError) as e:
-            return _error("sweep", f"--plot: {e}")
+            raise _OptionError("--plot", _describe(e)) from None
         if not args.json:
             print(f"\nmiss-ratio curves written to {args.plot}")
     return 0
@@ -209,7 +312,7 @@ def add_sweep(sub) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the cells on this Dask distributed scheduler "
                         "(tcp://host:8786; needs pip install 'pymmu[dask]')")
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", default=None, metavar="N",
                    help="local worker processes (default: one per CPU; 1 runs the "
                         "cells in this process)")
     p.add_argument("--show", default="fault_rate", metavar="COUNTER",

@@ -288,11 +288,13 @@ def test_cli_simulate_errors(tmp_path):
     junk = tmp_path / "junk"
     junk.write_text("nothing here\n")
     out = run_cli("simulate", junk, "--frames", "4")
-    assert out.returncode == 1 and "cannot tell the trace format" in out.stderr
+    assert out.returncode == 2 and "cannot tell the trace format" in out.stderr
     out = run_cli("simulate", tmp_path / "missing", "--frames", "4")
-    assert out.returncode == 1 and "error" in out.stderr
+    assert out.returncode == 2 and "error" in out.stderr
     out = run_cli("simulate", junk, "--frames", "0")
-    assert out.returncode == 2  # argparse
+    assert out.returncode == 2 and "--frames: must be at least 1" in out.stderr
+    out = run_cli("simulate", junk)
+    assert out.returncode == 2  # argparse: --frames is required
 
 
 @needs_ls

@@ -1,0 +1,211 @@
+"""Papercuts of ``pymmu simulate`` and ``pymmu sweep``, on small traces in tmp_path.
+
+* every error is one line ``pymmu CMD: error: ...`` with exit status 2, naming
+  the option when an option is wrong, and comes before the trace is read;
+  no traceback escapes for bad input (a damaged trace, a machine too big for
+  memory, an address out of range).
+
+The commands run in process (``pymmu.cli.main``) so that these tests stay fast.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import pymmu
+import pymmu.simulate
+from pymmu import cli
+
+
+def core_or_skip():
+    try:
+        pymmu.Machine(1)
+    except NotImplementedError as e:
+        pytest.skip(f"core: pymmu.Machine is still a placeholder ({e})")
+
+
+#: The simple-format text of the small trace: 7 pages, reads and writes.
+TEXT = "".join(f"{'W' if i % 3 == 0 else 'R'} {0x10000 + 4096 * (i % 7):#x}\n"
+               for i in range(200))
+
+
+@pytest.fixture
+def trace(tmp_path) -> Path:
+    path = tmp_path / "t.simple"
+    path.write_text(TEXT)
+    return path
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    """``pymmu ARGS`` in process: (exit status, stdout, stderr)."""
+    rc = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def error_line(command: str, rc: int, err: str) -> str:
+    """The one error line of a failed command (checked: status 2, one line)."""
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"pymmu {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------
+# errors: one line, exit status 2
+# --------------------------------------------------------------------------
+
+def test_sweep_bad_frames_names_the_option(capsys, trace):
+    rc, out, err = run(capsys, "sweep", trace, "--frames", "16,x")
+    assert error_line("sweep", rc, err) == (
+        "pymmu sweep: error: --frames: '16,x': 'x' is not an integer")
+    assert out == ""
+    rc, _, err = run(capsys, "sweep", trace, "--frames", "5:7")
+    assert "--frames: '5:7': range '5:7' holds no power of two" in error_line("sweep", rc, err)
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_bad_page_size_is_checked_before_the_trace_is_read(capsys, tmp_path, command):
+    missing = tmp_path / "missing"  # reading it would fail: the page size fails first
+    rc, _, err = run(capsys, command, missing, "--frames", "4", "--page-size", "1000")
+    assert error_line(command, rc, err) == (
+        f"pymmu {command}: error: --page-size: must be a power of two from 512 to "
+        "65536, got 1000")
+    rc, _, err = run(capsys, command, missing, "--frames", "4", "--page-size", "4k")
+    assert "--page-size: '4k' is not an integer" in error_line(command, rc, err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frames", "0"], "--frames: must be at least 1, got 0"),
+    (["--frames", "x"], "--frames: 'x' is not an integer"),
+    (["--frames", str(1 << 31)], "--frames: must be at most 2,147,483,647"),
+])
+def test_simulate_bad_frames_names_the_option(capsys, trace, args, message):
+    rc, _, err = run(capsys, "simulate", trace, *args)
+    assert message in error_line("simulate", rc, err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policies", "lru,belady"], "--policies: policy must be one of"),
+    (["--workers", "0"], "--workers: must be at least 1, got 0"),
+    (["--show", "nope"], "--show: 'nope' is not fault_rate"),
+    (["--frames", f"4,{1 << 31}"], "--frames: must be at most 2,147,483,647"),
+])
+def test_sweep_bad_options_name_the_option(capsys, tmp_path, args, message):
+    # checked before the trace is read: a missing trace is not reported
+    rc, _, err = run(capsys, "sweep", tmp_path / "missing", *args)
+    assert message in error_line("sweep", rc, err)
+
+
+def damaged_traces(tmp_path) -> dict[str, str]:
+    """Bad trace files, and what their error line says."""
+    data = TEXT.encode() * 50
+
+    def cut(blob: bytes) -> bytes:
+        return blob[:len(blob) // 2]
+
+    files = {
+        "missing": (None, "missing: No such file or directory"),
+        "junk": (b"nothing here\n", "cannot tell the trace format"),
+        "cut.gz": (cut(gzip.compress(data)), "cut.gz: corrupt or truncated"),
+        "cut.xz": (cut(lzma.compress(data)), "cut.xz: corrupt or truncated"),
+        "cut.bz2": (cut(bz2.compress(data)), "cut.bz2: corrupt or truncated"),
+        "bad.xz": (lzma.compress(data)[:40] + b"\xff" * 60, "bad.xz: corrupt"),
+        "bad.gz": (gzip.compress(data)[:20] + b"\xff" * 60, "bad.gz: corrupt"),
+        "bad.bz2": (bz2.compress(data)[:20] + b"\xff" * 60, "bad.bz2: "),
+    }
+    out = {}
+    for name, (blob, message) in files.items():
+        if blob is not None:
+            (tmp_path / name).write_bytes(blob)
+        out[str(tmp_path / name)] = message
+    (tmp_path / "adir").mkdir()
+    out[str(tmp_path / "adir")] = "adir: Is a directory"
+    return out
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_bad_trace_files_give_one_line(capsys, tmp_path, command):
+    core_or_skip()
+    extra = ["--workers", "1"] if command == "sweep" else []
+    for path, message in damaged_traces(tmp_path).items():
+        rc, out, err = run(capsys, command, path, "--frames", "4", *extra)
+        assert message in error_line(command, rc, err), path
+        assert out == ""
+
+
+def test_address_out_of_range_gives_one_line(capsys, tmp_path):
+    core_or_skip()
+    path = tmp_path / "high.simple"
+    path.write_text("R 0x1000\nR 0x7fffffffffff0000\n")  # above a 48-bit address space
+    rc, _, err = run(capsys, "simulate", path, "--frames", "4")
+    error_line("simulate", rc, err)
+    rc, _, err = run(capsys, "sweep", path, "--frames", "4", "--workers", "1")
+    error_line("sweep", rc, err)
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), MemoryError("Unable to allocate 3.7 TiB")])
+def test_memory_error_names_frames(capsys, trace, monkeypatch, exc):
+    def fail(*args, **kw):
+        raise exc
+
+    monkeypatch.setattr(pymmu.simulate, "simulate", fail)
+    monkeypatch.setattr(pymmu.simulate, "sweep", fail)
+    rc, _, err = run(capsys, "simulate", trace, "--frames", "1000000")
+    line = error_line("simulate", rc, err)
+    assert "not enough memory for 1,000,000 frames of 4,096 bytes" in line
+    assert "--frames" in line
+    rc, _, err = run(capsys, "sweep", trace, "--frames", "4,1000000")
+    assert "not enough memory for 1,000,000 frames" in error_line("sweep", rc, err)
+
+
+@pytest.mark.parametrize("exc", [OverflowError("Python int too large to convert to C long"),
+                                 ValueError(), TypeError("bad\nthing")])
+def test_other_errors_of_a_run_give_one_line(capsys, trace, monkeypatch, exc):
+    def fail(*args, **kw):
+        raise exc
+
+    monkeypatch.setattr(pymmu.simulate, "simulate", fail)
+    monkeypatch.setattr(pymmu.simulate, "sweep", fail)
+    for command in ("simulate", "sweep"):
+        rc, _, err = run(capsys, command, trace, "--frames", "4")
+        error_line(command, rc, err)
+
+
+def test_dead_worker_gives_one_line(capsys, trace, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    def fail(*args, **kw):
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(pymmu.simulate, "sweep", fail)
+    rc, _, err = run(capsys, "sweep", trace, "--frames", "4,64")
+    assert "worker process died" in error_line("sweep", rc, err)
+
+
+def overcommits() -> bool:
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
+    except OSError:
+        return True  # unknown: the allocation below might succeed
+
+
+@pytest.mark.skipif(overcommits(), reason="this kernel may grant a 3.7 TiB allocation")
+def test_huge_machine_is_one_line_not_a_traceback(trace):
+    core_or_skip()
+    for command in ("simulate", "sweep"):
+        r = subprocess.run([sys.executable, "-m", "pymmu", command, str(trace),
+                            "--frames", "1000000000"], capture_output=True, text=True,
+                           timeout=120, cwd=tempfile.gettempdir(), check=False)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.splitlines() == [r.stderr.strip()], r.stderr
+        assert "not enough memory" in r.stderr and "--frames" in r.stderr
