@@ -97,6 +97,19 @@ def _describe(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
+def _check_progress(args: argparse.Namespace) -> None:
+    """``--progress`` asks for a bar: say so now if tqdm is missing, before any work.
+
+    (Without ``--progress`` a missing tqdm only means no bar, as in the library.)
+    """
+    if args.progress:
+        try:
+            import tqdm.auto  # noqa: F401
+        except ImportError:
+            raise _CommandError("--progress needs tqdm: pip install 'pymmu[progress]'"
+                                ) from None
+
+
 def _out_of_memory(frames: int, page_size: int) -> _CommandError:
     # The machine's memory is one array of frames x page_size bytes, allocated up front.
     need = (frames + 1) * page_size
@@ -112,6 +125,9 @@ def _add_trace_args(p) -> None:
                    help="trace format (default: detected from the file's content)")
     p.add_argument("--page-size", default=4096, metavar="BYTES",
                    help="page size, a power of two from 512 to 65536 (default 4096)")
+    p.add_argument("--seed", default=0, metavar="N",
+                   help="seed of the random policy's generator (default 0): the same "
+                        "seed gives the same run; the other policies ignore it")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always show a progress bar (needs tqdm: pip install 'pymmu[progress]')")
@@ -166,9 +182,12 @@ def _simulate_command(args: argparse.Namespace) -> int:
     # Check the options before reading the trace, which may take a while.
     frames = _int_option("--frames", args.frames, 1, _MAX_FRAMES)
     page_size = _page_size_option(args.page_size)
+    seed = _int_option("--seed", args.seed)
+    _check_progress(args)
     trace = _load(args)
     try:
-        r = simulate(trace, frames, args.policy, page_size, progress=args.progress)
+        r = simulate(trace, frames, args.policy, page_size, seed=seed,
+                     progress=args.progress)
     except MemoryError:
         raise _out_of_memory(frames, page_size) from None
     except (OSError, ValueError, TypeError, OverflowError, MMUError) as e:
@@ -250,11 +269,13 @@ def _sweep_command(args: argparse.Namespace) -> int:
         raise _OptionError("--policies", str(e)) from None
     page_size = _page_size_option(args.page_size)
     workers = None if args.workers is None else _int_option("--workers", args.workers, 1)
+    seed = _int_option("--seed", args.seed)
+    _check_progress(args)
     trace = _load(args)
     if frames is None:
         frames = default_frames(trace.distinct_pages(page_size))
     try:
-        result = sweep(trace, frames, policies, page_size=page_size,
+        result = sweep(trace, frames, policies, page_size=page_size, seed=seed,
                        scheduler=args.scheduler, max_workers=workers,
                        progress=args.progress)
     except MemoryError:

@@ -203,8 +203,12 @@ def simulate(trace, frames, policy="clock", page_size=4096, *, va_bits=48,
         Page replacement: "clock", "fifo", "lru", "random" or "opt".
     page_size : int
         A power of two from 512 to 65536.
-    va_bits, tlb_entries, seed
+    va_bits, tlb_entries
         Passed to :class:`pymmu.Machine`.
+    seed : int
+        Seed of the "random" policy's generator (passed to
+        :class:`pymmu.Machine`); the same seed gives the same run. The other
+        policies do not use it.
     swap_slots : int, optional
         Default (None): the number of distinct pages of the trace, so that the
         run can never run out of memory. :func:`sweep` computes it once and
@@ -393,12 +397,15 @@ def _init_worker(trace) -> None:
     _WORKER_TRACE = trace
 
 
-def _pool_cell(policy: str, frames: int, page_size: int, distinct: int) -> dict:
-    return _simulate(_WORKER_TRACE, frames, policy, page_size, distinct, swap_slots=distinct)
+def _pool_cell(policy: str, frames: int, page_size: int, distinct: int, seed: int) -> dict:
+    return _simulate(_WORKER_TRACE, frames, policy, page_size, distinct, swap_slots=distinct,
+                     seed=seed)
 
 
-def _dask_cell(trace, policy: str, frames: int, page_size: int, distinct: int) -> dict:
-    return _simulate(trace, frames, policy, page_size, distinct, swap_slots=distinct)
+def _dask_cell(trace, policy: str, frames: int, page_size: int, distinct: int,
+               seed: int) -> dict:
+    return _simulate(trace, frames, policy, page_size, distinct, swap_slots=distinct,
+                     seed=seed)
 
 
 def _frames_list(frames_list) -> list[int]:
@@ -428,7 +435,7 @@ def _policies_list(policies) -> list[str]:
 
 
 def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEFAULT_POLICIES,
-          *, page_size=4096, client=None, scheduler: str | None = None,
+          *, page_size=4096, seed=0, client=None, scheduler: str | None = None,
           max_workers: int | None = None, progress=False) -> SweepResult:
     """Simulate every (policy, frames) cell of a grid: miss-ratio curves.
 
@@ -443,6 +450,9 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
     policies : sequence of str, or a comma-separated str
         Policies to compare; default clock, lru, fifo and opt.
     page_size : int
+    seed : int
+        Seed of the "random" policy, the same for every cell (see
+        :func:`simulate`), so that a sweep is reproducible wherever its cells run.
     client : dask.distributed.Client, optional
         Run the cells on this Dask cluster: the trace is scattered to every
         worker once (``client.scatter(trace, broadcast=True)``), then one task
@@ -466,20 +476,22 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
     frames = _frames_list(frames_list)
     pols = _policies_list(policies)
     page_size = as_int(page_size, "page_size")
+    seed = as_int(seed, "seed")
     if client is not None and scheduler is not None:
         raise ValueError("give client or scheduler, not both")
     # Check the machine arguments here, once, rather than in every task.
     for f in (frames[0], frames[-1]):
-        check_machine_args(f, page_size, 0, pols[0], 48, None, 64, 0)
+        check_machine_args(f, page_size, 0, pols[0], 48, None, 64, seed)
     swap_slots = trace.distinct_pages(page_size) if len(trace) else 0
     cells = [(p, f) for p in pols for f in frames]
     results: dict[tuple[str, int], dict] = {}
     bar = _progress_bar(progress, len(cells), True, unit="cell", desc="sweep")
     try:
         if client is not None or scheduler is not None:
-            _run_dask(trace, cells, page_size, swap_slots, client, scheduler, results, bar)
+            _run_dask(trace, cells, page_size, swap_slots, seed, client, scheduler, results,
+                      bar)
         else:
-            _run_local(trace, cells, page_size, swap_slots, max_workers, results, bar)
+            _run_local(trace, cells, page_size, swap_slots, seed, max_workers, results, bar)
     finally:
         bar.close()
     rows = [results[c] for c in cells]
@@ -487,21 +499,21 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
                        name=name)
 
 
-def _run_local(trace, cells, page_size, swap_slots, max_workers, results, bar) -> None:
+def _run_local(trace, cells, page_size, swap_slots, seed, max_workers, results, bar) -> None:
     if max_workers is None:
         max_workers = min(len(cells), os.cpu_count() or 1)
     max_workers = positive_int(max_workers, "max_workers")
     if max_workers == 1:
         for p, f in cells:
             results[p, f] = _simulate(trace, f, p, page_size, swap_slots,
-                                      swap_slots=swap_slots)
+                                      swap_slots=swap_slots, seed=seed)
             bar.update(1)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=max_workers, initializer=_init_worker,
                              initargs=(trace,)) as pool:
-        futures = {pool.submit(_pool_cell, p, f, page_size, swap_slots): (p, f)
+        futures = {pool.submit(_pool_cell, p, f, page_size, swap_slots, seed): (p, f)
                    for p, f in cells}
         try:
             for fut in as_completed(futures):
@@ -513,7 +525,8 @@ def _run_local(trace, cells, page_size, swap_slots, max_workers, results, bar) -
             raise
 
 
-def _run_dask(trace, cells, page_size, swap_slots, client, scheduler, results, bar) -> None:
+def _run_dask(trace, cells, page_size, swap_slots, seed, client, scheduler, results,
+              bar) -> None:
     try:
         from dask.distributed import Client, as_completed
     except ImportError as e:
@@ -527,7 +540,7 @@ def _run_dask(trace, cells, page_size, swap_slots, client, scheduler, results, b
         remote = client.scatter(trace, broadcast=True)
         futures = {}
         for p, f in cells:
-            fut = client.submit(_dask_cell, remote, p, f, page_size, swap_slots,
+            fut = client.submit(_dask_cell, remote, p, f, page_size, swap_slots, seed,
                                 pure=False, key=f"pymmu-sweep-{p}-{f}-{id(remote):x}")
             futures[fut] = (p, f)
         try:

@@ -3,7 +3,9 @@
 * every error is one line ``pymmu CMD: error: ...`` with exit status 2, naming
   the option when an option is wrong, and comes before the trace is read;
   no traceback escapes for bad input (a damaged trace, a machine too big for
-  memory, an address out of range).
+  memory, an address out of range);
+* ``--seed`` reaches the random policy of every run and cell;
+* ``--progress`` without tqdm is an error before any work (auto mode stays quiet).
 
 The commands run in process (``pymmu.cli.main``) so that these tests stay fast.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 import subprocess
 import sys
@@ -106,40 +109,41 @@ def test_sweep_bad_options_name_the_option(capsys, tmp_path, args, message):
     assert message in error_line("sweep", rc, err)
 
 
-def damaged_traces(tmp_path) -> dict[str, str]:
-    """Bad trace files, and what their error line says."""
+def damaged_traces(tmp_path) -> list[Path]:
+    """Bad trace files: missing, not a trace, cut short or damaged, a directory."""
     data = TEXT.encode() * 50
 
     def cut(blob: bytes) -> bytes:
         return blob[:len(blob) // 2]
 
+    def damage(blob: bytes) -> bytes:
+        return blob[:20] + b"\xff" * 60 + blob[80:]
+
     files = {
-        "missing": (None, "missing: No such file or directory"),
-        "junk": (b"nothing here\n", "cannot tell the trace format"),
-        "cut.gz": (cut(gzip.compress(data)), "cut.gz: corrupt or truncated"),
-        "cut.xz": (cut(lzma.compress(data)), "cut.xz: corrupt or truncated"),
-        "cut.bz2": (cut(bz2.compress(data)), "cut.bz2: corrupt or truncated"),
-        "bad.xz": (lzma.compress(data)[:40] + b"\xff" * 60, "bad.xz: corrupt"),
-        "bad.gz": (gzip.compress(data)[:20] + b"\xff" * 60, "bad.gz: corrupt"),
-        "bad.bz2": (bz2.compress(data)[:20] + b"\xff" * 60, "bad.bz2: "),
+        "missing": None,
+        "junk": b"nothing here\n",
+        "cut.gz": cut(gzip.compress(data)),
+        "cut.xz": cut(lzma.compress(data)),
+        "cut.bz2": cut(bz2.compress(data)),
+        "bad.gz": damage(gzip.compress(data)),
+        "bad.xz": damage(lzma.compress(data)),
+        "bad.bz2": damage(bz2.compress(data)),
     }
-    out = {}
-    for name, (blob, message) in files.items():
+    for name, blob in files.items():
         if blob is not None:
             (tmp_path / name).write_bytes(blob)
-        out[str(tmp_path / name)] = message
     (tmp_path / "adir").mkdir()
-    out[str(tmp_path / "adir")] = "adir: Is a directory"
-    return out
+    return [tmp_path / name for name in [*files, "adir"]]
 
 
 @pytest.mark.parametrize("command", ["simulate", "sweep"])
 def test_bad_trace_files_give_one_line(capsys, tmp_path, command):
     core_or_skip()
     extra = ["--workers", "1"] if command == "sweep" else []
-    for path, message in damaged_traces(tmp_path).items():
+    for path in damaged_traces(tmp_path):
         rc, out, err = run(capsys, command, path, "--frames", "4", *extra)
-        assert message in error_line(command, rc, err), path
+        # The wording comes from the trace reader; the line names the file.
+        assert path.name in error_line(command, rc, err), path
         assert out == ""
 
 
@@ -209,3 +213,81 @@ def test_huge_machine_is_one_line_not_a_traceback(trace):
         assert r.returncode == 2, r.stderr
         assert r.stderr.splitlines() == [r.stderr.strip()], r.stderr
         assert "not enough memory" in r.stderr and "--frames" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# --seed
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def scattered(tmp_path) -> Path:
+    """2,000 reads over 23 pages, in an order that keeps a random policy busy."""
+    path = tmp_path / "scattered.simple"
+    path.write_text("".join(f"R {0x10000 + 4096 * (i * i % 23):#x}\n" for i in range(2000)))
+    return path
+
+
+def test_seed_reaches_simulate(capsys, scattered):
+    core_or_skip()
+    faults = {}
+    for seed in (0, 1, 2, 3):
+        rc, out, err = run(capsys, "simulate", scattered, "--frames", "8", "--policy",
+                           "random", "--seed", seed, "--json")
+        assert rc == 0, err
+        row = json.loads(out)
+        del row["trace"]
+        assert row == pymmu.simulate.simulate(scattered, 8, "random", seed=seed)
+        faults[seed] = row["faults"]
+    assert len(set(faults.values())) > 1, faults  # the seed changes the run
+    rc, _, err = run(capsys, "simulate", scattered, "--frames", "8", "--seed", "x")
+    assert "--seed: 'x' is not an integer" in error_line("simulate", rc, err)
+
+
+def test_seed_reaches_every_sweep_cell(capsys, scattered):
+    core_or_skip()
+    from pymmu.simulate import simulate, sweep
+
+    for seed in (0, 3):
+        rc, out, err = run(capsys, "sweep", scattered, "--frames", "4,8", "--policies",
+                           "random,lru", "--seed", seed, "--json", "--workers", "1")
+        assert rc == 0, err
+        rows = json.loads(out)["rows"]
+        assert rows == [simulate(scattered, f, p, seed=seed)
+                        for p in ("random", "lru") for f in (4, 8)]
+    seq = sweep(scattered, [4, 8], ["random"], seed=3, max_workers=1)
+    assert sweep(scattered, [4, 8], ["random"], seed=3, max_workers=2).rows == seq.rows
+    assert seq.rows != sweep(scattered, [4, 8], ["random"], max_workers=1).rows
+    assert "seed" in sweep.__doc__ and "seed" in simulate.__doc__
+    rc, _, err = run(capsys, "sweep", scattered, "--seed", "1.5")
+    assert "--seed: '1.5' is not an integer" in error_line("sweep", rc, err)
+
+
+# --------------------------------------------------------------------------
+# --progress without tqdm
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def no_tqdm(monkeypatch):
+    for name in ("tqdm", "tqdm.auto"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_progress_without_tqdm_is_an_error_before_any_work(capsys, tmp_path, no_tqdm,
+                                                          command):
+    # The trace is missing: had it been read first, that would be the error.
+    rc, out, err = run(capsys, command, tmp_path / "missing", "--frames", "4",
+                       "--progress")
+    assert error_line(command, rc, err) == (
+        f"pymmu {command}: error: --progress needs tqdm: pip install 'pymmu[progress]'")
+    assert out == ""
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_auto_progress_without_tqdm_stays_quiet(capsys, trace, no_tqdm, command):
+    core_or_skip()
+    extra = ["--workers", "1"] if command == "sweep" else []
+    for flags in ([], ["--no-progress"]):
+        rc, out, err = run(capsys, command, trace, "--frames", "4", *extra, *flags)
+        assert rc == 0 and err == "", err
+        assert out
