@@ -16,7 +16,6 @@ both implementations have.
 from __future__ import annotations
 
 import collections
-import os
 import pathlib
 
 import numpy as np
@@ -29,8 +28,8 @@ from pymmu import pte as P
 from pymmu.traces import FETCH, LOAD, MODIFY, STORE, Trace
 
 PS = 4096
-# The shared traces sit beside the repository (as in CI: shared/ next to the clone).
-LACKEY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "traces" / "ls.lackey.xz"
+# The sample traces ship inside the package (pymmu/samples, see its README.md).
+LACKEY = pathlib.Path(pymmu.__file__).resolve().parent / "samples" / "ls.lackey.xz"
 
 BELADY = [1, 2, 3, 4, 1, 2, 5, 1, 2, 3, 4, 5]
 BOOK = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2, 1, 2, 0, 1, 7, 0, 1]
@@ -302,8 +301,6 @@ def test_page_crossing_record_is_two_references(Machine):
 
 @pytest.fixture(scope="module")
 def ls_trace():
-    if not os.path.exists(LACKEY):
-        pytest.skip(f"{LACKEY} is missing")
     from pymmu.traces import read_lackey
     return read_lackey(LACKEY)
 

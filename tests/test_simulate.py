@@ -6,7 +6,8 @@
 * a chunked run (what the progress bar uses) gives the same counters as one call;
 * sweep gives the same rows sequentially, on a local process pool and on a Dask
   LocalCluster (skipped without dask.distributed);
-* the commands run as a new user would run them on ../shared/traces/ls.lackey.xz:
+* the commands run as a new user would run them on the shipped sample trace
+  pymmu/samples/ls.lackey.xz:
   tables, --json, --plot (skipped without matplotlib), --scheduler.
 """
 from __future__ import annotations
@@ -34,9 +35,8 @@ from pymmu.simulate import (
 from pymmu.traces import FETCH, LOAD, MODIFY, STORE, Trace
 
 ROOT = Path(__file__).resolve().parent.parent
-# The shared traces sit beside the repository (as in CI: shared/ next to the clone).
-LS = ROOT.parent / "shared" / "traces" / "ls.lackey.xz"
-needs_ls = pytest.mark.skipif(not LS.exists(), reason=f"{LS} is not there")
+# The sample traces ship inside the package (pymmu/samples, see its README.md).
+LS = Path(pymmu.__file__).resolve().parent / "samples" / "ls.lackey.xz"
 
 
 def core_or_skip():
@@ -63,8 +63,6 @@ def small_trace() -> Trace:
 
 @pytest.fixture(scope="module")
 def ls_trace() -> Trace:
-    if not LS.exists():
-        pytest.skip(f"{LS} is not there")
     return load_trace(LS)
 
 
@@ -260,7 +258,6 @@ def test_sweep_reads_a_path_and_names_it(tmp_path):
 # the commands
 # --------------------------------------------------------------------------
 
-@needs_ls
 def test_cli_simulate_table_and_json(ls_trace):
     core_or_skip()
     out = run_cli("simulate", LS, "--frames", "32", "--policy", "lru")
@@ -297,7 +294,6 @@ def test_cli_simulate_errors(tmp_path):
     assert out.returncode == 2  # argparse: --frames is required
 
 
-@needs_ls
 def test_cli_sweep_table_json_and_plot(ls_trace, tmp_path):
     core_or_skip()
     png = tmp_path / "mrc.png"
@@ -389,7 +385,6 @@ def test_sweep_on_dask_equals_local(small_trace, dask_cluster):
     assert by_address.rows == local.rows
 
 
-@needs_ls
 def test_cli_sweep_scheduler(ls_trace, dask_cluster):
     core_or_skip()
     out = run_cli("sweep", LS, "--frames", "16", "--policies", "fifo,clock", "--json",

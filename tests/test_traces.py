@@ -18,8 +18,8 @@ from pymmu.traces import (
     FETCH, KIND_LETTERS, LOAD, MODIFY, STORE, Trace, read_lackey, read_simple,
 )
 
-# The shared traces sit beside the repository (as in CI: shared/ next to the clone).
-LS_TRACE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "traces" / "ls.lackey.xz"
+# The sample traces ship inside the package (pymmu/samples, see its README.md).
+LS_TRACE = pathlib.Path(traces.__file__).resolve().parent / "samples" / "ls.lackey.xz"
 
 LACKEY_TEXT = """\
 ==6850== Lackey, an example Valgrind tool
@@ -31,15 +31,7 @@ I  0401ab70,3
 I  0401b770,1
  L 1ffefffd38,8
  M 0403e28,4
-program output line
-I  am not a record,1
- X 1234,8
- L zz,8
- L 10,
- L ,8
- L 10,x
- L 10,0
- L 10000000000000000,8
+
 I  0401ab70,32
 ==6850== done
 """
@@ -399,9 +391,34 @@ def test_read_lackey_edge_cases(tmp_path):
     assert len(read_lackey(p)) == 0
     p.write_bytes(b"==1== nothing here\n")
     assert len(read_lackey(p)) == 0
-    p.write_bytes(b" L ffffffffffffffff,1\n L ffffffffffffffff,2\n L FFFF,4294967295\n"
-                  b" L 1,4294967296\n L 10,12345678901\n")
-    assert columns(read_lackey(p)) == ([2**64 - 1, 0xFFFF], [1, 1], [1, 2**32 - 1])
+    p.write_bytes(b" L ffffffffffffffff,1\n L FFFF,4294967295\n L 000000000000000000010,1\n")
+    assert columns(read_lackey(p)) == ([2**64 - 1, 0xFFFF, 0x10], [1, 1, 1],
+                                       [1, 2**32 - 1, 1])
+
+
+@pytest.mark.parametrize("line, what", [
+    ("program output line", "expected a lackey record"),
+    ("I  am not a record,1", "expected a lackey record"),
+    (" X 1234,8", "expected a lackey record"),
+    (" L zz,8", "expected a lackey record"),
+    (" L 10,", "expected a lackey record"),
+    (" L ,8", "expected a lackey record"),
+    (" L 10,x", "expected a lackey record"),
+    (" L 10,8 junk", "expected a lackey record"),
+    (" L 10,0", "size out of range"),
+    (" L 1,4294967296", "size out of range"),
+    (" L 10,12345678901", "size out of range"),
+    (" L ffffffffffffffff,2", "does not fit in 64 bits"),
+    (" L 10000000000000000,8", "does not fit in 64 bits"),
+])
+def test_read_lackey_malformed_line(tmp_path, line, what):
+    # a bad line names the file and its line number; records before it count
+    p = tmp_path / "bad.lackey"
+    p.write_text(f"==1== Lackey\nI  0401ab70,3\n L 10,8\n{line}\n L 20,8\n")
+    with pytest.raises(traces.TraceError, match=f"bad.lackey, line 4: .*{what}") as e:
+        read_lackey(p)
+    assert e.value.line == 4 and e.value.index == 2 and e.value.path == str(p)
+    assert isinstance(e.value, ValueError)
 
 
 def test_corrupt_compressed_file(tmp_path):
@@ -452,7 +469,6 @@ def test_read_simple_empty(tmp_path):
 # the real trace
 # --------------------------------------------------------------------------
 
-@pytest.mark.skipif(not LS_TRACE.exists(), reason=f"{LS_TRACE} not present")
 def test_ls_lackey_trace():
     t0 = time.perf_counter()
     t = read_lackey(LS_TRACE)
