@@ -110,6 +110,34 @@ def _check_progress(args: argparse.Namespace) -> None:
                                 ) from None
 
 
+def _check_plot(path: str) -> None:
+    """Fail now, not after the whole grid has run, if ``--plot path`` cannot be written."""
+    import os
+
+    from pymmu.plot import _require_matplotlib
+
+    try:
+        _require_matplotlib()
+    except ImportError as e:
+        raise _OptionError("--plot", _describe(e)) from None
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    ext = os.path.splitext(path)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in formats:   # no extension at all: matplotlib writes PNG
+        raise _OptionError("--plot", f"{path}: matplotlib cannot write .{ext} files "
+                                     f"(it writes {', '.join(sorted(formats))})")
+    if os.path.isdir(path):
+        raise _OptionError("--plot", f"{path} is a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise _OptionError("--plot", f"{path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise _OptionError("--plot", f"{path}: directory {directory} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise _OptionError("--plot", f"{path}: the file is not writable")
+
+
 def _out_of_memory(frames: int, page_size: int) -> _CommandError:
     # The machine's memory is one array of frames x page_size bytes, allocated up front.
     need = (frames + 1) * page_size
@@ -270,6 +298,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
     page_size = _page_size_option(args.page_size)
     workers = None if args.workers is None else _int_option("--workers", args.workers, 1)
     seed = _int_option("--seed", args.seed)
+    if args.log_y and not args.plot:
+        raise _OptionError("--log-y", "applies to the chart: give --plot FILE too")
+    if args.plot:
+        _check_plot(args.plot)
     _check_progress(args)
     trace = _load(args)
     if frames is None:
@@ -301,12 +333,14 @@ def _sweep_command(args: argparse.Namespace) -> int:
         print()
         print(result.table(args.show))
     if args.plot:
+        # The chart shows what the table shows.
         try:
-            result.plot(args.plot)
+            result.plot(args.plot, key=args.show, log_y=args.log_y)
         except (ImportError, OSError, ValueError) as e:
             raise _OptionError("--plot", _describe(e)) from None
         if not args.json:
-            print(f"\nmiss-ratio curves written to {args.plot}")
+            what = "miss-ratio" if args.show == "fault_rate" else args.show
+            print(f"\n{what} curves written to {args.plot}")
     return 0
 
 
@@ -328,8 +362,13 @@ def add_sweep(sub) -> None:
     p.add_argument("--policies", default="clock,lru,fifo,opt", metavar="LIST",
                    help="comma-separated policies (default clock,lru,fifo,opt; also random)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="also draw the miss-ratio curves into this file (needs "
-                        "matplotlib: pip install 'pymmu[plot]')")
+                   help="also draw the curves of what the table shows (--show: the "
+                        "miss ratio by default) into this file, one per policy; the "
+                        "format follows the extension (needs matplotlib: pip install "
+                        "'pymmu[plot]')")
+    p.add_argument("--log-y", action="store_true",
+                   help="logarithmic y axis for --plot (symmetric-log: values of 0 "
+                        "stay on the chart)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the cells on this Dask distributed scheduler "
                         "(tcp://host:8786; needs pip install 'pymmu[dask]')")

@@ -1,5 +1,8 @@
 """Miss-ratio curves of a :func:`pymmu.sweep`, drawn with matplotlib.
 
+The curves show the fault rate (the miss ratio) by default, or any counter of
+the sweep's rows (``key="evictions"``...), on a linear or logarithmic y axis.
+
 matplotlib (the ``plot`` extra) is imported when a chart is drawn, not when
 this module is imported; without it :func:`miss_ratio_curves` raises an
 ``ImportError`` that says what to install. Files are written with the
@@ -7,6 +10,7 @@ non-interactive Agg backend, so no display is needed.
 """
 from __future__ import annotations
 
+import math
 import os
 
 __all__ = ["miss_ratio_curves"]
@@ -26,8 +30,17 @@ def _page_size_text(page_size: int) -> str:
     return f"{page_size // 1024} KiB" if page_size >= 1024 else f"{page_size} B"
 
 
-def miss_ratio_curves(result, path=None, *, title: str | None = None):
-    """Draw one miss-ratio curve per policy: x frames (log2 scale), y miss ratio.
+def _y_label(key: str) -> str:
+    if key == "fault_rate":
+        return "miss ratio (faults / page references)"
+    if key == "faults":
+        return "faults (minor + major)"
+    return key
+
+
+def miss_ratio_curves(result, path=None, *, title: str | None = None,
+                      key: str = "fault_rate", log_y: bool = False):
+    """Draw one curve per policy: x frames (log2 scale), y the miss ratio or a counter.
 
     Parameters
     ----------
@@ -37,8 +50,17 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
         Write the chart there (the format follows the extension: .png, .svg,
         .pdf...) and close it.
     title : str, optional
-        Default: "Miss-ratio curves: NAME" with the trace's name, and the page
-        size and reference count underneath.
+        Default: "Miss-ratio curves: NAME" (or "KEY by frames: NAME" for a
+        counter) with the trace's name, and its access, reference and
+        distinct page counts underneath.
+    key : str
+        What the y axis shows: "fault_rate" (the miss ratio, in percent; the
+        default) or a key of the rows, such as "faults" or "evictions".
+    log_y : bool
+        Logarithmic y axis. It is symmetric-log (``symlog``), linear below the
+        power of ten under the smallest nonzero value, so cells whose value is
+        0 (no evictions once every page fits) stay on the chart instead of
+        breaking the scale.
 
     Returns
     -------
@@ -56,9 +78,9 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
     fig = Figure(figsize=(8, 5), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     frames = list(result.frames)
-    rates = result.matrix("fault_rate")
+    values = result.matrix(key)
     for j, policy in enumerate(result.policies):
-        ax.plot(frames, rates[:, j], marker=_MARKERS[j % len(_MARKERS)], markersize=5,
+        ax.plot(frames, values[:, j], marker=_MARKERS[j % len(_MARKERS)], markersize=5,
                 linewidth=1.6, label=policy)
     if len(frames) > 1:
         ax.set_xscale("log", base=2)
@@ -66,8 +88,21 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel(f"frames ({_page_size_text(result.page_size)} pages)")
-    ax.set_ylabel("miss ratio (faults / page references)")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel(_y_label(key))
+    if log_y:
+        # Linear from 0 to the power of ten at or below the smallest nonzero value,
+        # logarithmic above: every nonzero cell is on the log part, 0 at the bottom.
+        positive = values[values > 0]
+        low = float(positive.min()) if positive.size else 1.0
+        ax.set_yscale("symlog", linthresh=10.0 ** math.floor(math.log10(low)))
+    if key == "fault_rate" and not log_y:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    elif key == "fault_rate":
+        # PercentFormatter picks its decimals from the whole range, which a log
+        # axis spans over decades: 0.01 % would print as 0 %.
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{100 * y:.3g} %"))
+    else:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.0f}"))
     ax.set_ylim(bottom=0)
     ax.grid(True, which="major", alpha=0.35)
     if result.rows:
@@ -80,7 +115,8 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None):
                         fontsize=8, color="0.35", rotation=90)
     if title is None:
         name = result.name or "trace"
-        title = f"Miss-ratio curves: {name}"
+        title = (f"Miss-ratio curves: {name}" if key == "fault_rate"
+                 else f"{_y_label(key)} by frames: {name}")
         if result.rows:
             r = result.rows[0]
             title += (f"\n{r['records']:,} accesses, {r['references']:,} page references, "

@@ -380,11 +380,13 @@ class SweepResult:
         lines = ["  ".join(s.rjust(w) for s, w in zip(r, widths)) for r in [head] + body]
         return "\n".join(lines)
 
-    def plot(self, path=None, *, title: str | None = None):
-        """Draw the miss-ratio curves (see :func:`pymmu.plot.miss_ratio_curves`)."""
+    def plot(self, path=None, *, title: str | None = None, key: str = "fault_rate",
+             log_y: bool = False):
+        """Draw the miss-ratio curves, or those of the counter ``key``, on a linear or
+        (``log_y``) symmetric-log y axis (see :func:`pymmu.plot.miss_ratio_curves`)."""
         from pymmu.plot import miss_ratio_curves
 
-        return miss_ratio_curves(self, path, title=title)
+        return miss_ratio_curves(self, path, title=title, key=key, log_y=log_y)
 
 
 # Worker side of the local pool: the trace arrives once per worker, by the

@@ -5,7 +5,9 @@
   no traceback escapes for bad input (a damaged trace, a machine too big for
   memory, an address out of range);
 * ``--seed`` reaches the random policy of every run and cell;
-* ``--progress`` without tqdm is an error before any work (auto mode stays quiet).
+* ``--progress`` without tqdm is an error before any work (auto mode stays quiet);
+* ``--plot`` is checked before the grid runs (matplotlib there, the file
+  writable), draws what ``--show`` shows, and ``--log-y`` survives zeros.
 
 The commands run in process (``pymmu.cli.main``) so that these tests stay fast.
 """
@@ -15,6 +17,7 @@ import bz2
 import gzip
 import json
 import lzma
+import os
 import subprocess
 import sys
 import tempfile
@@ -291,3 +294,123 @@ def test_auto_progress_without_tqdm_stays_quiet(capsys, trace, no_tqdm, command)
         rc, out, err = run(capsys, command, trace, "--frames", "4", *extra, *flags)
         assert rc == 0 and err == "", err
         assert out
+
+
+# --------------------------------------------------------------------------
+# --plot, --show and --log-y
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def no_grid(monkeypatch):
+    """Make running the grid fail the test: the checks must come first."""
+    def fail(*args, **kw):
+        pytest.fail("the sweep ran before --plot was checked")
+
+    monkeypatch.setattr(pymmu.simulate, "sweep", fail)
+    monkeypatch.setattr(pymmu.simulate, "load_trace", fail)
+
+
+def test_plot_without_matplotlib_fails_before_the_grid(capsys, trace, monkeypatch, no_grid):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    rc, out, err = run(capsys, "sweep", trace, "--plot", trace.parent / "mrc.png")
+    line = error_line("sweep", rc, err)
+    assert "--plot" in line and "pip install 'pymmu[plot]'" in line
+    assert out == ""
+
+
+@pytest.mark.parametrize("target, message", [
+    ("nodir/mrc.png", "does not exist"),
+    (".", "is a directory"),
+    ("mrc.xyz", "cannot write .xyz files"),
+])
+def test_plot_path_is_checked_before_the_grid(capsys, trace, no_grid, target, message):
+    pytest.importorskip("matplotlib")
+    path = trace.parent / target
+    rc, out, err = run(capsys, "sweep", trace, "--plot", path)
+    line = error_line("sweep", rc, err)
+    assert line.startswith("pymmu sweep: error: --plot: ") and message in line
+    assert str(path) in line
+    assert out == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write anywhere")
+def test_plot_into_a_read_only_directory(capsys, trace, tmp_path, no_grid):
+    pytest.importorskip("matplotlib")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        rc, _, err = run(capsys, "sweep", trace, "--plot", locked / "mrc.png")
+    finally:
+        locked.chmod(0o700)
+    line = error_line("sweep", rc, err)
+    assert "--plot" in line and "not writable" in line and str(locked) in line
+
+
+def test_log_y_needs_plot(capsys, trace, no_grid):
+    rc, _, err = run(capsys, "sweep", trace, "--log-y")
+    assert "--log-y" in error_line("sweep", rc, err)
+
+
+@pytest.fixture
+def grid():
+    """A sweep over the scattered trace whose evictions drop to 0 at 32 frames."""
+    core_or_skip()
+    from pymmu.traces import Trace
+
+    t = Trace([0x10000 + 4096 * (i * i % 23) for i in range(2000)])
+    r = pymmu.simulate.sweep(t, [4, 8, 16, 32], ["clock", "lru", "opt"], max_workers=1)
+    r.name = "scattered"
+    return r
+
+
+def test_plot_draws_the_key(grid):
+    pytest.importorskip("matplotlib")
+    ev = grid.matrix("evictions")
+    assert ev[-1].tolist() == [0, 0, 0] and ev[0].min() > 0
+    ax = grid.plot(key="evictions").axes[0]
+    assert [ln.get_label() for ln in ax.get_lines()[:3]] == ["clock", "lru", "opt"]
+    for j in range(3):
+        assert list(ax.get_lines()[j].get_ydata()) == list(ev[:, j])
+    assert "evictions" in ax.get_ylabel() and "evictions" in ax.get_title()
+    assert ax.get_yscale() == "linear"
+    default = grid.plot().axes[0]
+    assert "miss ratio" in default.get_ylabel()
+    assert list(default.get_lines()[0].get_ydata()) == list(grid.matrix()[:, 0])
+
+
+@pytest.mark.parametrize("key", ["fault_rate", "evictions", "swap_ins", "faults"])
+def test_log_y_survives_zeros(grid, tmp_path, key):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / f"{key}.png"
+    fig = grid.plot(path, key=key, log_y=True)   # swap_ins: every cell is 0
+    assert fig.axes[0].get_yscale() == "symlog"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_plot_follows_show_and_log_y(capsys, scattered, monkeypatch):
+    pytest.importorskip("matplotlib")
+    core_or_skip()
+    import pymmu.plot
+
+    calls = []
+    draw = pymmu.plot.miss_ratio_curves
+
+    def spy(result, path=None, **kw):
+        calls.append(kw)
+        return draw(result, path, **kw)
+
+    monkeypatch.setattr(pymmu.plot, "miss_ratio_curves", spy)
+    png = scattered.parent / "ev.png"
+    rc, out, err = run(capsys, "sweep", scattered, "--frames", "4:32", "--workers", "1",
+                       "--show", "evictions", "--plot", png, "--log-y")
+    assert rc == 0, err
+    assert calls[-1]["key"] == "evictions" and calls[-1]["log_y"] is True
+    assert f"evictions curves written to {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rc, out, err = run(capsys, "sweep", scattered, "--frames", "4:32", "--workers", "1",
+                       "--plot", png)
+    assert rc == 0, err
+    assert calls[-1]["key"] == "fault_rate" and calls[-1]["log_y"] is False
+    assert "miss-ratio curves written to" in out
