@@ -41,7 +41,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_ptebits"), ext("_core")],
+        [ext("_ptebits"), ext("_core"), ext("_tracefile")],
         compiler_directives=directives,
         include_path=["pymmu"],
     ),

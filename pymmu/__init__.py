@@ -20,19 +20,21 @@ from pymmu.errors import (
     ProcessStateError,
     ProtectionFault,
     SegmentationFault,
+    TraceError,
 )
 from pymmu.image import Image, Segment
 from pymmu.vmas import Mapping
 from pymmu import pte
+from pymmu import traces
 from pymmu.machine import Machine, Process
 from pymmu.simulate import sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Machine", "Process", "Image", "Segment", "Mapping", "pte",
+    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces",
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC",
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
-    "OutOfMemory", "ProcessStateError", "InvariantError",
+    "OutOfMemory", "ProcessStateError", "InvariantError", "TraceError",
     "sweep",
 ]

@@ -13,6 +13,7 @@ cdef enum:
     ST_OOM = 3              # no frame could be freed
     ST_OPT = 4              # opt policy asked to choose without knowing the future
     ST_NOT_FILE = 5         # internal: a file mapping's page holds no file bytes (bss)
+    ST_BAD_RECORD = 6       # a replayed trace record has a kind code over 3 or size 0
 
 # Access kinds (also the ACCESS_NAMES order in _args.py).
 cdef enum:

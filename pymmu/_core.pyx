@@ -32,7 +32,7 @@ import numpy as np
 cimport numpy as cnp
 
 from pymmu._pte cimport *
-from pymmu.errors import OutOfMemory, ProtectionFault, SegmentationFault
+from pymmu.errors import OutOfMemory, ProtectionFault, SegmentationFault, TraceError
 
 cnp.import_array()
 
@@ -1139,6 +1139,8 @@ cdef class Core:
             raise OutOfMemory(self.fault_addr, access, pid)
         if st == ST_OPT:
             raise ValueError("the opt policy needs the future: it runs only in Machine.replay")
+        if st == ST_BAD_RECORD:
+            raise TraceError("bad trace record: kind code over 3 or size 0")
         raise SystemError(f"unknown core status {st}")
 
     cdef inline int _enter(self) except -1:
@@ -1278,9 +1280,13 @@ cdef class Core:
                     prefetch(&self.opt_owner[key])
                     prefetch(lowset_word(&self.opt_next, npos - 1 - key))
             a = addr[i]
+            if kind[i] > 3 or size[i] == 0:    # never trust the columns
+                index[0] = i
+                self._tally(hits, misses, done)
+                return ST_BAD_RECORD
             acc = _KIND_ACCESS[kind[i]]
             need = _ACC_NEED[acc]
-            length = size[i] if size[i] > 0 else 1
+            length = size[i]
             vpn = a >> shift
             last = (a + <uint64_t>(length - 1)) >> shift
             if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
@@ -1361,6 +1367,9 @@ cdef class Core:
         cdef int st
         cdef int64_t pfn
         self._enter()
+        if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
+            raise ValueError(f"trace columns of different lengths: addr {addr.shape[0]}, "
+                             f"kind {kind.shape[0]}, size {size.shape[0]}")
         if next_use is not None:
             self._opt_begin(next_use.shape[0])
         self.ps = self._counters(ps)

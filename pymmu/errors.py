@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
-    "OutOfMemory", "ProcessStateError", "InvariantError",
+    "OutOfMemory", "ProcessStateError", "InvariantError", "TraceError",
 ]
 
 
@@ -84,3 +84,45 @@ class ProcessStateError(MMUError):
 
 class InvariantError(MMUError):
     """``Machine.check()`` found a broken invariant; the message names it."""
+
+
+class TraceError(MMUError, ValueError):
+    """A trace that cannot be read or replayed.
+
+    A ``ValueError`` too, so code that catches bad input catches it.
+
+    Attributes
+    ----------
+    path : str or None
+        The file, when the trace came from one.
+    line : int or None
+        The 1-based line of a text trace that is wrong.
+    index : int or None
+        The position of the bad record in the whole trace (the records before
+        it were read, or replayed).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 index: int | None = None):
+        self.message = message
+        self.path = path
+        self.line = line
+        self.index = index
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(str(self.path))
+        if self.line is not None:
+            where.append(f"line {self.line:,}")
+        elif self.index is not None:
+            where.append(f"record {self.index:,}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+    def __reduce__(self):
+        return (_trace_error, (self.message, self.path, self.line, self.index))
+
+
+def _trace_error(message, path, line, index) -> TraceError:
+    return TraceError(message, path=path, line=line, index=index)

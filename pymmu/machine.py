@@ -27,7 +27,7 @@ from pymmu._args import (
     parse_prot,
 )
 from pymmu._core import Core, ProcessCore
-from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault
+from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 
@@ -244,30 +244,39 @@ class Machine:
     # ---- trace replay ------------------------------------------------------
 
     def replay(self, trace, process=None) -> TMapping[str, int]:
-        """Run a ``pymmu.traces.Trace`` and return the counters it added.
+        """Run a ``pymmu.traces.Trace`` (or chunks of one) and return the counters it added.
 
         Parameters
         ----------
-        trace : pymmu.traces.Trace
+        trace : pymmu.traces.Trace or iterable of Trace
             The records: lackey I is an execute, L a read, S a write, M one write.
             A record whose bytes cross a page boundary touches every page it
-            covers; each page touched is an independent reference.
+            covers; each page touched is an independent reference. An iterable
+            (``pymmu.traces.stream(path)``) is replayed as the concatenation of
+            its Traces, one chunk in memory at a time; the opt policy, which
+            needs the whole future, takes only a single Trace.
         process : Process, optional
             Replay in this (running) process's address space. A record that
             faults raises its ``MemoryFault`` (or ``OutOfMemory``) with ``.index``
-            set to the record's position; earlier records stay applied. Without
-            a process, a fresh one whose whole address space is one private
-            anonymous rwx mapping runs the trace and exits at the end.
+            set to the record's position (in the concatenation); earlier records
+            stay applied. Without a process, a fresh one whose whole address
+            space is one private anonymous rwx mapping runs the trace and exits
+            at the end.
 
         Returns
         -------
         dict
             Counter deltas of this replay (the keys of ``Machine.stats``).
-        """
-        from pymmu.traces import Trace
 
-        if not isinstance(trace, Trace):
-            raise TypeError(f"replay needs a pymmu.traces.Trace, not {type(trace).__name__}")
+        Raises
+        ------
+        pymmu.traces.TraceError
+            A record with a kind code over 3 or a size of 0 (``.index`` set; the
+            records before it stay applied), or a bad line in a streamed file.
+        """
+        from pymmu.traces import replay_parts
+
+        parts = replay_parts(trace, single=self.policy == "opt")
         if process is not None:
             if not isinstance(process, Process) or process._m is not self:
                 raise ValueError("process must be a Process of this machine")
@@ -277,18 +286,38 @@ class Machine:
             proc = self.spawn()
             proc.mmap(self._top, "rwx", addr=0)
         before = self._stats.copy()
-        next_use = trace.next_use(self.page_size) if self.policy == "opt" else None
+        offset = 0
         try:
-            failure = self._core.replay(proc._mm, proc.pid, trace.addr, trace.kind,
-                                        trace.size, next_use, proc._stats)
+            for part in parts:
+                self._replay_part(proc, part, offset)
+                offset += len(part)
         finally:
             if process is None:
                 proc.exit()
+        return dict(zip(STAT_NAMES, (self._stats - before).tolist()))
+
+    def _replay_part(self, proc: "Process", trace, offset: int) -> None:
+        """Replay one Trace whose first record is record ``offset`` of the whole."""
+        from pymmu.traces import bad_record_error, first_bad_record
+
+        run = trace
+        next_use = bad = None
+        if self.policy == "opt":
+            # the look-ahead covers the records that will run: those before a bad one
+            bad = first_bad_record(trace)
+            if bad is not None:
+                run = trace[:bad]
+            next_use = run.next_use(self.page_size)
+        failure = self._core.replay(proc._mm, proc.pid, run.addr, run.kind, run.size,
+                                    next_use, proc._stats)
+        if failure is None and bad is not None:
+            raise bad_record_error(trace, bad, offset)
         if failure is not None:
             error, index = failure
-            error.index = int(index)
+            if isinstance(error, TraceError):     # the core refused a record: say which
+                raise bad_record_error(trace, int(index), offset)
+            error.index = offset + int(index)
             raise error
-        return dict(zip(STAT_NAMES, (self._stats - before).tolist()))
 
     # ---- processes -------------------------------------------------------
 

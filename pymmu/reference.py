@@ -551,18 +551,20 @@ class Machine:
     # ------------------------------------------------------------------ trace replay
 
     def replay(self, trace, process=None) -> dict:
-        """Run a ``pymmu.traces.Trace``; returns the counters it added.
+        """Run a ``pymmu.traces.Trace`` (or an iterable of them); returns the counters it added.
 
         Each record is one access (lackey M is one write); every page a record
         covers is touched in order as an independent reference, with nothing
         pinned. Without ``process`` a fresh process with one rwx mapping over the
-        whole address space runs it and exits. A failing record raises with
-        ``.index`` set; earlier records stay applied.
+        whole address space runs it and exits. An iterable of Traces runs as
+        their concatenation (not with opt, which needs the whole future). A
+        failing record raises with ``.index`` set (its position in the
+        concatenation); earlier records stay applied. A record with a kind code
+        over 3 or a size of 0 raises ``TraceError``.
         """
-        from pymmu.traces import Trace
+        from pymmu.traces import replay_parts
 
-        if not isinstance(trace, Trace):
-            raise TypeError(f"replay needs a pymmu.traces.Trace, not {type(trace).__name__}")
+        parts = replay_parts(trace, single=self._policy == "opt")
         if process is not None:
             if not isinstance(process, Process) or process._m is not self:
                 raise ValueError("process must be a Process of this machine")
@@ -572,36 +574,51 @@ class Machine:
             proc = self.spawn()
             proc.mmap(1 << self._va_bits, "rwx", addr=0)
         before = dict(self._stats)
-        shift = self._shift
-        if self._policy == "opt":
-            # Belady needs the future: the next position of every page reference.
-            next_use = trace.next_use(self._page_size).tolist()
-            self._future = {}
-        pos = 0
+        offset = 0
         try:
-            records = zip(trace.addr.tolist(), trace.kind.tolist(), trace.size.tolist())
-            for index, (addr, code, size) in enumerate(records):
-                kind = _TRACE_ACCESS[code]
-                size = max(size, 1)
-                try:
-                    vmas = self._check_pages(proc, addr, size, kind)
-                    for i, vma in enumerate(vmas):
-                        vpn = (addr >> shift) + i
-                        at = addr if i == 0 else vpn << shift
-                        pfn = self._touch(proc, proc._as, vma, vpn, kind, at)
-                        if self._future is not None and pfn != self._zero_pfn:
-                            self._future[pfn] = next_use[pos]
-                        pos += 1
-                except (MemoryFault, OutOfMemory) as e:
-                    e.index = index
-                    raise
-                self._count(proc, {"read": "reads", "write": "writes",
-                                   "execute": "fetches"}[kind])
+            for part in parts:
+                self._replay_part(proc, part, offset)
+                offset += len(part)
         finally:
             self._future = None
             if process is None:
                 proc.exit()
         return {k: self._stats[k] - before[k] for k in STAT_NAMES}
+
+    def _replay_part(self, proc, trace, offset: int) -> None:
+        """Replay one Trace whose first record is record ``offset`` of the whole."""
+        from pymmu.traces import bad_record_error, first_bad_record
+
+        shift = self._shift
+        records = list(zip(trace.addr.tolist(), trace.kind.tolist(), trace.size.tolist()))
+        bad = first_bad_record(trace)
+        if bad is not None:
+            records = records[:bad]
+        if self._policy == "opt":
+            # Belady needs the future: the next position of every page reference
+            # (of the records that will run).
+            run = trace if bad is None else trace[:bad]
+            next_use = run.next_use(self._page_size).tolist()
+            self._future = {}
+        pos = 0
+        for index, (addr, code, size) in enumerate(records):
+            kind = _TRACE_ACCESS[code]
+            try:
+                vmas = self._check_pages(proc, addr, size, kind)
+                for i, vma in enumerate(vmas):
+                    vpn = (addr >> shift) + i
+                    at = addr if i == 0 else vpn << shift
+                    pfn = self._touch(proc, proc._as, vma, vpn, kind, at)
+                    if self._future is not None and pfn != self._zero_pfn:
+                        self._future[pfn] = next_use[pos]
+                    pos += 1
+            except (MemoryFault, OutOfMemory) as e:
+                e.index = offset + index
+                raise
+            self._count(proc, {"read": "reads", "write": "writes",
+                               "execute": "fetches"}[kind])
+        if bad is not None:
+            raise bad_record_error(trace, bad, offset)
 
     def _touch(self, proc, space, vma, vpn, kind, at) -> int:
         """Make one page accessible for ``kind``; returns the frame it maps."""

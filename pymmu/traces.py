@@ -9,13 +9,12 @@ reaches the core:
   ``kind`` uint8, ``size`` uint32) that ``Machine.replay`` can walk without
   re-checking, plus the page-level views a replay or a policy needs
   (:meth:`Trace.pages`, :meth:`Trace.next_use`, :meth:`Trace.distinct_pages`);
-* the readers :func:`read_lackey` (``valgrind --tool=lackey --trace-mem=yes``
-  output) and :func:`read_simple` (``R 0x1f00`` / ``W 0x1f08`` lines);
-* the compression sniffing shared by both readers (:func:`detect_compression`,
-  :func:`open_binary`, :func:`open_text`, :func:`read_bytes`): plain, xz, gzip
-  and bz2 files are told apart by their first bytes, never by their name.
-
-Only the standard library and numpy are imported.
+* the names of :mod:`pymmu.trace_io`, which owns trace files: :func:`stream`
+  (chunks in constant memory), :func:`read_lackey` (``valgrind --tool=lackey
+  --trace-mem=yes`` output), :func:`read_simple` (``R 0x1f00`` / ``W 0x1f08``
+  lines), the binary format (:meth:`Trace.save`, :func:`load`,
+  :func:`convert`), the sample traces (:func:`sample`) and
+  :class:`TraceError`.
 
 >>> t = Trace([0x1000, 0x1ffc, 0x5000], kind="LSI", size=[8, 8, 4])
 >>> t
@@ -29,22 +28,18 @@ array([1, 4, 4, 4])
 """
 from __future__ import annotations
 
-import bz2
 import collections
-import gzip
-import io
-import lzma
 import operator
 import os
-import re
 
 import numpy as np
 
 __all__ = [
     "FETCH", "LOAD", "STORE", "MODIFY", "KIND_LETTERS",
-    "Trace", "Record",
-    "read_lackey", "read_simple",
-    "detect_compression", "open_binary", "open_text", "read_bytes",
+    "Trace", "Record", "TraceError",
+    "stream", "read", "read_lackey", "read_simple", "load", "save", "convert",
+    "detect_format", "detect_compression", "open_binary", "open_text",
+    "sample", "samples",
 ]
 
 FETCH = 0
@@ -326,10 +321,27 @@ class Trace:
         return (self._addr, self._kind, self._size)
 
     def __setstate__(self, state):
+        # a pickle can hold anything: check it as the constructor checks its arguments
+        if not isinstance(state, tuple) or len(state) != 3:
+            raise TypeError("Trace state must be a tuple (addr, kind, size)")
         addr, kind, size = state
-        self._addr = _frozen(np.array(addr, dtype=np.uint64, order="C"))
-        self._kind = _frozen(np.array(kind, dtype=np.uint8, order="C"))
-        self._size = _frozen(np.array(size, dtype=np.uint32, order="C"))
+        for name, col in (("addr", addr), ("kind", kind), ("size", size)):
+            if not isinstance(col, np.ndarray) or col.ndim != 1:
+                raise TypeError(f"Trace state: {name} must be a 1-D numpy array")
+        t = Trace(addr, kind, size)
+        self._addr, self._kind, self._size = t._addr, t._kind, t._size
+
+    def save(self, path) -> None:
+        """Write the trace to ``path`` in pymmu's binary format.
+
+        :func:`load` opens it again in O(1), memory-mapped; the format is
+        described in :mod:`pymmu.trace_io` and docs/traces.md.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        save(self, path)
 
     @classmethod
     def concat(cls, traces) -> "Trace":
@@ -431,7 +443,68 @@ class Trace:
         >>> Trace([0x0, 0x10, 0x1ffe], size=[1, 1, 4]).distinct_pages(4096)
         3
         """
-        return int(np.unique(self.pages(page_size)).shape[0])
+        from pymmu._tracefile import PageSet   # an exact set, never the page list
+
+        pages = PageSet(_page_shift(page_size))
+        pages.add(self._addr, self._size)
+        return pages.count
+
+
+def replay_parts(trace, *, single: bool = False):
+    """The Traces a ``Machine.replay`` runs, in order.
+
+    Parameters
+    ----------
+    trace : Trace or iterable of Trace
+        One trace, or chunks (such as :func:`stream` yields) replayed as their
+        concatenation.
+    single : bool
+        The policy needs the whole future (opt): only a single Trace will do.
+
+    Returns
+    -------
+    iterator of Trace
+        Items that are not Traces raise ``TypeError`` when reached.
+    """
+    if isinstance(trace, Trace):
+        return iter((trace,))
+    if isinstance(trace, (str, bytes, os.PathLike)):
+        raise TypeError("replay needs a Trace or an iterable of Traces, not a path: "
+                        "use pymmu.traces.stream(path) or pymmu.traces.read(path)")
+    try:
+        items = iter(trace)
+    except TypeError:
+        raise TypeError("replay needs a pymmu.traces.Trace or an iterable of Traces, "
+                        f"not {type(trace).__name__}") from None
+    if single:
+        raise ValueError(
+            "the opt policy needs the whole future of the trace: replay a single "
+            "Trace, not an iterable (pymmu.traces.load(path) memory-maps a binary "
+            "trace; pymmu.traces.read(path) reads a whole text trace)")
+
+    def checked():
+        for i, t in enumerate(items):
+            if not isinstance(t, Trace):
+                raise TypeError(f"replay: item {i} of the iterable is a "
+                                f"{type(t).__name__}, not a Trace")
+            yield t
+    return checked()
+
+
+def bad_record_error(trace: Trace, index: int, offset: int = 0) -> "TraceError":
+    """The ``TraceError`` for record ``index`` of ``trace``, which replay refused
+    (``.index`` = ``offset + index``, its position in the whole replay)."""
+    code, size = int(trace.kind[index]), int(trace.size[index])
+    why = (f"kind code {code} is not one of 0..3" if code > 3 else
+           "size 0: a record covers at least one byte")
+    return TraceError(why, index=offset + index)
+
+
+def first_bad_record(trace: Trace) -> int | None:
+    """The position of the first record whose kind code is over 3 or whose size
+    is 0 (a Trace made by ``load`` or a subclass may hold them), or None."""
+    bad = (np.asarray(trace.kind) > 3) | (np.asarray(trace.size) == 0)
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 def _owned(a, dtype) -> np.ndarray:
@@ -444,280 +517,22 @@ def _owned(a, dtype) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# Compression sniffing
+# Files: pymmu.trace_io owns them; its public names are this module's too
 # --------------------------------------------------------------------------
 
-_MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bz2"),
+from pymmu.errors import TraceError  # noqa: E402
+from pymmu.trace_io import (  # noqa: E402
+    convert,
+    detect_compression,
+    detect_format,
+    load,
+    open_binary,
+    open_text,
+    read,
+    read_lackey,
+    read_simple,
+    sample,
+    samples,
+    save,
+    stream,
 )
-_OPENERS = {"xz": lzma.open, "gzip": gzip.open, "bz2": bz2.open}
-
-
-def detect_compression(path) -> str | None:
-    """``"xz"``, ``"gzip"``, ``"bz2"`` or None (plain), from the file's first bytes.
-
-    The file name plays no part: ``trace.txt`` holding gzip data is gzip.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    """
-    with open(os.fspath(path), "rb") as f:
-        head = f.read(6)
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    return None
-
-
-def open_binary(path):
-    """Open ``path`` for reading bytes, decompressing xz, gzip or bz2 by content.
-
-    Returns a binary file object (use it as a context manager). Corrupt
-    compressed data surfaces as the codec's error while reading.
-    """
-    path = os.fspath(path)
-    fmt = detect_compression(path)
-    if fmt is None:
-        return open(path, "rb")
-    return _OPENERS[fmt](path, "rb")
-
-
-def open_text(path, encoding: str = "utf-8", errors: str = "strict"):
-    """Open ``path`` as text, decompressing xz, gzip or bz2 by content.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    encoding, errors : str
-        As for :func:`open`.
-
-    Returns
-    -------
-    io.TextIOWrapper
-    """
-    return io.TextIOWrapper(open_binary(path), encoding=encoding, errors=errors)
-
-
-def read_bytes(path) -> bytes:
-    """The whole (decompressed) content of ``path``.
-
-    Corrupt or truncated compressed data raises ``ValueError`` naming the file.
-    """
-    path = os.fspath(path)
-    fmt = detect_compression(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if fmt is None:
-        return raw
-    try:
-        if fmt == "xz":
-            return lzma.decompress(raw)
-        if fmt == "gzip":
-            return gzip.decompress(raw)
-        return bz2.decompress(raw)
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt or truncated {fmt} data ({e})") from e
-
-
-# --------------------------------------------------------------------------
-# Lackey
-# --------------------------------------------------------------------------
-
-_HEX = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _HEX[_c] = 10 + _i
-_LACKEY_KIND = np.full(256, 255, dtype=np.uint8)
-for _c, _code in ((b"L", LOAD), (b"S", STORE), (b"M", MODIFY)):
-    _LACKEY_KIND[_c[0]] = _code
-del _i, _c, _code
-
-
-def _parse_lackey(data: bytes) -> Trace:
-    """Vectorised lackey parser over the whole decompressed buffer.
-
-    Every step is a numpy pass over the bytes or over the lines; no Python
-    code runs per line. Lines that are not records are dropped.
-    """
-    if not data.endswith(b"\n"):
-        data += b"\n"  # also makes an empty file one empty line
-    buf = np.frombuffer(data, dtype=np.uint8)
-    nbytes = buf.shape[0]
-
-    # newlines and commas in one sorted list of separators
-    sep = np.flatnonzero((buf == 10) | (buf == 44))
-    is_nl = buf[sep] == 10
-    nl_idx = np.flatnonzero(is_nl)
-    ends = sep[nl_idx]                      # each line's newline
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    # each line's first separator: its first comma, or its own newline
-    first_sep = np.empty_like(ends)
-    first_sep[0] = sep[0]
-    first_sep[1:] = sep[nl_idx[:-1] + 1]
-
-    # record lines: "I  ..." or " L ...", " S ...", " M ..."
-    c0 = buf[starts]
-    c1 = buf[np.minimum(starts + 1, nbytes - 1)]  # a short last line reads
-    c2 = buf[np.minimum(starts + 2, nbytes - 1)]  # its own newline
-    is_fetch = (c0 == 73) & (c1 == 32) & (c2 == 32)
-    is_data = (c0 == 32) & (_LACKEY_KIND[c1] != 255) & (c2 == 32)
-    cand = np.flatnonzero(is_fetch | is_data)
-    kind = np.where(is_fetch[cand], np.uint8(FETCH), _LACKEY_KIND[c1[cand]])
-    hex0 = starts[cand] + 3
-    ends = ends[cand]
-    comma = first_sep[cand]                 # == ends when the line has no comma
-    del c0, c1, c2, is_fetch, is_data, sep, is_nl, nl_idx, starts, first_sep
-    # a carriage return before the newline is not part of the size
-    ends = ends - (buf[ends - 1] == 13)
-
-    n = cand.shape[0]
-    hex_len = comma - hex0
-    dec_len = ends - comma - 1
-    ok = (hex_len >= 1) & (hex_len <= 16) & (dec_len >= 1) & (dec_len <= 10)
-
-    # hex addresses: right-align the digits in 16 columns padded with "0",
-    # then let bytes.fromhex turn each row into 8 big-endian bytes
-    digits = np.full((n, 16), 48, dtype=np.uint8)
-    for width in np.flatnonzero(np.bincount(hex_len[ok], minlength=17)):
-        rows = np.flatnonzero(ok & (hex_len == width))
-        digits[rows, 16 - width:] = buf[hex0[rows, None] + np.arange(width)]
-    good = (_HEX[digits] != 255).all(axis=1)
-    if not good.all():
-        ok &= good
-        digits[~good] = 48
-    addr = np.frombuffer(bytes.fromhex(digits.tobytes().decode("ascii")),
-                         dtype=">u8").astype(np.uint64)
-    del digits, good
-
-    # decimal sizes, grouped by their number of digits
-    size = np.zeros(n, dtype=np.uint64)
-    for width in np.flatnonzero(np.bincount(dec_len[ok], minlength=11)):
-        rows = np.flatnonzero(ok & (dec_len == width))
-        block = buf[comma[rows, None] + 1 + np.arange(width)] - np.uint8(48)
-        value = np.zeros(rows.shape[0], dtype=np.uint64)
-        for col in block.T:
-            value = value * np.uint64(10) + col
-        size[rows] = value
-        bad = (block > 9).any(axis=1)
-        if bad.any():
-            ok[rows[bad]] = False
-    ok &= (size >= 1) & (size <= _U32_MAX)
-    # the last byte must lie below 2**64
-    ok &= addr <= np.uint64(_U64_MAX) - (size - np.uint64(1))
-
-    if not ok.all():
-        addr, kind, size = addr[ok], kind[ok], size[ok]
-    # fresh arrays that nothing else references: hand them over without a copy
-    return Trace._from_columns(_frozen(addr), _frozen(kind),
-                               _frozen(size.astype(np.uint32)))
-
-
-def read_lackey(path) -> Trace:
-    """Read a Valgrind lackey ``--trace-mem=yes`` trace.
-
-    Record lines are ``I  ADDR,SIZE`` (instruction fetch, two spaces) and
-    `` L ADDR,SIZE``, `` S ADDR,SIZE``, `` M ADDR,SIZE`` (load, store, modify,
-    one leading space), with ADDR in hex (up to 16 digits) and SIZE in decimal
-    (1 .. 2**32 - 1), exactly as lackey prints them. Every other line
-    (Valgrind's ``==PID==`` messages, ``--`` headers, the program's own output,
-    anything that does not parse as a record) is skipped. ``\\r\\n`` line ends
-    are accepted.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A plain file, or one compressed with xz, gzip or bz2 (detected from
-        its content, whatever its name).
-
-    Returns
-    -------
-    Trace
-        Kinds ``FETCH``, ``LOAD``, ``STORE``, ``MODIFY`` for I, L, S, M.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = os.path.join(d, "t.lackey")
-    ...     with open(p, "w") as f:
-    ...         _ = f.write("==1== Lackey\\nI  04016e0,3\\n L 1ffefffd38,8\\n M 0403e28,4\\n")
-    ...     t = read_lackey(p)
-    >>> [hex(a) for a in t.addr.tolist()], t.kind.tolist(), t.size.tolist()
-    (['0x4016e0', '0x1ffefffd38', '0x403e28'], [0, 1, 3], [3, 8, 4])
-    """
-    return _parse_lackey(read_bytes(path))
-
-
-# --------------------------------------------------------------------------
-# Simple R/W format
-# --------------------------------------------------------------------------
-
-_SIMPLE_LINE = re.compile(
-    r"\s*([RrWw])\s+(?:0[xX]([0-9a-fA-F]+)|([0-9]+))(?:\s+([0-9]+))?\s*")
-
-
-def read_simple(path) -> Trace:
-    """Read a simple text trace: one ``R ADDR [SIZE]`` or ``W ADDR [SIZE]`` per line.
-
-    ``R``/``r`` is a ``LOAD``, ``W``/``w`` a ``STORE``. ADDR is hex with a
-    ``0x`` prefix (``0x1f00``) or decimal without one (``7936``); the optional
-    SIZE is decimal and defaults to 1. Blank lines and lines whose first
-    non-blank character is ``#`` are skipped. Anything else raises
-    ``ValueError`` naming the (1-based) line number.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A plain file, or one compressed with xz, gzip or bz2 (detected from
-        its content, whatever its name).
-
-    Returns
-    -------
-    Trace
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = os.path.join(d, "t.txt")
-    ...     with open(p, "w") as f:
-    ...         _ = f.write("# a comment\\nR 0x1f00\\n\\nw 7936 8\\n")
-    ...     t = read_simple(p)
-    >>> t.addr.tolist(), t.kind.tolist(), t.size.tolist()
-    ([7936, 7936], [1, 2], [1, 8])
-    """
-    text = read_bytes(path).decode("latin-1")
-    addrs: list[int] = []
-    kinds: list[int] = []
-    sizes: list[int] = []
-    match = _SIMPLE_LINE.fullmatch
-    for lineno, line in enumerate(text.split("\n"), 1):
-        m = match(line)
-        if m is None:
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            shown = stripped if len(stripped) <= 60 else stripped[:57] + "..."
-            raise ValueError(f"{os.fspath(path)}, line {lineno}: expected "
-                             f"'R ADDR [SIZE]' or 'W ADDR [SIZE]', got {shown!r}")
-        op, hexaddr, decaddr, size = m.groups()
-        a = int(hexaddr, 16) if hexaddr is not None else int(decaddr)
-        s = int(size) if size is not None else 1
-        if not 1 <= s <= _U32_MAX:
-            raise ValueError(f"{os.fspath(path)}, line {lineno}: size {s} is out of "
-                             f"range [1, {_U32_MAX}]")
-        if a + s - 1 > _U64_MAX:
-            raise ValueError(f"{os.fspath(path)}, line {lineno}: address {a:#x} "
-                             "(+ size) does not fit in 64 bits")
-        addrs.append(a)
-        kinds.append(STORE if op in "Ww" else LOAD)
-        sizes.append(s)
-    return Trace._from_columns(_frozen(np.array(addrs, dtype=np.uint64)),
-                               _frozen(np.array(kinds, dtype=np.uint8)),
-                               _frozen(np.array(sizes, dtype=np.uint32)))

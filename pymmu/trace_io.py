@@ -1,0 +1,778 @@
+"""Trace files: reading text traces at scale, the binary trace format, samples.
+
+This module owns the way from a file to :class:`pymmu.traces.Trace` columns:
+
+* the decompressed bytes of a file, block by block (:class:`_Source`): plain,
+  xz, gzip or bz2, told apart by their first bytes, never by the name, with the
+  decompressor's output bounded so that a decompression bomb costs no memory;
+* the compiled line parsers (``pymmu._tracefile``) that turn those blocks into
+  columns with no Python object per line, for Valgrind lackey and simple
+  ``R``/``W`` traces;
+* :func:`stream` (a trace in chunks, in constant memory), :func:`read_lackey`
+  and :func:`read_simple` (a whole trace, at most 13 bytes per record);
+* the binary format (:func:`save`, :func:`load`, :func:`convert`): a fixed
+  header and three little-endian columns that ``load`` memory-maps, O(1);
+* the sample traces shipped in the package (:func:`sample`).
+
+Errors: a bad line raises :class:`pymmu.errors.TraceError` naming the file and
+line; a truncated or corrupt compressed file, a file that is not a trace, or a
+bad binary file raise ``TraceError`` naming the file; a missing file or a
+directory raise the ``OSError`` ``open`` raises.
+
+The binary format (version 1), all little-endian::
+
+    offset  size  field
+    0       8     magic b"PYMMUTRC"
+    8       4     version (uint32) = 1
+    12      4     reserved, 0
+    16      8     record count n (uint64)
+    24      40    reserved, 0
+    64      8n    addr column (uint64)
+    64+8n   n     kind column (uint8), then zero padding to a multiple of 8
+    K       4n    size column (uint32), K = 64 + 8n + n rounded up to 8,
+                  then zero padding: the file is K + 4n rounded up to 8 bytes
+"""
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import pathlib
+import struct
+import zlib
+
+import numpy as np
+
+from pymmu import _tracefile
+from pymmu.errors import TraceError
+from pymmu.traces import Trace
+
+__all__ = [
+    "TraceError", "stream", "read_lackey", "read_simple", "read", "load", "save",
+    "convert", "detect_format", "detect_compression", "sample", "samples",
+    "MAGIC", "VERSION", "DEFAULT_CHUNK",
+]
+
+#: Records per chunk of :func:`stream`.
+DEFAULT_CHUNK = 1 << 20
+#: Bytes of decompressed text parsed at a time.
+BLOCK = 1 << 20
+#: The first bytes of a binary trace file, and its format version.
+MAGIC = b"PYMMUTRC"
+VERSION = 1
+_HEADER = struct.Struct("<8sII Q 40x")
+FORMATS = ("lackey", "simple", "binary")
+
+_COMPRESSION_MAGIC = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+)
+
+
+# --------------------------------------------------------------------------
+# Decompressed bytes, block by block
+# --------------------------------------------------------------------------
+
+def _open_raw(path):
+    """``open(path, "rb")``, with the one-line messages a user wants to see."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "is a directory, not a trace file", path)
+    return open(path, "rb")
+
+
+def detect_compression(path) -> str | None:
+    """``"xz"``, ``"gzip"``, ``"bz2"`` or None (plain), from the file's first bytes.
+
+    The file name plays no part: ``trace.txt`` holding gzip data is gzip.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    """
+    with _open_raw(path) as f:
+        head = f.read(6)
+    return _compression_of(head)
+
+
+def _compression_of(head: bytes) -> str | None:
+    for magic, name in _COMPRESSION_MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def open_binary(path):
+    """Open ``path`` for reading bytes, decompressing xz, gzip or bz2 by content.
+
+    Returns a binary file object (use it as a context manager).
+    """
+    import gzip
+
+    fmt = detect_compression(path)
+    opener = {None: open, "xz": lzma.open, "gzip": gzip.open, "bz2": bz2.open}[fmt]
+    return opener(os.fspath(path), "rb")
+
+
+def open_text(path, encoding: str = "utf-8", errors: str = "strict"):
+    """Open ``path`` as text, decompressing xz, gzip or bz2 by content.
+
+    Returns
+    -------
+    io.TextIOWrapper
+    """
+    import io
+
+    return io.TextIOWrapper(open_binary(path), encoding=encoding, errors=errors)
+
+
+def _decompressor(codec: str):
+    if codec == "xz":
+        return lzma.LZMADecompressor()
+    if codec == "gzip":
+        return zlib.decompressobj(wbits=31)
+    return bz2.BZ2Decompressor()
+
+
+class _Source:
+    """The decompressed bytes of a file, read into a caller's buffer.
+
+    Compressed input is decompressed with the codec's ``max_length`` bound, so
+    at most one block of output exists at a time, however well it compresses.
+    Concatenated streams (``cat a.gz b.gz``) are read one after another.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    """
+
+    RAW_BLOCK = 1 << 18
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.f = _open_raw(self.path)
+        try:
+            self.size = os.fstat(self.f.fileno()).st_size
+            head = self.f.read(6)
+            self.f.seek(0)
+        except BaseException:
+            self.f.close()
+            raise
+        self.codec = _compression_of(head)
+        self.head = head
+        self.d = _decompressor(self.codec) if self.codec else None
+        self.pending = b""        # compressed input the decompressor has not taken
+        self.done = False
+
+    def close(self) -> None:
+        self.f.close()
+
+    @property
+    def raw_pos(self) -> int:
+        """How many bytes of the file have been read (for a progress bar)."""
+        return self.f.tell() - len(self.pending)
+
+    def _corrupt(self, what: str, e=None) -> TraceError:
+        detail = f" ({e})" if e is not None else ""
+        return TraceError(f"{what} {self.codec} data{detail}", path=self.path)
+
+    def readinto(self, view) -> int:
+        """Fill ``view`` (a writable uint8 buffer) with the next bytes: how many (0 at the end)."""
+        if self.d is None:
+            return self.f.readinto(view)
+        want = len(view)
+        while not self.done:
+            d = self.d
+            if self.codec == "gzip":
+                data = self.pending or self.f.read(self.RAW_BLOCK)
+                try:
+                    out = d.decompress(data, want)
+                except zlib.error as e:
+                    raise self._corrupt("corrupt", e) from None
+                self.pending = d.unconsumed_tail
+                eof = d.eof
+                rest = d.unused_data
+            else:
+                data = b"" if d.needs_input is False else (
+                    self.pending or self.f.read(self.RAW_BLOCK))
+                try:
+                    out = d.decompress(data, want)
+                except (lzma.LZMAError, OSError, EOFError, ValueError) as e:
+                    raise self._corrupt("corrupt", e) from None
+                self.pending = b""
+                eof = d.eof
+                rest = d.unused_data if eof else b""
+            if eof:
+                self._next_stream(rest)
+            elif not out and not data:
+                raise self._corrupt("truncated")     # the file ended mid-stream
+            if out:
+                n = len(out)
+                view[:n] = out
+                return n
+        return 0
+
+    def _next_stream(self, rest: bytes) -> None:
+        """After one compressed stream ends: start the next, or finish."""
+        rest = rest + self.f.read(6 - len(rest)) if len(rest) < 6 else rest
+        if not rest.strip(b"\0"):
+            # nothing, or the zero padding some tools add: make sure the file ends
+            if not self.f.read(self.RAW_BLOCK).strip(b"\0"):
+                self.done = True
+                return
+            raise self._corrupt("trailing garbage after the")
+        if _compression_of(rest) != self.codec:
+            raise self._corrupt("trailing garbage after the")
+        self.d = _decompressor(self.codec)
+        self.pending = rest
+
+
+# --------------------------------------------------------------------------
+# Text parsing
+# --------------------------------------------------------------------------
+
+_WHAT = {
+    "lackey": "a lackey record 'I  ADDR,SIZE' or ' L|S|M ADDR,SIZE' (hex address, "
+              "decimal size)",
+    "simple": "'R ADDR [SIZE]' or 'W ADDR [SIZE]'",
+}
+
+
+def _line_error(path, fmt: str, lineno: int, status: int, line: bytes,
+                index: int) -> TraceError:
+    """The TraceError for a bad line, saying what was wrong."""
+    text = line.split(b"\n", 1)[0].rstrip(b"\r")
+    shown = text[:60].decode("latin-1") + ("..." if len(text) > 60 else "")
+    if status == _tracefile.STATUS_LONG:
+        msg = (f"no line end within {_tracefile.MAX_LINE_BYTES} bytes: not a "
+               f"{fmt} text trace")
+    elif status == _tracefile.STATUS_SIZE:
+        msg = f"size out of range [1, 4294967295] in {shown!r}"
+    elif status == _tracefile.STATUS_WRAP:
+        msg = f"address (+ size) does not fit in 64 bits in {shown!r}"
+    else:
+        msg = f"expected {_WHAT[fmt]}, got {shown!r}"
+    return TraceError(msg, path=os.fspath(path), line=lineno, index=index)
+
+
+def _parse_blocks(src: _Source, fmt: str, columns, on_block=None):
+    """Parse ``src`` into columns; a generator of ``(addr, kind, size, n)``.
+
+    ``columns(n_done)`` returns fresh (addr, kind, size) arrays to fill: each
+    is yielded once full (``n`` == its length) and once, partly filled, at the
+    end. A bad line raises TraceError with ``.index`` = the records before it.
+    """
+    parser = _tracefile.LineParser(_tracefile.FORMATS[fmt])
+    buf = np.empty(BLOCK + _tracefile.MAX_LINE_BYTES, dtype=np.uint8)
+    view = memoryview(buf)
+    start = stop = 0                 # buf[start:stop] holds bytes not yet parsed
+    total = 0                        # records yielded before the current columns
+    addr, kind, size = columns(total)
+    n = 0
+    final = False
+    while True:
+        if not final and stop - start < BLOCK // 2:
+            # move the unparsed tail (at most one partial line) to the front,
+            # then fill the buffer behind it
+            if start:
+                buf[:stop - start] = buf[start:stop]
+                stop -= start
+                start = 0
+            got = src.readinto(view[stop:])
+            if got == 0:
+                final = True
+            stop += got
+            if on_block is not None:
+                on_block(src)
+        start, n, status = parser.parse(buf, start, stop, final, addr, kind, size, n)
+        if status != _tracefile.STATUS_MORE:
+            raise _line_error(src.path, fmt, parser.lines + 1, status,
+                              bytes(buf[start:start + 200]), total + n)
+        if n == addr.shape[0]:
+            yield addr, kind, size, n
+            total += n
+            addr, kind, size = columns(total)
+            n = 0
+        elif final and start == stop:
+            yield addr, kind, size, n
+            return
+
+
+def _noise(line: bytes) -> bool:
+    s = line.strip()
+    return not s or s[:2] in (b"==", b"--", b"**") or s.startswith(b"#")
+
+
+def _sniff(head: bytes) -> str | None:
+    """The text format of the first line of ``head`` that is a record of one."""
+    for line in head.split(b"\n")[:-1] or [head]:
+        line = line.rstrip(b"\r")
+        for fmt in ("lackey", "simple"):
+            p = _tracefile.LineParser(_tracefile.FORMATS[fmt])
+            a = np.empty(1, np.uint64)
+            _, n, status = p.parse(line + b"\n", 0, len(line) + 1, True, a,
+                                   np.empty(1, np.uint8), np.empty(1, np.uint32), 0)
+            if n == 1:
+                return fmt
+        if not _noise(line):
+            return None
+    return None
+
+
+def detect_format(path, probe_bytes: int = 1 << 16) -> str:
+    """``"binary"``, ``"lackey"`` or ``"simple"``, from the file's content.
+
+    A binary trace is told by its magic number; a text trace by the first line
+    of its (decompressed) start that is a record of either format, after
+    Valgrind's ``==PID==`` lines, blank lines and ``#`` comments. An empty
+    file is ``"lackey"`` (it holds no record of any format).
+
+    Raises
+    ------
+    TraceError
+        If no line near the start is a record of either format.
+    """
+    src = _Source(path)
+    try:
+        if src.head.startswith(MAGIC[:6]):
+            return "binary"
+        buf = bytearray(probe_bytes)
+        n = 0
+        while n < probe_bytes:
+            got = src.readinto(memoryview(buf)[n:])
+            if not got:
+                break
+            n += got
+    finally:
+        src.close()
+    head = bytes(buf[:n])
+    if not head.strip():
+        return "lackey"
+    fmt = _sniff(head)
+    if fmt is None:
+        if b"\n" not in head[:_tracefile.MAX_LINE_BYTES]:
+            why = "its start holds no line end: binary data?"
+        else:
+            why = "no line near the start is a lackey or a simple record"
+        raise TraceError(f"not a trace: {why} (give the format if it is one)",
+                         path=os.fspath(path))
+    return fmt
+
+
+def _check_format(format) -> None:
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)} or None, "
+                         f"not {format!r}")
+
+
+def _chunk_arg(chunk) -> int:
+    import operator
+
+    if isinstance(chunk, bool):
+        raise TypeError("chunk must be an int, not bool")
+    chunk = operator.index(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1 record, got {chunk}")
+    return chunk
+
+
+def stream(path, *, format=None, chunk=DEFAULT_CHUNK, _on_block=None):
+    """Read a trace file as an iterator of :class:`Trace` chunks, in order.
+
+    At most one chunk is held at a time (plus one block of text and the
+    decompressor's buffers), whatever the file's length, so any trace can be
+    replayed in constant memory: ``m.replay(pymmu.traces.stream(path))``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A lackey or simple text trace (plain, xz, gzip or bz2, by content), or
+        a binary trace written by :meth:`Trace.save`.
+    format : {"lackey", "simple", "binary"}, optional
+        Default: detected from the content (:func:`detect_format`).
+    chunk : int
+        Records per chunk (the last may be shorter). Chunks of a binary trace
+        are read-only views of its memory map.
+
+    Yields
+    ------
+    Trace
+        Each an independent Trace (none is reused or modified later).
+
+    Raises
+    ------
+    TraceError
+        A bad line (with the file, the 1-based line number and ``.index``, the
+        position the record would have had in the whole trace), a truncated
+        or corrupt compressed file, a file that is not a trace.
+    OSError
+        A missing file, a directory, a file that cannot be read.
+
+    Examples
+    --------
+    >>> import pymmu
+    >>> chunks = pymmu.traces.stream(pymmu.traces.sample("ls"), chunk=500_000)
+    >>> [len(c) for c in chunks]
+    [500000, 373174]
+    """
+    _check_format(format)
+    chunk = _chunk_arg(chunk)
+    path = os.fspath(path)
+    if format is None:
+        format = detect_format(path)
+    if format == "binary":
+        yield from _stream_binary(path, chunk, _on_block)
+        return
+    yield from _stream_text(path, format, chunk, _on_block)
+
+
+def _stream_text(path, format, chunk, on_block):
+    def columns(done):
+        return (np.empty(chunk, np.uint64), np.empty(chunk, np.uint8),
+                np.empty(chunk, np.uint32))
+
+    src = _Source(path)
+    try:
+        for addr, kind, size, n in _parse_blocks(src, format, columns, on_block):
+            if n:
+                yield _frozen_trace(addr[:n], kind[:n], size[:n])
+    finally:
+        src.close()
+
+
+def _stream_binary(path, chunk, on_block):
+    t = load(path)
+    if on_block is not None:
+        on_block(None)
+    for i in range(0, len(t), chunk):
+        yield t[i:i + chunk]
+
+
+def _frozen_trace(addr, kind, size) -> Trace:
+    for a in (addr, kind, size):
+        a.flags.writeable = False
+    return Trace._from_columns(addr, kind, size)
+
+
+def _read_text(path, format: str) -> Trace:
+    """A whole text trace in one Trace.
+
+    A plain file's columns are sized for its longest possible record count
+    (a record line takes at least 7 bytes): pages never written are never
+    resident, and the unused tail is given back at the end, so the trace holds
+    13 bytes per record with no copy. Compressed input, whose length is not
+    known, is read in chunks and joined once at the end: at most twice that
+    while reading.
+    """
+    src = _Source(path)
+    cap = src.size // 7 + 1 if src.codec is None else DEFAULT_CHUNK
+    parts = []
+
+    def columns(done):
+        return (np.empty(cap, np.uint64), np.empty(cap, np.uint8),
+                np.empty(cap, np.uint32))
+
+    try:
+        for addr, kind, size, n in _parse_blocks(src, format, columns):
+            if n or not parts:
+                parts.append((addr, kind, size, n))
+    finally:
+        src.close()
+    if len(parts) == 1:
+        addr, kind, size, n = parts[0]
+        cols = [addr, kind, size]
+        for c in cols:
+            c.resize(n, refcheck=False)     # shrinks in place: no copy
+    else:
+        cols = [np.concatenate([p[c][:p[3]] for p in parts]) for c in range(3)]
+    return _frozen_trace(*cols)
+
+
+def read_lackey(path) -> Trace:
+    """Read a whole Valgrind lackey ``--trace-mem=yes`` trace.
+
+    Record lines are ``I  ADDR,SIZE`` (instruction fetch, two spaces) and
+    `` L ADDR,SIZE``, `` S ADDR,SIZE``, `` M ADDR,SIZE`` (load, store, modify,
+    one leading space), with ADDR in hex (up to 16 digits) and SIZE in decimal
+    (1 .. 2**32 - 1), exactly as lackey prints them. Valgrind's own lines
+    (``==PID==``, ``--PID--``, ``**PID**``) and blank lines are skipped;
+    ``\\r\\n`` line ends are accepted. Any other line raises ``TraceError``.
+
+    The parsing runs in compiled code; the result holds 13 bytes per record
+    (use :func:`stream` to hold one chunk at a time instead).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A plain file, or one compressed with xz, gzip or bz2 (detected from
+        its content, whatever its name).
+
+    Returns
+    -------
+    Trace
+        Kinds ``FETCH``, ``LOAD``, ``STORE``, ``MODIFY`` for I, L, S, M.
+
+    Raises
+    ------
+    TraceError
+        A bad line (file and line number), corrupt or truncated compressed data.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "t.lackey")
+    ...     with open(p, "w") as f:
+    ...         _ = f.write("==1== Lackey\\nI  04016e0,3\\n L 1ffefffd38,8\\n M 0403e28,4\\n")
+    ...     t = read_lackey(p)
+    >>> [hex(a) for a in t.addr.tolist()], t.kind.tolist(), t.size.tolist()
+    (['0x4016e0', '0x1ffefffd38', '0x403e28'], [0, 1, 3], [3, 8, 4])
+    """
+    return _read_text(path, "lackey")
+
+
+def read_simple(path) -> Trace:
+    """Read a whole simple text trace: one ``R ADDR [SIZE]`` or ``W ADDR [SIZE]`` per line.
+
+    ``R``/``r`` is a ``LOAD``, ``W``/``w`` a ``STORE``. ADDR is hex with a
+    ``0x`` prefix (``0x1f00``) or decimal without one (``7936``); the optional
+    SIZE is decimal and defaults to 1. Blank lines and lines whose first
+    non-blank character is ``#`` are skipped. Anything else raises
+    ``TraceError`` naming the file and the (1-based) line number.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A plain file, or one compressed with xz, gzip or bz2 (by content).
+
+    Returns
+    -------
+    Trace
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "t.txt")
+    ...     with open(p, "w") as f:
+    ...         _ = f.write("# a comment\\nR 0x1f00\\n\\nw 7936 8\\n")
+    ...     t = read_simple(p)
+    >>> t.addr.tolist(), t.kind.tolist(), t.size.tolist()
+    ([7936, 7936], [1, 2], [1, 8])
+    """
+    return _read_text(path, "simple")
+
+
+def read(path, format=None) -> Trace:
+    """A whole trace of any format (``format=None``: detected): one Trace.
+
+    A binary trace is memory-mapped (:func:`load`); text is parsed
+    (:func:`read_lackey`, :func:`read_simple`).
+    """
+    _check_format(format)
+    if format is None:
+        format = detect_format(path)
+    if format == "binary":
+        return load(path)
+    return _read_text(path, format)
+
+
+# --------------------------------------------------------------------------
+# The binary format
+# --------------------------------------------------------------------------
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _layout(n: int) -> tuple[int, int, int, int]:
+    """Offsets of the addr, kind and size columns, and the file's length."""
+    addr_off = _HEADER.size
+    kind_off = addr_off + 8 * n
+    size_off = _align8(kind_off + n)
+    return addr_off, kind_off, size_off, _align8(size_off + 4 * n)
+
+
+class _Writer:
+    """Write a binary trace chunk by chunk, not knowing its length up front.
+
+    The addr column goes straight to its place in the file; kind and size go
+    to temporary files beside it and are appended at the end, when the
+    record count (and so their offsets) is known. The file appears complete
+    or not at all: it is written under a temporary name and renamed.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.tmp = f"{self.path}.part{os.getpid()}"
+        self.n = 0
+        self.f = open(self.tmp, "wb")
+        self.side = []
+        try:
+            self.f.write(_HEADER.pack(MAGIC, VERSION, 0, 0))
+            self.side = [open(f"{self.tmp}.{c}", "w+b") for c in ("kind", "size")]
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, t: Trace) -> None:
+        self.f.write(memoryview(np.ascontiguousarray(t.addr, dtype="<u8")).cast("B"))
+        self.side[0].write(memoryview(np.ascontiguousarray(t.kind, dtype="u1")).cast("B"))
+        self.side[1].write(memoryview(np.ascontiguousarray(t.size, dtype="<u4")).cast("B"))
+        self.n += len(t)
+
+    def close(self) -> None:
+        _, kind_off, size_off, end = _layout(self.n)
+        try:
+            for side, off in ((self.side[0], size_off), (self.side[1], end)):
+                side.seek(0)
+                while block := side.read(1 << 22):
+                    self.f.write(block)
+                self.f.write(b"\0" * (off - self.f.tell()))
+            self.f.seek(0)
+            self.f.write(_HEADER.pack(MAGIC, VERSION, 0, self.n))
+            self.f.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._drop_side()
+
+    def _drop_side(self) -> None:
+        for side in self.side:
+            side.close()
+            os.unlink(side.name)
+        self.side = []
+
+    def abort(self) -> None:
+        self.f.close()
+        self._drop_side()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
+def save(trace: Trace, path) -> None:
+    """Write ``trace`` to ``path`` in the binary format (see the module notes)."""
+    if not isinstance(trace, Trace):
+        raise TypeError(f"save needs a Trace, not {type(trace).__name__}")
+    w = _Writer(path)
+    try:
+        w.write(trace)
+    except BaseException:
+        w.abort()
+        raise
+    w.close()
+
+
+def load(path) -> Trace:
+    """Open a binary trace written by :meth:`Trace.save`: memory-mapped, O(1).
+
+    The columns are read-only views of the file's memory map; nothing is read
+    until used. Only the header is checked here (magic, version, and the
+    record count against the file's length); replay checks every record.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Trace
+
+    Raises
+    ------
+    TraceError
+        Not a binary trace, another version, or a length that does not match
+        the header.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pymmu.traces import Trace
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "t.pmt")
+    ...     Trace([0x1000, 0x2008], kind="LS", size=8).save(p)
+    ...     t = load(p)
+    ...     print(t.addr.tolist(), t.kind.tolist(), t.size.tolist())
+    [4096, 8200] [1, 2] [8, 8]
+    """
+    import mmap
+
+    path = os.fspath(path)
+    with _open_raw(path) as f:
+        head = f.read(_HEADER.size)
+        if len(head) < _HEADER.size or not head.startswith(MAGIC):
+            raise TraceError("not a pymmu binary trace (bad magic number)", path=path)
+        _, version, _, n = _HEADER.unpack(head)
+        if version != VERSION:
+            raise TraceError(f"binary trace version {version}; this pymmu reads "
+                             f"version {VERSION}", path=path)
+        length = os.fstat(f.fileno()).st_size
+        addr_off, kind_off, size_off, end = _layout(n)
+        if length != end:
+            raise TraceError(f"the header says {n:,} records, which take {end:,} "
+                             f"bytes, but the file has {length:,}: truncated or "
+                             "corrupt", path=path)
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    addr = np.frombuffer(mm, dtype="<u8", count=n, offset=addr_off)
+    kind = np.frombuffer(mm, dtype="u1", count=n, offset=kind_off)
+    size = np.frombuffer(mm, dtype="<u4", count=n, offset=size_off)
+    return Trace._from_columns(addr.astype(np.uint64, copy=False),
+                               kind, size.astype(np.uint32, copy=False))
+
+
+def convert(src, dst, *, format=None, chunk=DEFAULT_CHUNK, _on_block=None) -> int:
+    """Convert a trace file to the binary format, streaming: returns the record count.
+
+    Memory stays at one chunk whatever the trace's length. ``dst`` appears
+    only once complete.
+    """
+    w = _Writer(dst)
+    try:
+        for t in stream(src, format=format, chunk=chunk, _on_block=_on_block):
+            w.write(t)
+    except BaseException:
+        w.abort()
+        raise
+    w.close()
+    return w.n
+
+
+# --------------------------------------------------------------------------
+# Samples
+# --------------------------------------------------------------------------
+
+_SAMPLES = pathlib.Path(__file__).resolve().parent / "samples"
+
+
+def samples() -> list[str]:
+    """The names of the sample traces shipped with pymmu (``sample(name)``)."""
+    return sorted(p.name.split(".")[0] for p in _SAMPLES.glob("*.lackey.xz"))
+
+
+def sample(name: str) -> str:
+    """The path of a sample trace shipped with pymmu.
+
+    Real programs' Valgrind lackey traces, xz-compressed (``pymmu/samples/``,
+    whose README says how each was recorded).
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`samples`, e.g. ``"ls"``.
+
+    Examples
+    --------
+    >>> import pymmu
+    >>> len(pymmu.traces.read_lackey(pymmu.traces.sample("ls")))
+    873174
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"sample name must be a str, not {type(name).__name__}")
+    path = _SAMPLES / f"{name}.lackey.xz"
+    if not path.is_file():
+        raise ValueError(f"no sample trace {name!r}; the samples are: "
+                         f"{', '.join(samples())}")
+    return str(path)
