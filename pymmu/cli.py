@@ -189,6 +189,16 @@ def _load(args: argparse.Namespace):
         raise _CommandError(_describe(e)) from None
 
 
+def _print_csv(rows: list[dict]) -> None:
+    """The rows as CSV on stdout, a header of their keys first."""
+    import csv
+
+    # "\n" rather than csv's "\r\n": this is a Unix pipe, not a file for Excel.
+    w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+
+
 def _fmt_rate(rate: float) -> str:
     return f"{100 * rate:.4f} %"
 
@@ -223,6 +233,9 @@ def _simulate_command(args: argparse.Namespace) -> int:
     if args.json:
         out = {"trace": args.trace, **r}
         print(json.dumps(out, indent=2))
+        return 0
+    if args.csv:
+        _print_csv([r])
         return 0
     from pymmu._args import STAT_NAMES
 
@@ -260,8 +273,11 @@ def add_simulate(sub) -> None:
                    help="user frames of the machine")
     p.add_argument("--policy", choices=POLICIES, default="clock",
                    help="page replacement policy (default clock)")
-    p.add_argument("--json", action="store_true",
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true",
                    help="print the counters and derived numbers as JSON")
+    g.add_argument("--csv", action="store_true",
+                   help="print them as CSV: a header line of names, then one row")
     p.set_defaults(func=_run_simulate)
 
 
@@ -323,6 +339,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
     result.name = os.path.basename(args.trace)
     if args.json:
         print(json.dumps({"trace": args.trace, "rows": result.to_dicts()}, indent=2))
+    elif args.csv:
+        _print_csv(result.to_dicts())
     else:
         r = result.rows[0]
         what = ("fault rate (faults per page reference)" if args.show == "fault_rate"
@@ -338,7 +356,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
             result.plot(args.plot, key=args.show, log_y=args.log_y)
         except (ImportError, OSError, ValueError) as e:
             raise _OptionError("--plot", _describe(e)) from None
-        if not args.json:
+        if not (args.json or args.csv):   # keep machine-read output clean
             what = "miss-ratio" if args.show == "fault_rate" else args.show
             print(f"\n{what} curves written to {args.plot}")
     return 0
@@ -378,8 +396,12 @@ def add_sweep(sub) -> None:
     p.add_argument("--show", default="fault_rate", metavar="COUNTER",
                    help="what the table shows: fault_rate (default) or a counter such "
                         "as faults or evictions")
-    p.add_argument("--json", action="store_true",
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true",
                    help="print one JSON row per cell instead of the table")
+    g.add_argument("--csv", action="store_true",
+                   help="print one CSV row per cell instead of the table (a header "
+                        "line of names first)")
     p.set_defaults(func=_run_sweep)
 
 

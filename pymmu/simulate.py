@@ -43,6 +43,8 @@ and each cell is one task). Dask and matplotlib are imported only when used.
 >>> r["faults"], r["references"], r["fault_rate"]
 (5, 6, 0.8333333333333334)
 >>> table = sweep(t, [1, 2, 4], ["fifo", "opt"], max_workers=1)
+>>> table
+SweepResult(2 policies x 3 frame counts, page_size 4096)
 >>> table.fault_rate("opt", 2), table.fault_rate("fifo", 2)
 (0.6666666666666666, 0.8333333333333334)
 """
@@ -357,9 +359,31 @@ class SweepResult:
                 out[i, j] = self.row(p, f)[key]
         return out
 
+    def __repr__(self) -> str:
+        # The dataclass repr would print every row: a wall of dicts.
+        def count(n: int, one: str, many: str) -> str:
+            return f"{n} {one if n == 1 else many}"
+
+        trace = f"trace {self.name!r}, " if self.name is not None else ""
+        return (f"SweepResult({trace}{count(len(self.policies), 'policy', 'policies')} x "
+                f"{count(len(self.frames), 'frame count', 'frame counts')}, "
+                f"page_size {self.page_size})")
+
     def to_dicts(self) -> list[dict]:
         """The rows as plain dicts (JSON-ready)."""
         return [dict(r) for r in self.rows]
+
+    def to_pandas(self):
+        """The rows as a ``pandas.DataFrame``: one row per cell, one column per key.
+
+        pandas (the ``pandas`` extra) is imported here, not with this module.
+        """
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError("SweepResult.to_pandas needs pandas: pip install "
+                              "'pymmu[pandas]' (or pandas)") from e
+        return pd.DataFrame(self.to_dicts())
 
     def table(self, key: str = "fault_rate") -> str:
         """A text table: one row per frame count, one column per policy.
@@ -472,7 +496,8 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
     Returns
     -------
     SweepResult
-        ``.rows`` (one dict per cell), ``.table()``, ``.matrix()``, ``.plot()``.
+        ``.rows`` (one dict per cell), ``.table()``, ``.matrix()``, ``.plot()``,
+        ``.to_pandas()``.
     """
     trace, name = _as_trace(trace)
     frames = _frames_list(frames_list)

@@ -7,14 +7,18 @@
 * ``--seed`` reaches the random policy of every run and cell;
 * ``--progress`` without tqdm is an error before any work (auto mode stays quiet);
 * ``--plot`` is checked before the grid runs (matplotlib there, the file
-  writable), draws what ``--show`` shows, and ``--log-y`` survives zeros.
+  writable), draws what ``--show`` shows, and ``--log-y`` survives zeros;
+* ``--csv`` prints one row per cell (not with ``--json``); ``SweepResult`` has
+  ``to_pandas()`` and a short repr.
 
 The commands run in process (``pymmu.cli.main``) so that these tests stay fast.
 """
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
+import io
 import json
 import lzma
 import os
@@ -414,3 +418,90 @@ def test_cli_plot_follows_show_and_log_y(capsys, scattered, monkeypatch):
     assert rc == 0, err
     assert calls[-1]["key"] == "fault_rate" and calls[-1]["log_y"] is False
     assert "miss-ratio curves written to" in out
+
+
+# --------------------------------------------------------------------------
+# --csv, to_pandas, repr
+# --------------------------------------------------------------------------
+
+def read_csv(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_sweep_csv_is_one_row_per_cell(capsys, trace):
+    core_or_skip()
+    from pymmu.simulate import sweep
+
+    rc, out, err = run(capsys, "sweep", trace, "--frames", "2,4", "--policies", "lru,opt",
+                       "--csv", "--workers", "1")
+    assert rc == 0, err
+    expected = sweep(trace, [2, 4], ["lru", "opt"], max_workers=1).rows
+    assert out.splitlines()[0] == ",".join(expected[0])  # header: the rows' keys
+    rows = read_csv(out)
+    assert len(rows) == 4
+    for got, want in zip(rows, expected):
+        assert got == {k: str(v) for k, v in want.items()}
+    assert float(rows[0]["fault_rate"]) == expected[0]["fault_rate"]  # full precision
+
+
+def test_sweep_csv_with_plot_prints_only_csv(capsys, trace):
+    pytest.importorskip("matplotlib")
+    core_or_skip()
+    png = trace.parent / "mrc.png"
+    rc, out, err = run(capsys, "sweep", trace, "--frames", "2,4", "--csv", "--workers", "1",
+                       "--plot", png)
+    assert rc == 0, err
+    assert len(read_csv(out)) == 8 and "written to" not in out
+    assert png.exists()
+
+
+def test_simulate_csv(capsys, trace):
+    core_or_skip()
+    rc, out, err = run(capsys, "simulate", trace, "--frames", "4", "--policy", "fifo",
+                       "--csv")
+    assert rc == 0, err
+    (row,) = read_csv(out)
+    want = pymmu.simulate.simulate(trace, 4, "fifo")
+    assert row == {k: str(v) for k, v in want.items()}
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_csv_and_json_exclude_each_other(capsys, trace, command):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, str(trace), "--frames", "4", "--csv", "--json"])
+    assert e.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_to_pandas(grid):
+    pd = pytest.importorskip("pandas")
+    df = grid.to_pandas()
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == list(grid.rows[0])
+    assert len(df) == len(grid.rows) == 12
+    assert df.to_dict("records") == grid.rows
+    lru = df[df.policy == "lru"].set_index("frames")["fault_rate"]
+    assert lru[8] == grid.fault_rate("lru", 8)
+
+
+def test_to_pandas_without_pandas(grid, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"pip install 'pymmu\[pandas\]'"):
+        grid.to_pandas()
+
+
+def test_pandas_extra_is_declared():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert extras["pandas"] == ["pandas>=2"]
+    assert "pandas>=2" in extras["test"]
+
+
+def test_sweep_result_repr_is_short(grid):
+    assert repr(grid) == (
+        "SweepResult(trace 'scattered', 3 policies x 4 frame counts, page_size 4096)")
+    one = pymmu.simulate.SweepResult(rows=[], frames=[8], policies=["lru"], page_size=512)
+    assert repr(one) == "SweepResult(1 policy x 1 frame count, page_size 512)"
