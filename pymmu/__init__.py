@@ -11,6 +11,37 @@ b'hello'
 >>> m.refcount(p.translate(a) // m.page_size)
 2
 """
+
+# The typed core is compiled (setup.py builds these from pymmu/*.pyx). In a source
+# tree where it was never built, the imports below would fail with a bare "No
+# module named 'pymmu._ptebits'"; say what to do instead. Any other ImportError
+# (numpy missing, a stale build) propagates unchanged.
+_COMPILED = ("pymmu._ptebits", "pymmu._core", "pymmu._tracefile")
+
+
+def _require_compiled_core() -> None:
+    import importlib
+    import os
+
+    for name in _COMPILED:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name not in _COMPILED:
+                raise
+            raise ImportError(
+                f"pymmu's compiled core is missing: {e.name} is not built (for this "
+                f"Python) in {os.path.dirname(__file__)}. Build it with `pip install .`; "
+                "in a source checkout, `pip install -e .` or `python setup.py "
+                "build_ext --inplace`. If pymmu is already installed, Python found this "
+                "unbuilt source folder first: run it from another directory.",
+                name=e.name,
+            ) from e
+
+
+_require_compiled_core()
+del _require_compiled_core
+
 from pymmu._args import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from pymmu.errors import (
     InvariantError,
