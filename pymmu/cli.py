@@ -5,6 +5,11 @@ builds its parser and sets ``func``, the callable that runs it and returns the e
 status. Adding a command (``simulate``, ``sweep``) is one more such function and
 one more entry in ``COMMANDS``; ``main`` does not change.
 
+``simulate`` and ``sweep`` check their option values before reading the trace,
+and report every failure (a bad option, an unreadable trace, a machine too big
+for memory, a fault of the run) as one line ``pymmu CMD: error: ...`` with exit
+status 2 (argparse's status for a bad command line), never as a traceback.
+
 >>> build_parser().parse_args(["demo"]).command
 'demo'
 """
@@ -367,16 +372,19 @@ def add_sweep(sub) -> None:
         "sweep",
         help="fault rates over a grid of policies and frame counts (miss-ratio curves)",
         description="Simulate a trace for every policy and frame count of a grid and "
-                    "print the fault rates as a table (rows: frames, columns: "
-                    "policies), optionally plotting the miss-ratio curves. Each cell "
+                    "print the fault rates (or, with --show, a counter) as a table "
+                    "(rows: frames, columns: policies), or as JSON or CSV rows, "
+                    "optionally plotting the same numbers as one curve per policy "
+                    "(the miss-ratio curves). Each cell "
                     "is an independent task on a local process pool, or on a Dask "
                     "distributed cluster with --scheduler.",
     )
     _add_trace_args(p)
     p.add_argument("--frames", default=None, metavar="LIST",
                    help="frame counts: '16,32,64', or 'LOW:HIGH' for the powers of two "
-                        "from LOW to HIGH (default: 4, 8, ... up to the first power of "
-                        "two that holds every distinct page)")
+                        "from LOW to HIGH ('3:20' is 4,8,16), or a mix (default: 4, 8, "
+                        "... up to the first power of two that holds every distinct "
+                        "page)")
     p.add_argument("--policies", default="clock,lru,fifo,opt", metavar="LIST",
                    help="comma-separated policies (default clock,lru,fifo,opt; also random)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
@@ -394,8 +402,8 @@ def add_sweep(sub) -> None:
                    help="local worker processes (default: one per CPU; 1 runs the "
                         "cells in this process)")
     p.add_argument("--show", default="fault_rate", metavar="COUNTER",
-                   help="what the table shows: fault_rate (default) or a counter such "
-                        "as faults or evictions")
+                   help="what the table and --plot show: fault_rate (default) or a "
+                        "counter such as faults or evictions")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true",
                    help="print one JSON row per cell instead of the table")
