@@ -13,6 +13,7 @@ Usage::
     python benchmarks/compare.py --json results.json
     python benchmarks/compare.py --only access,fork
     python benchmarks/compare.py --only pressure,resident,unicorn,replay_ref
+    python benchmarks/compare.py --only traces  # trace files vs wc -l and xz -dc
     python benchmarks/compare.py --list     # the registered measurements
 
 The script exits 0 whether or not a target holds (the last column says); it exits 1
@@ -22,7 +23,9 @@ Measurements live in a registry: a function decorated with ``@measurement(name)`
 takes the run's :class:`Context` and returns :class:`Row` objects. A measurement that
 needs an optional package names it in ``requires=``; where the package is missing it
 is listed as skipped instead of failing the run: ``pressure`` needs libcachesim and
-``unicorn`` needs unicorn (both from PyPI, neither installed in CI).
+``unicorn`` needs unicorn (both from PyPI, neither installed in CI). ``traces`` times
+``wc -l`` and ``xz -dc`` as its baselines; where a tool is not on PATH its rows are left
+out and a note says so.
 """
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ import mmap
 import os
 import platform
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -156,6 +161,20 @@ def fmt_ns(ns: float | None) -> str:
     return f"{ns:.3g} ns"
 
 
+def fmt_value(v: float | None, unit: str) -> str:
+    """A table cell: a time for ``unit`` "ns", else the value in its unit (bytes from
+    1 KiB up in KiB or MiB)."""
+    if v is None:
+        return ""
+    if unit == "ns":
+        return fmt_ns(v)
+    if unit == "B" and abs(v) >= 1024:
+        for name, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if abs(v) >= scale:
+                return f"{v / scale:.3g} {name}"
+    return f"{v:.4g} {unit}"
+
+
 # ---------------------------------------------------------------------------- timing
 
 @dataclass
@@ -232,6 +251,10 @@ class Sizes:
     gather_entries: int      # 8-byte entries they index (8 MiB at 1M entries)
     ref_records: int         # records of the small traces reference.py replays
     ref_pages: int           # pages of those traces
+    trace_records: int | None = None    # records of the 1x lackey text (None: the
+                                        # whole ls sample, 873,174)
+    trace_copies: int = 4               # copies of it concatenated for the big file
+    load_calls: int = 200               # load() calls per timed loop
 
 
 FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101,
@@ -241,7 +264,8 @@ FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192
 QUICK = Sizes((64,), 2_000, 200, (16, 128, 1024), 128, 64, 11,
               zipf_records=200_000, zipf_pages=20_000,
               gather_indices=200_000, gather_entries=100_000,
-              ref_records=500, ref_pages=200)
+              ref_records=500, ref_pages=200,
+              trace_records=50_000, load_calls=20)
 
 
 @dataclass
@@ -878,6 +902,207 @@ def measure_replay_ref(ctx: Context) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------ trace measurements
+
+def lackey_text(records: int | None) -> bytes:
+    """The ls sample's lackey text (Valgrind's header lines included), or its lines up
+    to and including the ``records``-th record line."""
+    import lzma
+
+    from pymmu.traces import sample
+
+    with open(sample("ls"), "rb") as f:
+        text = lzma.decompress(f.read())
+    if records is None:
+        return text
+    ends = np.flatnonzero(np.frombuffer(text, np.uint8) == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    is_record = np.frombuffer(text, np.uint8)[starts] == ord(" ")
+    is_record |= np.frombuffer(text, np.uint8)[starts] == ord("I")
+    last = np.flatnonzero(is_record)[records - 1]
+    return text[:ends[last] + 1]
+
+
+def warm(path: str) -> None:
+    """Read a file once, so that every side is timed with it in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(1 << 22):
+            pass
+
+
+def command_loop(argv: list[str]) -> Loop:
+    """A Loop running a command to completion, its output to /dev/null."""
+    return Loop(lambda _: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True))
+
+
+def traced_peak(func) -> tuple[object, int]:
+    """``func()`` and the peak of the bytes tracemalloc saw allocated while it ran
+    (numpy reports its array buffers to tracemalloc)."""
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = func()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def _load_loop(load, path: str, calls: int):
+    def run(_):
+        for _ in range(calls):
+            load(path)
+    return Loop(run, calls)
+
+
+@measurement("traces")
+def measure_traces(ctx: Context) -> list[Row]:
+    """Trace files: read_lackey vs wc -l and xz -dc, streamed replay, memory, load O(1)."""
+    from pymmu.traces import load, read_lackey, stream
+
+    s = ctx.sizes
+    copies = s.trace_copies
+    wc, xz = shutil.which("wc"), shutil.which("xz")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pymmu-bench-") as tmp:
+        t0 = time.perf_counter()
+        one = os.path.join(tmp, "ls1.lackey")
+        big = os.path.join(tmp, f"ls{copies}.lackey")
+        text = lackey_text(s.trace_records)
+        with open(one, "wb") as f:
+            f.write(text)
+        with open(big, "wb") as f:
+            for _ in range(copies):
+                f.write(text)
+        del text
+        packed = big + ".xz"
+        if xz:
+            # single-threaded -6 (the default level): one xz block, as most .xz files
+            with open(packed, "wb") as f:
+                subprocess.run([xz, "-6", "-T1", "-c", big], stdout=f, check=True)
+        else:
+            ctx.notes.append("traces: xz is not installed: no .xz rows")
+        if not wc:
+            ctx.notes.append("traces: wc is not installed: no wc -l row")
+        for path in (one, big, packed if xz else None):
+            if path:
+                warm(path)
+
+        trace = read_lackey(big)
+        n = len(trace)
+        n_one = len(read_lackey(one))
+        distinct = trace.distinct_pages(PAGE)
+        frames = 64
+        mb = os.path.getsize(big) / 1e6
+        xz_mb = os.path.getsize(packed) / 1e6 if xz else 0
+        print(f"  traces: {copies} x {n_one:,} records ({mb:.1f} MB text"
+              + (f", {xz_mb:.2f} MB xz" if xz else "")
+              + f") made in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+        def machine():
+            return pressure_machine(ctx, ctx.Machine, frames, distinct, "clock")
+
+        faults = {"stream": [], "memory": [], "stream_xz": []}
+
+        def replay(key, source):
+            return Loop(lambda m: m.replay(source()), n, before=machine,
+                        after=lambda m, stats: faults[key].append(_faults(stats)))
+
+        loops = {
+            "read": Loop(lambda _: read_lackey(big), n),
+            "memory": replay("memory", lambda: trace),
+            "stream": replay("stream", lambda: stream(big)),
+        }
+        if wc:
+            loops["wc"] = command_loop([wc, "-l", big])
+            loops["wc"].ops = n
+        if xz:
+            loops["read_xz"] = Loop(lambda _: read_lackey(packed), n)
+            loops["xz"] = command_loop([xz, "-dc", packed])
+            loops["xz"].ops = n
+            loops["stream_xz"] = replay("stream_xz", lambda: stream(packed))
+        t = medians(loops, ctx.repeats)
+
+        label = f"{n:,} records, {mb:.0f} MB"
+        if wc:
+            rows.append(cost("traces", f"read_lackey, plain text ({label}), per record",
+                             t["read"], "wc -l of the same file", t["wc"], at_most=10))
+        if xz:
+            rows.append(cost("traces", f"read_lackey, .xz ({xz_mb:.2f} MB), per record",
+                             t["read_xz"], "xz -dc of the same file > /dev/null", t["xz"],
+                             at_most=1.3))
+        for key, src, read_key, what in (("stream", big, "read", "plain text"),
+                                         ("stream_xz", packed, "read_xz", ".xz")):
+            if key not in t:
+                continue
+            both = t["memory"] + t[read_key]
+            same = len(set(faults[key] + faults["memory"])) == 1
+            row = cost("traces", f"m.replay(stream(path)), {what}, {frames} frames, "
+                       "per record", t[key],
+                       f"in-memory m.replay ({fmt_ns(t['memory'])}) + read_lackey "
+                       f"({fmt_ns(t[read_key])})", both, at_most=1.3,
+                       note=f"faults: streamed {faults[key][0]:,}, in memory "
+                            f"{faults['memory'][0]:,}")
+            row.counts = {"stream_faults": faults[key][0],
+                          "memory_faults": faults["memory"][0], "same_faults": same}
+            row.holds = bool(row.holds and same)
+            rows.append(row)
+
+        held = (trace.addr.nbytes + trace.kind.nbytes + trace.size.nbytes) / n
+        rows.append(Row("traces", f"bytes per record held by read_lackey ({n:,} "
+                        "records)", held, unit="B", target="<= 16 B", holds=held <= 16))
+        del trace
+        gc.collect()
+        for path, what in ((big, "plain text"), (packed if xz else None, ".xz")):
+            if path is None:
+                continue
+            got, peak = traced_peak(lambda: read_lackey(path))
+            del got
+            rows.append(Row("traces", f"peak bytes per record while read_lackey reads "
+                            f"{what}", peak / n, unit="B", target="<= 32 B",
+                            holds=peak / n <= 32,
+                            note="tracemalloc: allocated, not necessarily resident"))
+            gc.collect()
+
+        chunk = 1 << 16
+        peaks = {}
+        for key, path in (("one", one), ("big", big)):
+            m = machine()
+            _, peaks[key] = traced_peak(lambda: m.replay(stream(path, chunk=chunk)))
+            del m
+            gc.collect()
+        rows.append(Row("traces", f"peak of m.replay(stream(path, chunk={chunk})), "
+                        f"{n_one:,} records", peaks["one"], unit="B"))
+        row = cost("traces", f"peak of m.replay(stream(path, chunk={chunk})), "
+                   f"{n:,} records", peaks["big"], f"the same, {n_one:,} records",
+                   peaks["one"], at_most=1.5, note="independent of the trace's length")
+        row.unit = "B"
+        rows.append(row)
+
+        bins = {}
+        for key, path in (("one", one), ("big", big)):
+            bins[key] = os.path.join(tmp, f"{key}.pmt")
+            read_lackey(path).save(bins[key])
+            warm(bins[key])
+        calls = s.load_calls
+        t = medians({key: _load_loop(load, path, calls) for key, path in bins.items()},
+                    ctx.repeats)
+        rows.append(cost("traces", f"load(path) of a binary trace, {n:,} records",
+                         t["big"], f"load(path), {n_one:,} records", t["one"],
+                         at_most=1.5, note="O(1): memory-mapped"))
+    ctx.notes.append(
+        f"traces: the ls sample's lackey text ({n_one:,} records) concatenated {copies} "
+        f"times ({n:,} records, {mb:.1f} MB)"
+        + (f", and that text compressed by xz -6 -T1 ({xz_mb:.2f} MB)" if xz else "")
+        + f"; wc -l and xz -dc are timed as subprocesses, start-up included; the replays "
+        f"run on Machine({frames}, zero_page=False, swap_slots={distinct}) (clock), "
+        "the streamed one with the default chunk of 1,048,576 records")
+    return rows
+
+
 # ------------------------------------------------------------------------ the run
 
 def load_machine(spec: str):
@@ -919,8 +1144,8 @@ def format_table(rows: list[Row]) -> str:
     lines = [head]
     for r in rows:
         holds = "" if r.holds is None else ("yes" if r.holds else "NO")
-        value = fmt_ns(r.pymmu_ns) if r.unit == "ns" else f"{r.pymmu_ns:.4g} {r.unit}"
-        lines.append((r.path, value, r.baseline, fmt_ns(r.baseline_ns),
+        lines.append((r.path, fmt_value(r.pymmu_ns, r.unit), r.baseline,
+                      fmt_value(r.baseline_ns, r.unit),
                       r.ratio_text, r.target or ("-" if r.baseline else ""), holds))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     right = {1, 3, 4}

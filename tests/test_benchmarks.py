@@ -10,6 +10,8 @@ import importlib.util
 import inspect
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,13 +61,20 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
         assert path in out, f"no {path!r} row in:\n{out}"
     assert "reference.py" in out and "bytearray" in out
     assert "numpy gather" in out and "reference.py m.replay" in out
+    for path in ("read_lackey, plain text", "m.replay(stream(path))",
+                 "bytes per record held by read_lackey", "load(path) of a binary trace"):
+        assert path in out, f"no {path!r} row in:\n{out}"
+    # the rows whose baseline is a command line tool are there where the tool is
+    assert ("wc -l of the same file" in out) == bool(shutil.which("wc"))
+    assert ("xz -dc of the same file" in out) == bool(shutil.which("xz"))
     assert "targets held:" in out
 
     data = json.loads(out_json.read_text())
     assert data["environment"]["quick"] is True
     assert data["failed"] == []
     groups = {row["group"] for row in data["rows"]}
-    assert {"access", "fork", "vfork", "cow", "resident", "replay_ref", "memory"} <= groups
+    assert {"access", "fork", "vfork", "cow", "resident", "replay_ref", "memory",
+            "traces"} <= groups
     # the optional baselines: rows where the package is installed, "skipped" where not
     for group, module in (("pressure", "libcachesim"), ("unicorn", "unicorn")):
         if _installed(module):
@@ -79,6 +88,9 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
             assert row["counts"]["pymmu_misses"] == row["counts"]["baseline_misses"], row
         if row["group"] == "resident":
             assert row["counts"]["faults"] == 0, row
+        if row["group"] == "traces" and row["counts"]:
+            # a streamed replay faults exactly as the in-memory replay of the same trace
+            assert row["counts"]["same_faults"], row
     for row in data["rows"]:
         assert math.isfinite(row["pymmu_ns"])   # a marginal cost may dip below 0 in noise
         if row["target"] and row["unit"] == "B":      # memory: bytes, no baseline
@@ -93,7 +105,7 @@ def test_compare_lists_its_registry():
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert {"access", "fork", "vfork", "cow", "pressure", "resident", "unicorn",
-            "replay_ref", "memory"} <= set(names)
+            "replay_ref", "memory", "traces"} <= set(names)
     assert "needs libcachesim" in proc.stdout and "needs unicorn" in proc.stdout
 
 
@@ -128,6 +140,57 @@ def test_compare_skips_what_is_not_installed(tmp_path):
     data = json.loads(out_json.read_text())
     assert data["rows"] == [] and data["failed"] == []
     assert set(data["skipped"]) == {"pressure", "unicorn"}
+
+
+def test_compare_traces_without_wc_and_xz(tmp_path):
+    """With neither wc nor xz on PATH, the traces rows that need them are left out (a
+    note says why), the others still run, and the run exits 0."""
+    _require("core")
+    out_json = tmp_path / "compare.json"
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(COMPARE), "--quick", "--only", "traces",
+         "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PATH": str(empty)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "traces: wc is not installed" in proc.stdout
+    assert "traces: xz is not installed" in proc.stdout
+    data = json.loads(out_json.read_text())
+    assert data["failed"] == []
+    paths = [row["path"] for row in data["rows"]]
+    assert paths and all(row["group"] == "traces" for row in data["rows"])
+    assert not any(".xz" in p for p in paths)
+    assert not any("wc -l" in row["baseline"] for row in data["rows"])
+    assert any(p.startswith("m.replay(stream(path)), plain text") for p in paths)
+    assert any(p.startswith("load(path)") for p in paths)
+
+
+def test_compare_lackey_text_prefix(tmp_path):
+    """The quick run's trace: the ls sample's lines up to its N-th record line."""
+    _require("core")
+    from pymmu.traces import read_lackey
+    compare = _load_compare()
+    try:
+        text = compare.lackey_text(1_000)
+        whole = compare.lackey_text(None)
+    finally:
+        del sys.modules["_pymmu_compare"]
+    assert text.startswith(b"==") and text.endswith(b"\n")
+    assert whole.startswith(text) and len(whole) > len(text)
+    path = tmp_path / "prefix.lackey"
+    path.write_bytes(text)
+    assert len(read_lackey(path)) == 1_000
+
+
+def _load_compare():
+    spec = importlib.util.spec_from_file_location("_pymmu_compare", COMPARE)
+    compare = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = compare
+    spec.loader.exec_module(compare)
+    return compare
 
 
 def test_oracle_general_file_is_what_libcachesim_reads(tmp_path):
@@ -223,7 +286,13 @@ def test_the_suite_has_the_paths_of_section_9():
                    "bench_replay.ReplayLackey.time_replay",
                    "bench_replay.ReplayLackey.peakmem_replay",
                    "bench_memory.MetadataPerFrame.track_bytes_per_frame",
-                   "bench_memory.MetadataPerPte.track_bytes_per_pte"):
+                   "bench_memory.MetadataPerPte.track_bytes_per_pte",
+                   "bench_traces.ReadTrace.time_read_lackey_plain",
+                   "bench_traces.ReadTrace.time_read_lackey_xz",
+                   "bench_traces.ReadTrace.peakmem_read_lackey",
+                   "bench_traces.ReadTrace.time_load_binary",
+                   "bench_traces.StreamReplay.time_stream_replay",
+                   "bench_traces.StreamReplay.peakmem_stream_replay"):
         assert wanted in ids
 
 
