@@ -139,8 +139,11 @@ class _Source:
     """The decompressed bytes of a file, read into a caller's buffer.
 
     Compressed input is decompressed with the codec's ``max_length`` bound, so
-    at most one block of output exists at a time, however well it compresses.
-    Concatenated streams (``cat a.gz b.gz``) are read one after another.
+    at most a few blocks of output exist at a time, however well it
+    compresses. The decompression runs in a thread a few blocks ahead of the
+    parser (both release the GIL), so reading costs about what decompressing
+    alone costs. Concatenated streams (``cat a.gz b.gz``) are read one after
+    another.
 
     Parameters
     ----------
@@ -148,6 +151,8 @@ class _Source:
     """
 
     RAW_BLOCK = 1 << 18
+    OUT_BLOCK = 1 << 19          # decompressed bytes per block
+    AHEAD = 4                    # blocks the thread may decompress ahead
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -164,14 +169,18 @@ class _Source:
         self.d = _decompressor(self.codec) if self.codec else None
         self.pending = b""        # compressed input the decompressor has not taken
         self.done = False
+        self.left = b""           # decompressed bytes not yet handed out
+        self.blocks = _Ahead(self._decompressed(), self.AHEAD) if self.codec else None
 
     def close(self) -> None:
+        if self.blocks is not None:
+            self.blocks.close()
         self.f.close()
 
     @property
     def raw_pos(self) -> int:
         """How many bytes of the file have been read (for a progress bar)."""
-        return self.f.tell() - len(self.pending)
+        return self.f.tell()
 
     def _corrupt(self, what: str, e=None) -> TraceError:
         detail = f" ({e})" if e is not None else ""
@@ -179,9 +188,18 @@ class _Source:
 
     def readinto(self, view) -> int:
         """Fill ``view`` (a writable uint8 buffer) with the next bytes: how many (0 at the end)."""
-        if self.d is None:
+        if self.blocks is None:
             return self.f.readinto(view)
-        want = len(view)
+        if not self.left:
+            self.left = next(self.blocks, b"")
+        n = min(len(view), len(self.left))
+        view[:n] = self.left[:n]
+        self.left = self.left[n:]
+        return n
+
+    def _decompressed(self):
+        """The decompressed bytes, in blocks of at most OUT_BLOCK (a generator)."""
+        want = self.OUT_BLOCK
         while not self.done:
             d = self.d
             if self.codec == "gzip":
@@ -208,10 +226,7 @@ class _Source:
             elif not out and not data:
                 raise self._corrupt("truncated")     # the file ended mid-stream
             if out:
-                n = len(out)
-                view[:n] = out
-                return n
-        return 0
+                yield memoryview(out)
 
     def _next_stream(self, rest: bytes) -> None:
         """After one compressed stream ends: start the next, or finish."""
@@ -226,6 +241,63 @@ class _Source:
             raise self._corrupt("trailing garbage after the")
         self.d = _decompressor(self.codec)
         self.pending = rest
+
+
+class _Ahead:
+    """Run a generator in a thread, at most ``depth`` items ahead of its reader.
+
+    Iterating gives its items in order; an exception it raises is raised to
+    the reader in its place. ``close`` stops the thread (also midway).
+    """
+
+    def __init__(self, gen, depth: int):
+        import queue
+        import threading
+
+        self.q = queue.Queue(depth)
+        self.stop = threading.Event()
+        self.finished = False
+        self.thread = threading.Thread(target=self._run, args=(gen,), daemon=True,
+                                       name="pymmu-trace-reader")
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _run(self, gen) -> None:
+        try:
+            for item in gen:
+                if not self._put((True, item)):
+                    return
+            self._put((False, None))
+        except BaseException as e:          # handed to the reader, raised there
+            self._put((False, e))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.finished:
+            raise StopIteration
+        ok, item = self.q.get()
+        if ok:
+            return item
+        self.finished = True
+        if item is not None:
+            raise item
+        raise StopIteration
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 # --------------------------------------------------------------------------
@@ -459,40 +531,43 @@ def _frozen_trace(addr, kind, size) -> Trace:
     return Trace._from_columns(addr, kind, size)
 
 
-def _read_text(path, format: str) -> Trace:
-    """A whole text trace in one Trace.
+# The shortest line that holds a record: "I  0,1\n" and "R 1\n".
+_SHORTEST_RECORD = {"lackey": 7, "simple": 4}
 
-    The records are parsed into parts of growing capacity (64 Ki records,
-    doubling up to :data:`DEFAULT_CHUNK`), the last part is trimmed in place,
-    and the parts are joined one column at a time, each part's column let go
-    once copied: the peak is about 21 bytes per record (13 held at the end).
+
+def _read_text(path, format: str) -> Trace:
+    """A whole text trace in one Trace, its columns grown in place.
+
+    A plain file's columns are sized for the most records it can hold; pages
+    that are never written are never resident, and the unused tail is handed
+    back at the end by shrinking in place. Compressed input, whose length is
+    not known, starts at 64 Ki records and grows by half (``ndarray.resize``:
+    realloc, which remaps large blocks rather than copying them). Either way
+    the trace holds 13 bytes per record at the end, with no second copy.
     """
-    parts = []
+    src = _Source(path)
+    if src.codec is None:
+        cap = src.size // _SHORTEST_RECORD[format] + 1
+    else:
+        cap = 1 << 16
+    cols = [np.empty(cap, np.uint64), np.empty(cap, np.uint8), np.empty(cap, np.uint32)]
 
     def columns(done):
-        cap = min(max(done, 1 << 16), DEFAULT_CHUNK)
-        return (np.empty(cap, np.uint64), np.empty(cap, np.uint8),
-                np.empty(cap, np.uint32))
+        if done:
+            grown = done + done // 2
+            for c in cols:
+                c.resize(grown, refcheck=False)
+        # the parser fills from row ``done``: hand it views of the free rows
+        return [c[done:] for c in cols]
 
-    src = _Source(path)
+    total = 0
     try:
-        for addr, kind, size, n in _parse_blocks(src, format, columns):
-            if n < addr.shape[0]:
-                for c in (addr, kind, size):
-                    c.resize(n, refcheck=False)     # shrinks in place: no copy
-            parts.append([addr, kind, size])
+        for _, _, _, n in _parse_blocks(src, format, columns):
+            total += n
     finally:
         src.close()
-    total = sum(p[0].shape[0] for p in parts)
-    cols = []
-    for c, dtype in enumerate((np.uint64, np.uint8, np.uint32)):
-        out = np.empty(total, dtype)
-        at = 0
-        for p in parts:
-            out[at:at + p[c].shape[0]] = p[c]
-            at += p[c].shape[0]
-            p[c] = None
-        cols.append(out)
+    for c in cols:
+        c.resize(total, refcheck=False)          # shrinks in place: no copy
     return _frozen_trace(*cols)
 
 
