@@ -328,7 +328,7 @@ def _line_error(path, fmt: str, lineno: int, status: int, line: bytes,
     return TraceError(msg, path=os.fspath(path), line=lineno, index=index)
 
 
-def _parse_blocks(src: _Source, fmt: str, columns, on_block=None):
+def _parse_blocks(src: _Source, fmt: str, columns, progress=None):
     """Parse ``src`` into columns; a generator of ``(addr, kind, size, n)``.
 
     ``columns(n_done)`` returns fresh (addr, kind, size) arrays to fill: each
@@ -356,8 +356,8 @@ def _parse_blocks(src: _Source, fmt: str, columns, on_block=None):
             if got == 0:
                 final = True
             stop += got
-            if on_block is not None:
-                on_block(src)
+            if progress is not None:
+                progress(src.raw_pos / src.size if src.size else 1.0)
         start, n, status = parser.parse(buf, start, stop, final, addr, kind, size, n)
         if status != _tracefile.STATUS_MORE:
             error = _line_error(src.path, fmt, parser.lines + 1, status,
@@ -453,7 +453,7 @@ def _chunk_arg(chunk) -> int:
     return chunk
 
 
-def stream(path, *, format=None, chunk=DEFAULT_CHUNK, _on_block=None):
+def stream(path, *, format=None, chunk=DEFAULT_CHUNK, _progress=None):
     """Read a trace file as an iterator of :class:`Trace` chunks, in order.
 
     At most one chunk is held at a time (plus one block of text and the
@@ -498,31 +498,34 @@ def stream(path, *, format=None, chunk=DEFAULT_CHUNK, _on_block=None):
     if format is None:
         format = detect_format(path)
     if format == "binary":
-        yield from _stream_binary(path, chunk, _on_block)
+        yield from _stream_binary(path, chunk, _progress)
         return
-    yield from _stream_text(path, format, chunk, _on_block)
+    yield from _stream_text(path, format, chunk, _progress)
 
 
-def _stream_text(path, format, chunk, on_block):
+def _stream_text(path, format, chunk, progress):
     def columns(done):
         return (np.empty(chunk, np.uint64), np.empty(chunk, np.uint8),
                 np.empty(chunk, np.uint32))
 
     src = _Source(path)
     try:
-        for addr, kind, size, n in _parse_blocks(src, format, columns, on_block):
+        for addr, kind, size, n in _parse_blocks(src, format, columns, progress):
             if n:
                 yield _frozen_trace(addr[:n], kind[:n], size[:n])
     finally:
         src.close()
 
 
-def _stream_binary(path, chunk, on_block):
-    t = load(path)
-    if on_block is not None:
-        on_block(None)
-    for i in range(0, len(t), chunk):
-        yield t[i:i + chunk]
+def _stream_binary(path, chunk, progress):
+    # each chunk maps just its own bytes: once it is dropped, they are unmapped,
+    # so a stream holds one chunk of the file however long it is
+    with _open_raw(path) as f:
+        n = _read_header(f, path)
+        for i in range(0, n, chunk):
+            yield _map_columns(f, n, i, min(n, i + chunk))
+            if progress is not None:
+                progress(min(n, i + chunk) / n)
 
 
 def _frozen_trace(addr, kind, size) -> Trace:
@@ -748,6 +751,48 @@ def save(trace: Trace, path) -> None:
     w.close()
 
 
+def _read_header(f, path) -> int:
+    """Check a binary trace's header against the file: its record count."""
+    head = f.read(_HEADER.size)
+    if len(head) < _HEADER.size or not head.startswith(MAGIC):
+        raise TraceError("not a pymmu binary trace (bad magic number)", path=path)
+    _, version, _, n = _HEADER.unpack(head)
+    if version != VERSION:
+        raise TraceError(f"binary trace version {version}; this pymmu reads "
+                         f"version {VERSION}", path=path)
+    length = os.fstat(f.fileno()).st_size
+    end = _layout(n)[3]
+    if length != end:
+        raise TraceError(f"the header says {n:,} records, which take {end:,} "
+                         f"bytes, but the file has {length:,}: truncated or "
+                         "corrupt", path=path)
+    return n
+
+
+def _map_columns(f, n: int, first: int, last: int) -> Trace:
+    """Records ``[first, last)`` of an open binary trace of ``n`` records, as
+    read-only views of maps of just their bytes."""
+    import mmap
+
+    cols = []
+    for off, (width, dtype, native) in zip(_layout(n)[:3], _COLUMNS):
+        pos = off + width * first
+        base = pos - pos % mmap.ALLOCATIONGRANULARITY
+        count = last - first
+        if count == 0:
+            cols.append(np.empty(0, native))
+            continue
+        mm = mmap.mmap(f.fileno(), pos + width * count - base, offset=base,
+                       access=mmap.ACCESS_READ)
+        a = np.frombuffer(mm, dtype=dtype, count=count, offset=pos - base)
+        cols.append(a.astype(native, copy=False))
+    return Trace._from_columns(*cols)
+
+
+# Each column's width, its dtype in the file, and the dtype of a Trace column.
+_COLUMNS = ((8, "<u8", np.uint64), (1, "u1", np.uint8), (4, "<u4", np.uint32))
+
+
 def load(path) -> Trace:
     """Open a binary trace written by :meth:`Trace.save`: memory-mapped, O(1).
 
@@ -780,32 +825,13 @@ def load(path) -> Trace:
     ...     print(t.addr.tolist(), t.kind.tolist(), t.size.tolist())
     [4096, 8200] [1, 2] [8, 8]
     """
-    import mmap
-
     path = os.fspath(path)
     with _open_raw(path) as f:
-        head = f.read(_HEADER.size)
-        if len(head) < _HEADER.size or not head.startswith(MAGIC):
-            raise TraceError("not a pymmu binary trace (bad magic number)", path=path)
-        _, version, _, n = _HEADER.unpack(head)
-        if version != VERSION:
-            raise TraceError(f"binary trace version {version}; this pymmu reads "
-                             f"version {VERSION}", path=path)
-        length = os.fstat(f.fileno()).st_size
-        addr_off, kind_off, size_off, end = _layout(n)
-        if length != end:
-            raise TraceError(f"the header says {n:,} records, which take {end:,} "
-                             f"bytes, but the file has {length:,}: truncated or "
-                             "corrupt", path=path)
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    addr = np.frombuffer(mm, dtype="<u8", count=n, offset=addr_off)
-    kind = np.frombuffer(mm, dtype="u1", count=n, offset=kind_off)
-    size = np.frombuffer(mm, dtype="<u4", count=n, offset=size_off)
-    return Trace._from_columns(addr.astype(np.uint64, copy=False),
-                               kind, size.astype(np.uint32, copy=False))
+        n = _read_header(f, path)
+        return _map_columns(f, n, 0, n)
 
 
-def convert(src, dst, *, format=None, chunk=DEFAULT_CHUNK, _on_block=None) -> int:
+def convert(src, dst, *, format=None, chunk=DEFAULT_CHUNK, _progress=None) -> int:
     """Convert a trace file to the binary format, streaming: returns the record count.
 
     Memory stays at one chunk whatever the trace's length. ``dst`` appears
@@ -813,7 +839,7 @@ def convert(src, dst, *, format=None, chunk=DEFAULT_CHUNK, _on_block=None) -> in
     """
     w = _Writer(dst)
     try:
-        for t in stream(src, format=format, chunk=chunk, _on_block=_on_block):
+        for t in stream(src, format=format, chunk=chunk, _progress=_progress):
             w.write(t)
     except BaseException:
         w.abort()

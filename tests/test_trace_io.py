@@ -330,7 +330,7 @@ def test_save_load_round_trip(tmp_path, n):
     assert traces.detect_format(p) == "binary"
     assert columns(traces.read(p)) == columns(t)
     # columns are read-only views of the map; slices with step 1 are views too
-    assert not u.addr.flags.writeable and not u.addr.flags.owndata
+    assert not u.addr.flags.writeable and (n == 0 or not u.addr.flags.owndata)
     if n > 2:
         s = u[1:3]
         assert np.shares_memory(s.addr, u.addr) and np.shares_memory(s.size, u.size)
@@ -338,8 +338,7 @@ def test_save_load_round_trip(tmp_path, n):
     chunks = list(traces.stream(p, chunk=100))
     assert sum(len(c) for c in chunks) == n
     if n:
-        assert np.shares_memory(chunks[0].addr, traces.load(p).addr) is False  # own map
-        assert not chunks[0].addr.flags.owndata
+        assert not chunks[0].addr.flags.owndata and not chunks[0].kind.flags.writeable
 
 
 def test_binary_layout_is_documented(tmp_path):
