@@ -98,7 +98,12 @@ def _page_size_option(value) -> int:
 
 
 def _describe(e: BaseException) -> str:
-    """The message of an exception, or its name when it has none (``MemoryError()``)."""
+    """The message of an exception, or its name when it has none (``MemoryError()``).
+
+    An OSError reads "PATH: No such file or directory" rather than "[Errno 2] ...".
+    """
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
     return str(e) or type(e).__name__
 
 
@@ -150,48 +155,44 @@ def _out_of_memory(frames: int, page_size: int) -> _CommandError:
                          f"bytes ({need / 2**30:,.1f} GiB); try a smaller --frames")
 
 
-def _add_trace_args(p) -> None:
-    p.add_argument("trace", metavar="TRACE",
+def _add_trace_args(p, *, seed: bool = True) -> None:
+    p.add_argument("trace", metavar="TRACE", nargs="?",
                    help="trace file: Valgrind lackey (--trace-mem=yes) output or simple "
-                        "'R ADDR' / 'W ADDR' lines, plain or compressed (xz, gzip, bz2)")
-    p.add_argument("--format", choices=("lackey", "simple"), default=None,
+                        "'R ADDR' / 'W ADDR' lines, plain or compressed (xz, gzip, bz2), "
+                        "or a binary trace (pymmu convert); read streaming, in memory "
+                        "that does not grow with its length")
+    p.add_argument("--sample", metavar="NAME", default=None,
+                   help="use a sample trace shipped with pymmu instead of TRACE "
+                        "(a real program's lackey trace: see pymmu.traces.samples())")
+    p.add_argument("--format", choices=("lackey", "simple", "binary"), default=None,
                    help="trace format (default: detected from the file's content)")
-    p.add_argument("--page-size", default=4096, metavar="BYTES",
-                   help="page size, a power of two from 512 to 65536 (default 4096)")
-    p.add_argument("--seed", default=0, metavar="N",
-                   help="seed of the random policy's generator (default 0): the same "
-                        "seed gives the same run; the other policies ignore it")
+    if seed:
+        p.add_argument("--page-size", default=4096, metavar="BYTES",
+                       help="page size, a power of two from 512 to 65536 (default 4096)")
+        p.add_argument("--seed", default=0, metavar="N",
+                       help="seed of the random policy's generator (default 0): the same "
+                            "seed gives the same run; the other policies ignore it")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="always show a progress bar (needs tqdm: pip install 'pymmu[progress]')")
+                   help="always show progress bars (reading, then running; needs tqdm: "
+                        "pip install 'pymmu[progress]')")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="never show a progress bar (default: on a terminal, for long runs)")
 
 
-def _load(args: argparse.Namespace):
-    """The trace of ``args.trace``; ``_CommandError`` for a file that cannot be read."""
-    import lzma
-    import zlib
+def _trace_arg(args: argparse.Namespace) -> str:
+    """The trace file's path: TRACE, or the sample --sample names."""
+    from pymmu.traces import sample, samples
 
-    from pymmu.simulate import load_trace
-
-    try:
-        return load_trace(args.trace, args.format)
-    except MemoryError:
-        raise _CommandError(f"not enough memory to read {args.trace}") from None
-    # A damaged compressed file surfaces as the decompressor's own error, which
-    # is not always an OSError (EOFError for a cut bz2 file, zlib.error, LZMAError).
-    except (EOFError, zlib.error, lzma.LZMAError) as e:
-        raise _CommandError(f"{args.trace}: corrupt or truncated compressed data "
-                            f"({_describe(e)})") from None
-    except OSError as e:
-        # "missing: No such file or directory" rather than "[Errno 2] ...", and a
-        # decompressor's OSError ("Invalid data stream") gets the file's name.
-        if e.strerror:
-            raise _CommandError(f"{e.filename or args.trace}: {e.strerror}") from None
-        raise _CommandError(f"{args.trace}: {_describe(e)}") from None
-    except ValueError as e:
-        raise _CommandError(_describe(e)) from None
+    if (args.trace is None) == (args.sample is None):
+        raise _CommandError("give a TRACE file or --sample NAME (one of "
+                            f"{', '.join(samples())})")
+    if args.sample is not None:
+        try:
+            return sample(args.sample)
+        except ValueError as e:
+            raise _OptionError("--sample", str(e)) from None
+    return args.trace
 
 
 def _print_csv(rows: list[dict]) -> None:
@@ -227,16 +228,16 @@ def _simulate_command(args: argparse.Namespace) -> int:
     page_size = _page_size_option(args.page_size)
     seed = _int_option("--seed", args.seed)
     _check_progress(args)
-    trace = _load(args)
+    trace = _trace_arg(args)
     try:
-        r = simulate(trace, frames, args.policy, page_size, seed=seed,
+        r = simulate(trace, frames, args.policy, page_size, seed=seed, format=args.format,
                      progress=args.progress)
     except MemoryError:
         raise _out_of_memory(frames, page_size) from None
     except (OSError, ValueError, TypeError, OverflowError, MMUError) as e:
         raise _CommandError(_describe(e)) from None
     if args.json:
-        out = {"trace": args.trace, **r}
+        out = {"trace": trace, **r}
         print(json.dumps(out, indent=2))
         return 0
     if args.csv:
@@ -245,7 +246,7 @@ def _simulate_command(args: argparse.Namespace) -> int:
     from pymmu._args import STAT_NAMES
 
     ps = r["page_size"]
-    print(f"trace     {os.path.basename(args.trace)}: {r['records']:,} accesses, "
+    print(f"trace     {os.path.basename(trace)}: {r['records']:,} accesses, "
           f"{r['references']:,} page references, {r['distinct_pages']:,} distinct pages")
     print(f"machine   {r['frames']:,} frames of {ps:,} bytes, policy {r['policy']}, "
           f"{r['swap_slots']:,} swap slots, zero page off")
@@ -324,26 +325,23 @@ def _sweep_command(args: argparse.Namespace) -> int:
     if args.plot:
         _check_plot(args.plot)
     _check_progress(args)
-    trace = _load(args)
-    if frames is None:
-        frames = default_frames(trace.distinct_pages(page_size))
+    trace = _trace_arg(args)
     try:
         result = sweep(trace, frames, policies, page_size=page_size, seed=seed,
-                       scheduler=args.scheduler, max_workers=workers,
+                       format=args.format, scheduler=args.scheduler, max_workers=workers,
                        progress=args.progress)
     except MemoryError:
-        raise _out_of_memory(frames[-1], page_size) from None
+        raise _out_of_memory(frames[-1] if frames else 0, page_size) from None
     except BrokenExecutor:
         # A worker process died without a Python exception: most often the
         # kernel's out-of-memory killer, for a machine too big for this host.
-        raise _CommandError(f"a worker process died (out of memory?) running machines "
-                            f"of up to {frames[-1]:,} frames; try a smaller --frames or "
-                            f"fewer --workers") from None
+        raise _CommandError("a worker process died (out of memory?) running the grid; "
+                            "try a smaller --frames or fewer --workers") from None
     except (OSError, ValueError, TypeError, OverflowError, ImportError, MMUError) as e:
         raise _CommandError(_describe(e)) from None
-    result.name = os.path.basename(args.trace)
+    result.name = os.path.basename(trace)
     if args.json:
-        print(json.dumps({"trace": args.trace, "rows": result.to_dicts()}, indent=2))
+        print(json.dumps({"trace": trace, "rows": result.to_dicts()}, indent=2))
     elif args.csv:
         _print_csv(result.to_dicts())
     else:
@@ -413,8 +411,50 @@ def add_sweep(sub) -> None:
     p.set_defaults(func=_run_sweep)
 
 
+def _run_convert(args: argparse.Namespace) -> int:
+    try:
+        return _convert_command(args)
+    except _CommandError as e:
+        return _error("convert", str(e))
+
+
+def _convert_command(args: argparse.Namespace) -> int:
+    import os
+
+    from pymmu.errors import MMUError
+    from pymmu.simulate import _ReadBar
+    from pymmu.traces import convert
+
+    _check_progress(args)
+    trace = _trace_arg(args)
+    try:
+        with _ReadBar(args.progress, trace) as bar:
+            n = convert(trace, args.out, format=args.format, _progress=bar.to)
+    except MemoryError:
+        raise _CommandError("not enough memory to convert the trace") from None
+    except (OSError, ValueError, TypeError, MMUError) as e:
+        raise _CommandError(_describe(e)) from None
+    print(f"{os.path.basename(trace)}: {n:,} records written to {args.out} "
+          f"({os.path.getsize(args.out):,} bytes, pymmu binary trace)")
+    return 0
+
+
+def add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a trace to pymmu's binary format (fast to open, memory-mapped)",
+        description="Read a trace (lackey or simple text, plain or compressed) "
+                    "streaming, and write it in pymmu's binary trace format: a fixed "
+                    "header and three columns that pymmu.traces.load maps in O(1). "
+                    "The output appears only once complete.",
+    )
+    _add_trace_args(p, seed=False)
+    p.add_argument("out", metavar="OUT", help="the binary trace file to write")
+    p.set_defaults(func=_run_convert)
+
+
 # The subcommands, in the order `pymmu --help` lists them.
-COMMANDS = [add_demo, add_simulate, add_sweep]
+COMMANDS = [add_demo, add_simulate, add_sweep, add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,24 +18,30 @@ Every run builds a fresh :class:`pymmu.Machine` with
 * the trace replayed in one process whose whole address space (``2**va_bits``
   bytes) is one private anonymous rwx mapping, as ``Machine.replay`` does.
 
-Progress and chunking
----------------------
-``Machine.replay`` runs a whole trace in one native call. To show a progress
-bar, :func:`simulate` replays the trace in chunks (64 Ki records by default) in
-one process and sums the counter deltas; chunked and unchunked runs give the
-same counters (the machine, its TLB and its policy state carry over from one
-chunk to the next). The exception is ``opt``: Belady's policy needs the whole
-future of the trace, and each ``replay`` call starts a new look-ahead, so an
-``opt`` run is always one call (its bar jumps to the end). The bar comes from
-``tqdm`` (the ``progress`` extra); without it there is no bar and no error.
+Traces of any length
+--------------------
+A trace given as a path is never held whole: one streaming pass converts it to
+pymmu's binary format in a temporary file (a binary trace is used as it is)
+while counting its records, page references and distinct pages, and the
+replay then streams that file one chunk at a time (``Machine.replay`` of an
+iterable gives exactly the counters of the whole). So a run's memory does not
+grow with the trace's length. The exception is ``opt``: Belady's policy needs
+the whole future, so it maps the binary file whole and keeps its look-ahead,
+8 bytes per page reference.
+
+Progress
+--------
+With ``progress``, a tqdm bar (the ``progress`` extra) covers reading the file
+and then the replay; without tqdm there is no bar and no error.
 
 Sweeps
 ------
 :func:`sweep` runs one independent task per (policy, frames) cell, on a local
-``concurrent.futures.ProcessPoolExecutor`` (the trace is handed to each worker
-once, by the pool's initializer) or on a Dask distributed cluster
-(``client=`` or ``scheduler=``: the trace is scattered to every worker once
-and each cell is one task). Dask and matplotlib are imported only when used.
+``concurrent.futures.ProcessPoolExecutor`` or on a Dask distributed cluster
+(``client=`` or ``scheduler=``). The trace is converted once to a binary file
+that the local pool's workers map (the page cache holds it once for all of
+them); on Dask, the loaded binary trace is scattered to every worker once and
+each cell is one task. Dask and matplotlib are imported only when used.
 
 >>> from pymmu.traces import Trace
 >>> t = Trace([0x1000, 0x2000, 0x3000, 0x1000, 0x4000, 0x1000])
@@ -50,11 +56,12 @@ SweepResult(2 policies x 3 frame counts, page_size 4096)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-import re
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -74,6 +81,8 @@ DEFAULT_POLICIES = ("clock", "lru", "fifo", "opt")
 #: Traces with at least this many records count as "long": with ``progress=None``
 #: (auto) they get a bar when stderr is a terminal.
 LONG_TRACE = 1 << 20
+#: Files of at least this many bytes get a reading bar with ``progress=None``.
+LONG_FILE = 1 << 24
 
 _DERIVED = ("records", "references", "distinct_pages", "faults", "fault_rate")
 
@@ -82,72 +91,100 @@ _DERIVED = ("records", "references", "distinct_pages", "faults", "fault_rate")
 # Trace files
 # --------------------------------------------------------------------------
 
-_LACKEY_RECORD = re.compile(rb"(?:I  | [LSM] )[0-9a-fA-F]+,[0-9]+\s*")
-_SIMPLE_RECORD = re.compile(rb"\s*[RrWw]\s+(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\s+[0-9]+)?\s*")
-
-
-def detect_format(path, probe_bytes: int = 1 << 16) -> str:
-    """``"lackey"`` or ``"simple"``, from the first lines of the (decompressed) file.
-
-    The first line that is a record of either format decides; Valgrind's
-    ``==PID==`` lines mean lackey. ``ValueError`` if no line of the first
-    ``probe_bytes`` bytes looks like either.
-    """
-    from pymmu.traces import open_binary
-
-    with open_binary(path) as f:
-        head = f.read(probe_bytes)
-    lines = head.split(b"\n")
-    if len(head) == probe_bytes and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut short
-    for line in lines:
-        line = line.rstrip(b"\r")
-        if line.startswith(b"==") or _LACKEY_RECORD.fullmatch(line):
-            return "lackey"
-        if _SIMPLE_RECORD.fullmatch(line):
-            return "simple"
-    raise ValueError(
-        f"{os.fspath(path)}: cannot tell the trace format (no lackey 'I  ADDR,SIZE' / "
-        "' L ADDR,SIZE' line and no simple 'R ADDR' / 'W ADDR' line near the start); "
-        "give it with --format")
-
-
 def load_trace(path, format: str | None = None):
-    """Read a trace file: ``format`` ``"lackey"``, ``"simple"`` or None (detect).
+    """Read a whole trace file (``format``: "lackey", "simple", "binary" or None to
+    detect it): :func:`pymmu.traces.read`."""
+    from pymmu.traces import read
 
-    Plain, xz, gzip and bz2 files are all accepted (told apart by content).
-    """
-    from pymmu import traces
-
-    if format is None:
-        format = detect_format(path)
-    if format == "lackey":
-        return traces.read_lackey(path)
-    if format == "simple":
-        return traces.read_simple(path)
-    raise ValueError(f"format must be 'lackey', 'simple' or None, not {format!r}")
+    return read(path, format)
 
 
-def _as_trace(trace):
-    """A Trace, or a path to one; returns (Trace, name or None)."""
+def detect_format(path) -> str:
+    """The format of a trace file: :func:`pymmu.traces.detect_format`."""
+    from pymmu.traces import detect_format as detect
+
+    return detect(path)
+
+
+def _is_path(trace) -> bool:
+    return isinstance(trace, (str, os.PathLike))
+
+
+def _check_trace(trace) -> None:
     from pymmu.traces import Trace
 
-    if isinstance(trace, Trace):
-        return trace, None
-    if isinstance(trace, (str, os.PathLike)):
-        return load_trace(trace), os.path.basename(os.fspath(trace))
-    raise TypeError(f"trace must be a pymmu.traces.Trace or a path, "
-                    f"not {type(trace).__name__}")
+    if not isinstance(trace, Trace) and not _is_path(trace):
+        raise TypeError(f"trace must be a pymmu.traces.Trace or a path, "
+                        f"not {type(trace).__name__}")
 
 
-def _references(trace, page_size: int) -> int:
-    """How many page references the trace makes (a record crossing pages counts each)."""
-    if len(trace) == 0:
-        return 0
-    shift = page_size.bit_length() - 1
-    first = trace.addr >> np.uint64(shift)
-    last = (trace.addr + (trace.size.astype(np.uint64) - np.uint64(1))) >> np.uint64(shift)
-    return int((last - first).sum(dtype=np.uint64)) + len(trace)
+def _count(chunks, page_size: int) -> dict[str, int]:
+    """Records, page references and distinct pages of a trace, chunk by chunk."""
+    from pymmu._tracefile import PageSet
+
+    pages = PageSet(page_size.bit_length() - 1)
+    records = 0
+    for t in chunks:
+        pages.add(t.addr, t.size)
+        records += len(t)
+    return {"records": records, "references": pages.references,
+            "distinct_pages": pages.count}
+
+
+@contextlib.contextmanager
+def _prepared(trace, page_size: int, progress, format=None, *, to_file: bool):
+    """The trace as cells replay it: ``(source, counts, name)``.
+
+    ``source`` is a Trace, or the path of a binary trace file: a path given
+    as text is converted into a temporary directory (removed on exit) in the
+    same pass that counts it; with ``to_file``, a Trace is saved there too,
+    so that worker processes can map it. ``counts`` is :func:`_count`'s dict.
+    """
+    from pymmu import trace_io
+    from pymmu.traces import Trace
+
+    _check_trace(trace)
+    if isinstance(trace, Trace) and not to_file:
+        yield trace, _count([trace], page_size), None
+        return
+    name = os.path.basename(os.fspath(trace)) if _is_path(trace) else None
+    if _is_path(trace) and format is None:
+        format = trace_io.detect_format(trace)
+    if format == "binary":
+        with _ReadBar(progress, trace) as bar:
+            counts = _count(trace_io.stream(trace, format="binary", _progress=bar.to),
+                            page_size)
+        yield os.fspath(trace), counts, name
+        return
+    with tempfile.TemporaryDirectory(prefix="pymmu-") as tmp:
+        out = os.path.join(tmp, "trace.pmt")
+        w = trace_io.TraceWriter(out)
+        try:
+            if isinstance(trace, Trace):
+                chunks = [trace]
+                counts = _count(chunks, page_size)
+                w.write(trace)
+            else:
+                with _ReadBar(progress, trace) as bar:
+                    def written():
+                        for t in trace_io.stream(trace, format=format, _progress=bar.to):
+                            w.write(t)
+                            yield t
+                    counts = _count(written(), page_size)
+        except BaseException:
+            w.abort()
+            raise
+        w.close()
+        yield out, counts, name
+
+
+def _chunks(source, chunk_size: int):
+    """The chunks a cell replays: slices of a Trace, or a binary file streamed."""
+    from pymmu.traces import Trace, stream
+
+    if isinstance(source, Trace):
+        return (source[i:i + chunk_size] for i in range(0, len(source), chunk_size))
+    return stream(source, format="binary", chunk=chunk_size)
 
 
 # --------------------------------------------------------------------------
@@ -178,6 +215,28 @@ def _progress_bar(progress, total: int, long: bool, **kw):
                 file=sys.stderr, dynamic_ncols=True, leave=False, **kw)
 
 
+class _ReadBar:
+    """A bar over the bytes of a file being read, fed fractions of it."""
+
+    def __init__(self, progress, path):
+        self.size = max(os.path.getsize(path), 1)
+        self.bar = _progress_bar(progress, self.size, self.size >= LONG_FILE, unit="B",
+                                 unit_scale=True, desc=f"reading {os.path.basename(path)}")
+        self.done = 0
+
+    def to(self, fraction: float) -> None:
+        now = min(int(fraction * self.size), self.size)
+        if now > self.done:
+            self.bar.update(now - self.done)
+            self.done = now
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
 # --------------------------------------------------------------------------
 # One run
 # --------------------------------------------------------------------------
@@ -191,14 +250,16 @@ def _check_policy(policy) -> str:
 
 
 def simulate(trace, frames, policy="clock", page_size=4096, *, va_bits=48,
-             tlb_entries=64, seed=0, swap_slots=None, chunk_size=None,
+             tlb_entries=64, seed=0, swap_slots=None, chunk_size=None, format=None,
              progress=False) -> dict[str, Any]:
     """Replay ``trace`` on a fresh machine and return its counters and fault rate.
 
     Parameters
     ----------
     trace : pymmu.traces.Trace or path
-        The trace (a path is read with :func:`load_trace`, format detected).
+        The trace. A path (lackey, simple or binary; plain or compressed; the
+        format detected) is streamed, in memory independent of its length:
+        see the module notes.
     frames : int
         User frames of the machine (at least 1).
     policy : str
@@ -215,14 +276,17 @@ def simulate(trace, frames, policy="clock", page_size=4096, *, va_bits=48,
         Default (None): the number of distinct pages of the trace, so that the
         run can never run out of memory. :func:`sweep` computes it once and
         passes it to every cell.
+    format : str, optional
+        The format of a trace file ("lackey", "simple", "binary"); default:
+        detected from its content.
     chunk_size : int, optional
-        Replay this many records per ``Machine.replay`` call (the counters are
-        the same). Default: one call, or :data:`DEFAULT_CHUNK` when a progress
-        bar is shown. Ignored for "opt", which always replays in one call.
+        Records per chunk of the streamed replay (the counters are the same
+        whatever it is); default :data:`DEFAULT_CHUNK`. Ignored for "opt",
+        which always replays the whole trace in one call.
     progress : bool or None
-        Show a tqdm progress bar on stderr: True, False (default) or None (only
-        for long traces and when stderr is a terminal). No bar, and no error,
-        when tqdm is not installed.
+        Show tqdm progress bars on stderr, for reading the file and for the
+        replay: True, False (default) or None (only for long traces and when
+        stderr is a terminal). No bar, and no error, when tqdm is not installed.
 
     Returns
     -------
@@ -240,67 +304,55 @@ def simulate(trace, frames, policy="clock", page_size=4096, *, va_bits=48,
     pymmu.MemoryFault
         A record lies above ``2**va_bits``; its ``.index`` is the record's
         position in the whole trace.
+    pymmu.traces.TraceError
+        The file is not a trace, or has a bad line (file and line number).
     """
-    trace, _ = _as_trace(trace)
+    _check_trace(trace)
     policy = _check_policy(policy)
     page_size = as_int(page_size, "page_size")
     check_machine_args(frames, page_size, 0, policy, va_bits, None, tlb_entries, seed)
     if chunk_size is not None:
         chunk_size = positive_int(chunk_size, "chunk_size")
-    distinct = trace.distinct_pages(page_size) if len(trace) else 0
-    if swap_slots is None:
-        swap_slots = distinct
-    return _simulate(trace, frames, policy, page_size, distinct, swap_slots=swap_slots,
-                     va_bits=va_bits, tlb_entries=tlb_entries, seed=seed,
-                     chunk_size=chunk_size, progress=progress)
+    with _prepared(trace, page_size, progress, format, to_file=False) as (source, counts, _):
+        if swap_slots is None:
+            swap_slots = counts["distinct_pages"]
+        return _simulate(source, frames, policy, page_size, counts, swap_slots=swap_slots,
+                         va_bits=va_bits, tlb_entries=tlb_entries, seed=seed,
+                         chunk_size=chunk_size, progress=progress)
 
 
-def _simulate(trace, frames, policy, page_size, distinct, *, swap_slots, va_bits=48,
+def _simulate(source, frames, policy, page_size, counts, *, swap_slots, va_bits=48,
               tlb_entries=64, seed=0, chunk_size=None, progress=False) -> dict[str, Any]:
-    """:func:`simulate` on a Trace whose distinct page count is already known."""
+    """:func:`simulate` on a prepared source (see :func:`_prepared`) whose counts are known."""
     from pymmu import Machine
+    from pymmu.traces import Trace, load
 
     m = Machine(frames, page_size=page_size, swap_slots=swap_slots, policy=policy,
                 va_bits=va_bits, zero_page=False, tlb_entries=tlb_entries, seed=seed)
-    n = len(trace)
+    n = counts["records"]
     bar = _progress_bar(progress, n, n >= LONG_TRACE, unit="rec", unit_scale=True,
                         desc=f"{policy} {m.frames} frames")
-    if chunk_size is None:
-        chunk_size = n if isinstance(bar, _NoBar) else DEFAULT_CHUNK
-    if policy == "opt":
-        chunk_size = n  # the look-ahead must see the whole trace
     try:
-        if chunk_size >= n:
-            counters = m.replay(trace)
+        if policy == "opt":
+            # the look-ahead must see the whole trace: one replay of all of it
+            counters = m.replay(source if isinstance(source, Trace) else load(source))
             bar.update(n)
         else:
-            counters = dict.fromkeys(STAT_NAMES, 0)
-            p = m.spawn()
-            p.mmap(1 << va_bits, "rwx", addr=0)
-            for start in range(0, n, chunk_size):
-                chunk = trace[start:start + chunk_size]
-                try:
-                    delta = m.replay(chunk, process=p)
-                except Exception as e:
-                    if isinstance(getattr(e, "index", None), int):
-                        e.index += start
-                    raise
-                for k, v in delta.items():
-                    counters[k] += v
-                bar.update(len(chunk))
-            p.exit()
+            def counted():
+                for chunk in _chunks(source, chunk_size or DEFAULT_CHUNK):
+                    yield chunk
+                    bar.update(len(chunk))
+            counters = m.replay(counted())
     finally:
         bar.close()
-    references = _references(trace, page_size)
     faults = counters["minor_faults"] + counters["major_faults"]
+    references = counts["references"]
     result: dict[str, Any] = {
         "policy": policy,
         "frames": m.frames,
         "page_size": m.page_size,
         "swap_slots": m.swap_slots,
-        "records": n,
-        "references": references,
-        "distinct_pages": distinct,
+        **counts,
     }
     result.update(counters)
     result["faults"] = faults
@@ -413,25 +465,25 @@ class SweepResult:
         return miss_ratio_curves(self, path, title=title, key=key, log_y=log_y)
 
 
-# Worker side of the local pool: the trace arrives once per worker, by the
-# pool's initializer, and stays in this module global for every cell it runs.
+# Worker side of the local pool: the trace (the path of its binary file, which
+# every worker maps) arrives once per worker, by the pool's initializer, and
+# stays in this module global for every cell it runs.
 _WORKER_TRACE = None
 
 
-def _init_worker(trace) -> None:
+def _init_worker(source) -> None:
     global _WORKER_TRACE
-    _WORKER_TRACE = trace
+    _WORKER_TRACE = source
 
 
-def _pool_cell(policy: str, frames: int, page_size: int, distinct: int, seed: int) -> dict:
-    return _simulate(_WORKER_TRACE, frames, policy, page_size, distinct, swap_slots=distinct,
-                     seed=seed)
+def _pool_cell(policy: str, frames: int, page_size: int, counts: dict, seed: int) -> dict:
+    return _cell(_WORKER_TRACE, policy, frames, page_size, counts, seed)
 
 
-def _dask_cell(trace, policy: str, frames: int, page_size: int, distinct: int,
-               seed: int) -> dict:
-    return _simulate(trace, frames, policy, page_size, distinct, swap_slots=distinct,
-                     seed=seed)
+def _cell(source, policy: str, frames: int, page_size: int, counts: dict, seed: int) -> dict:
+    """One cell of a sweep: swap for every distinct page, so none runs out of memory."""
+    return _simulate(source, frames, policy, page_size, counts,
+                     swap_slots=counts["distinct_pages"], seed=seed)
 
 
 def _frames_list(frames_list) -> list[int]:
@@ -460,9 +512,10 @@ def _policies_list(policies) -> list[str]:
     return out
 
 
-def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEFAULT_POLICIES,
-          *, page_size=4096, seed=0, client=None, scheduler: str | None = None,
-          max_workers: int | None = None, progress=False) -> SweepResult:
+def sweep(trace, frames_list: Iterable[int] | None = None,
+          policies: Sequence[str] | str = DEFAULT_POLICIES, *, page_size=4096, seed=0,
+          format=None, client=None, scheduler: str | None = None, max_workers: int | None = None,
+          progress=False) -> SweepResult:
     """Simulate every (policy, frames) cell of a grid: miss-ratio curves.
 
     Each cell is an independent :func:`simulate` run on its own machine.
@@ -470,15 +523,20 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
     Parameters
     ----------
     trace : pymmu.traces.Trace or path
-        The trace (a path is read once, here, with its format detected).
-    frames_list : iterable of int
-        Frame counts (duplicates dropped, sorted).
+        The trace. A path is read once, streaming, into a temporary binary
+        file that every cell replays (see the module notes): memory does not
+        grow with the trace's length.
+    frames_list : iterable of int, optional
+        Frame counts (duplicates dropped, sorted). Default:
+        :func:`default_frames` of the trace's distinct pages.
     policies : sequence of str, or a comma-separated str
         Policies to compare; default clock, lru, fifo and opt.
     page_size : int
     seed : int
         Seed of the "random" policy, the same for every cell (see
         :func:`simulate`), so that a sweep is reproducible wherever its cells run.
+    format : str, optional
+        The format of a trace file (see :func:`simulate`).
     client : dask.distributed.Client, optional
         Run the cells on this Dask cluster: the trace is scattered to every
         worker once (``client.scatter(trace, broadcast=True)``), then one task
@@ -490,8 +548,8 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
         Local pool size (default: ``os.cpu_count()``, at most one per cell).
         1 runs the cells one after another in this process.
     progress : bool or None
-        A tqdm bar over the cells (see :func:`simulate`; None: when stderr is
-        a terminal).
+        tqdm bars over reading the file and over the cells (see
+        :func:`simulate`; None: when stderr is a terminal).
 
     Returns
     -------
@@ -499,48 +557,55 @@ def sweep(trace, frames_list: Iterable[int], policies: Sequence[str] | str = DEF
         ``.rows`` (one dict per cell), ``.table()``, ``.matrix()``, ``.plot()``,
         ``.to_pandas()``.
     """
-    trace, name = _as_trace(trace)
-    frames = _frames_list(frames_list)
+    _check_trace(trace)
+    frames = None if frames_list is None else _frames_list(frames_list)
     pols = _policies_list(policies)
     page_size = as_int(page_size, "page_size")
     seed = as_int(seed, "seed")
     if client is not None and scheduler is not None:
         raise ValueError("give client or scheduler, not both")
     # Check the machine arguments here, once, rather than in every task.
-    for f in (frames[0], frames[-1]):
+    for f in (frames[0], frames[-1]) if frames else (1,):
         check_machine_args(f, page_size, 0, pols[0], 48, None, 64, seed)
-    swap_slots = trace.distinct_pages(page_size) if len(trace) else 0
-    cells = [(p, f) for p in pols for f in frames]
-    results: dict[tuple[str, int], dict] = {}
-    bar = _progress_bar(progress, len(cells), True, unit="cell", desc="sweep")
-    try:
-        if client is not None or scheduler is not None:
-            _run_dask(trace, cells, page_size, swap_slots, seed, client, scheduler, results,
-                      bar)
-        else:
-            _run_local(trace, cells, page_size, swap_slots, seed, max_workers, results, bar)
-    finally:
-        bar.close()
+    dask = client is not None or scheduler is not None
+    if max_workers is not None:
+        max_workers = positive_int(max_workers, "max_workers")
+    # local worker processes share the trace through a binary file they map
+    to_file = not dask and max_workers != 1
+    with _prepared(trace, page_size, progress, format, to_file=to_file) as (
+            source, counts, name):
+        if frames is None:
+            frames = default_frames(counts["distinct_pages"])
+        cells = [(p, f) for p in pols for f in frames]
+        results: dict[tuple[str, int], dict] = {}
+        bar = _progress_bar(progress, len(cells), True, unit="cell", desc="sweep")
+        try:
+            if dask:
+                _run_dask(source, cells, page_size, counts, seed, client, scheduler,
+                          results, bar)
+            else:
+                _run_local(source, cells, page_size, counts, seed, max_workers, results,
+                           bar)
+        finally:
+            bar.close()
     rows = [results[c] for c in cells]
     return SweepResult(rows=rows, frames=frames, policies=pols, page_size=page_size,
                        name=name)
 
 
-def _run_local(trace, cells, page_size, swap_slots, seed, max_workers, results, bar) -> None:
+def _run_local(source, cells, page_size, counts, seed, max_workers, results, bar) -> None:
     if max_workers is None:
         max_workers = min(len(cells), os.cpu_count() or 1)
-    max_workers = positive_int(max_workers, "max_workers")
     if max_workers == 1:
         for p, f in cells:
-            results[p, f] = _simulate(trace, f, p, page_size, swap_slots,
-                                      swap_slots=swap_slots, seed=seed)
+            results[p, f] = _cell(source, p, f, page_size, counts, seed)
             bar.update(1)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=max_workers, initializer=_init_worker,
-                             initargs=(trace,)) as pool:
-        futures = {pool.submit(_pool_cell, p, f, page_size, swap_slots, seed): (p, f)
+                             initargs=(source,)) as pool:
+        futures = {pool.submit(_pool_cell, p, f, page_size, counts, seed): (p, f)
                    for p, f in cells}
         try:
             for fut in as_completed(futures):
@@ -552,7 +617,7 @@ def _run_local(trace, cells, page_size, swap_slots, seed, max_workers, results, 
             raise
 
 
-def _run_dask(trace, cells, page_size, swap_slots, seed, client, scheduler, results,
+def _run_dask(source, cells, page_size, counts, seed, client, scheduler, results,
               bar) -> None:
     try:
         from dask.distributed import Client, as_completed
@@ -560,14 +625,19 @@ def _run_dask(trace, cells, page_size, swap_slots, seed, client, scheduler, resu
         raise ImportError(
             "running a sweep on Dask needs dask.distributed: "
             "pip install 'pymmu[dask]' (or 'dask[distributed]')") from e
+    from pymmu.traces import Trace, load
+
     own = client is None
     if own:
         client = Client(scheduler)
     try:
-        remote = client.scatter(trace, broadcast=True)
+        # the binary trace, sent to every worker once (its columns travel as
+        # pickled numpy arrays; the cells then use the worker's copy)
+        data = source if isinstance(source, Trace) else load(source)
+        remote = client.scatter(data, broadcast=True)
         futures = {}
         for p, f in cells:
-            fut = client.submit(_dask_cell, remote, p, f, page_size, swap_slots, seed,
+            fut = client.submit(_cell, remote, p, f, page_size, counts, seed,
                                 pure=False, key=f"pymmu-sweep-{p}-{f}-{id(remote):x}")
             futures[fut] = (p, f)
         try:

@@ -49,7 +49,7 @@ from pymmu.traces import Trace
 
 __all__ = [
     "TraceError", "stream", "read_lackey", "read_simple", "read", "load", "save",
-    "convert", "detect_format", "detect_compression", "sample", "samples",
+    "convert", "detect_format", "detect_compression", "sample", "samples", "TraceWriter",
     "MAGIC", "VERSION", "DEFAULT_CHUNK",
 ]
 
@@ -679,8 +679,11 @@ def _layout(n: int) -> tuple[int, int, int, int]:
     return addr_off, kind_off, size_off, _align8(size_off + 4 * n)
 
 
-class _Writer:
+class TraceWriter:
     """Write a binary trace chunk by chunk, not knowing its length up front.
+
+    ``write(trace)`` appends a Trace; ``close()`` finishes the file;
+    ``abort()`` removes everything written.
 
     The addr column goes straight to its place in the file; kind and size go
     to temporary files beside it and are appended at the end, when the
@@ -742,7 +745,7 @@ def save(trace: Trace, path) -> None:
     """Write ``trace`` to ``path`` in the binary format (see the module notes)."""
     if not isinstance(trace, Trace):
         raise TypeError(f"save needs a Trace, not {type(trace).__name__}")
-    w = _Writer(path)
+    w = TraceWriter(path)
     try:
         w.write(trace)
     except BaseException:
@@ -837,7 +840,7 @@ def convert(src, dst, *, format=None, chunk=DEFAULT_CHUNK, _progress=None) -> in
     Memory stays at one chunk whatever the trace's length. ``dst`` appears
     only once complete.
     """
-    w = _Writer(dst)
+    w = TraceWriter(dst)
     try:
         for t in stream(src, format=format, chunk=chunk, _progress=_progress):
             w.write(t)
