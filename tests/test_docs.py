@@ -1,4 +1,5 @@
-"""The documentation's examples run: docs/api.md and docs/course.md are doctests.
+"""The documentation's examples run: docs/api.md, docs/course.md and docs/traces.md
+are doctests.
 
 Each file runs as one doctest session (the ``>>>`` lines of its ```python
 blocks, in order, in one namespace) against the installed pymmu, the Cython
@@ -16,7 +17,7 @@ import pytest
 import pymmu
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["docs/api.md", "docs/course.md"]
+DOCS = ["docs/api.md", "docs/course.md", "docs/traces.md"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
