@@ -541,10 +541,13 @@ class DiffMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.live())
     @rule(who=WHO, recs=st.lists(st.tuples(REPLAY_TARGET, REPLAY_KIND, st.integers(0, 24)),
                                  min_size=1, max_size=40),
-          own=st.sampled_from([True, True, True, False]))
-    def replay(self, who, recs, own):
+          own=st.sampled_from([True, True, True, False]),
+          split=st.sampled_from([0, 0, 1, 3, 7]))
+    def replay(self, who, recs, own, split):
         """A short trace in a live process (the replay loop, its inline TLB and
-        page-walk-cache paths, opt's sets), or in a fresh whole-space process."""
+        page-walk-cache paths, opt's sets), or in a fresh whole-space process;
+        with ``split``, as two chunks (an iterable: the concatenation's results,
+        and opt's refusal)."""
         pid = self.pick(who)
         addrs, kinds, sizes = [], [], []
         for at, kind, size in recs:
@@ -555,6 +558,8 @@ class DiffMachine(RuleBasedStateMachine):
             kinds.append(kind)
             sizes.append(size)
         trace = f"Trace({addrs!r}, kind={kinds!r}, size={sizes!r})"
+        if split:
+            trace = f"(lambda t: iter([t[:{split}], t[{split}:]]))({trace})"
         self.run(f"m.replay({trace}, process=P[{pid}])" if own else f"m.replay({trace})")
 
     @precondition(lambda self: len(self.pids) < MAX_PIDS and self.live())
