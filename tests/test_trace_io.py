@@ -528,3 +528,14 @@ def test_traces_after_a_bare_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd="/")
     assert out.stdout.split() == ["873174", "True"]
+
+
+@pytest.mark.parametrize("line, read", [("I  0,1", traces.read_lackey),
+                                        ("R 1", traces.read_simple)])
+def test_shortest_lines_fill_a_plain_file(tmp_path, line, read):
+    # a plain file's columns are sized from its length: the densest file there
+    # is (shortest records, the last without a newline) must still fit
+    p = tmp_path / "t"
+    p.write_text("\n".join([line] * 1000))
+    t = read(p)
+    assert len(t) == 1000 and t.size.tolist() == [1] * 1000
