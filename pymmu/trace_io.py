@@ -127,6 +127,57 @@ def open_text(path, encoding: str = "utf-8", errors: str = "strict"):
     return io.TextIOWrapper(open_binary(path), encoding=encoding, errors=errors)
 
 
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """An xz multibyte integer at ``buf[pos:]``: (value, position after it)."""
+    value = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("xz integer too long")
+
+
+def _xz_size(f, size: int) -> int | None:
+    """The decompressed size an xz file's indexes state (every stream's, walking
+    back from the end), or None when they cannot be read. A hint, not a promise:
+    a crafted file may say anything."""
+    end = size
+    total = 0
+    try:
+        while end > 0:
+            f.seek(end - 4)
+            if f.read(4) == b"\0\0\0\0":          # stream padding
+                end -= 4
+                continue
+            f.seek(end - 12)
+            footer = f.read(12)
+            if footer[10:] != b"YZ":
+                return None
+            index_size = (struct.unpack_from("<I", footer, 4)[0] + 1) * 4
+            index_start = end - 12 - index_size
+            f.seek(index_start)
+            index = f.read(index_size)
+            if len(index) != index_size or index[0] != 0:
+                return None
+            records, pos = _varint(index, 1)
+            blocks = 0
+            for _ in range(records):
+                unpadded, pos = _varint(index, pos)
+                uncompressed, pos = _varint(index, pos)
+                blocks += (unpadded + 3) & ~3
+                total += uncompressed
+            end = index_start - blocks - 12      # the stream header
+        return total if end == 0 else None
+    except (OSError, ValueError, IndexError, struct.error):
+        return None
+    finally:
+        f.seek(0)
+
+
 def _decompressor(codec: str):
     if codec == "xz":
         return lzma.LZMADecompressor()
@@ -170,6 +221,17 @@ class _Source:
         self.pending = b""        # compressed input the decompressor has not taken
         self.done = False
         self.left = b""           # decompressed bytes not yet handed out
+        #: The decompressed length, when the file says it (xz's index, gzip's
+        #: trailer; exact for plain files): only a hint for sizing columns.
+        self.size_hint = self.size
+        if self.codec == "xz":
+            self.size_hint = _xz_size(self.f, self.size)
+        elif self.codec == "gzip" and self.size >= 18:
+            self.f.seek(self.size - 4)
+            self.size_hint = struct.unpack("<I", self.f.read(4))[0]   # size mod 2**32
+            self.f.seek(0)
+        elif self.codec:
+            self.size_hint = None
         self.blocks = _Ahead(self._decompressed(), self.AHEAD) if self.codec else None
 
     def close(self) -> None:
@@ -331,7 +393,8 @@ def _line_error(path, fmt: str, lineno: int, status: int, line: bytes,
 def _parse_blocks(src: _Source, fmt: str, columns, progress=None):
     """Parse ``src`` into columns; a generator of ``(addr, kind, size, n)``.
 
-    ``columns(n_done)`` returns fresh (addr, kind, size) arrays to fill: each
+    ``columns(n_done, text_bytes)`` returns fresh (addr, kind, size) arrays to
+    fill, given the records so far and the bytes of text they took: each
     is yielded once full (``n`` == its length) and once, partly filled, at the
     end. At a bad line, the records before it are yielded first, then
     TraceError is raised with ``.index`` = how many records came before it.
@@ -341,7 +404,8 @@ def _parse_blocks(src: _Source, fmt: str, columns, progress=None):
     view = memoryview(buf)
     start = stop = 0                 # buf[start:stop] holds bytes not yet parsed
     total = 0                        # records yielded before the current columns
-    addr, kind, size = columns(total)
+    read = 0                         # bytes of text read: read - (stop - start) parsed
+    addr, kind, size = columns(total, 0)
     n = 0
     final = False
     while True:
@@ -356,6 +420,7 @@ def _parse_blocks(src: _Source, fmt: str, columns, progress=None):
             if got == 0:
                 final = True
             stop += got
+            read += got
             if progress is not None:
                 progress(src.raw_pos / src.size if src.size else 1.0)
         start, n, status = parser.parse(buf, start, stop, final, addr, kind, size, n)
@@ -368,7 +433,7 @@ def _parse_blocks(src: _Source, fmt: str, columns, progress=None):
         if n == addr.shape[0]:
             yield addr, kind, size, n
             total += n
-            addr, kind, size = columns(total)
+            addr, kind, size = columns(total, read - (stop - start))
             n = 0
         elif final and start == stop:
             yield addr, kind, size, n
@@ -504,7 +569,7 @@ def stream(path, *, format=None, chunk=DEFAULT_CHUNK, _progress=None):
 
 
 def _stream_text(path, format, chunk, progress):
-    def columns(done):
+    def columns(done, nbytes):
         return (np.empty(chunk, np.uint64), np.empty(chunk, np.uint8),
                 np.empty(chunk, np.uint32))
 
@@ -534,52 +599,70 @@ def _frozen_trace(addr, kind, size) -> Trace:
     return Trace._from_columns(addr, kind, size)
 
 
-# The shortest line that holds a record: "I  0,1\n" and "R 1\n".
-_SHORTEST_RECORD = {"lackey": 7, "simple": 4}
+# The most a compressed file's stated length may exceed its own before it is
+# not believed for sizing (lackey text compresses about 30 to 60 times by xz).
+_MAX_RATIO = 1000
 
 
 def _read_text(path, format: str) -> Trace:
     """A whole text trace in one Trace: 13 bytes per record at the end.
 
-    A plain file's columns are sized for the most records it can hold; pages
-    that are never written are never resident, and the unused tail is handed
-    back at the end by shrinking in place: no copy. Compressed input, whose
-    length is not known, is parsed into parts of growing capacity (64 Ki
-    records, doubling up to one chunk) while the decompressor runs ahead in
-    its thread; the parts are joined at the end one column at a time, each
-    part's column let go once copied, so the peak stays near 21 bytes per
-    record.
+    The first 64 Ki records go into a small part. Their text gives the bytes
+    per record, and the file's length (plain) or the decompressed length it
+    states (xz's index, gzip's trailer) then sizes the columns for the rest,
+    with an eighth to spare: the first part is copied to their front and the
+    parser fills them in place; at the end they shrink in place to what they
+    hold. So the trace is read with no second copy, and a bomb or a file that
+    is not a trace fails before anything is sized from what it states. Without
+    a usable length (bz2), or past it, records go into parts of growing
+    capacity, joined at the end one column at a time, each part's column let
+    go once copied: the peak stays near 21 bytes per record.
     """
     src = _Source(path)
-    if src.codec is None:
-        cap = src.size // _SHORTEST_RECORD[format] + 2   # + 2: a last line without "\n"
-        cols = [np.empty(cap, np.uint64), np.empty(cap, np.uint8),
-                np.empty(cap, np.uint32)]
+    first = 1 << 16
+    parts = []          # filled columns, in order (each [addr, kind, size])
+    sized = []          # the columns sized from the stated length (then None)
 
-        def columns(done):
-            # only called once: the columns hold every record the file can
-            return cols
-    else:
-        def columns(done):
-            cap = min(max(done, 1 << 16), DEFAULT_CHUNK)
-            return (np.empty(cap, np.uint64), np.empty(cap, np.uint8),
-                    np.empty(cap, np.uint32))
-    parts = []
+    def columns(done, nbytes):
+        hint = src.size_hint
+        if done == first and not sized and hint and hint <= _MAX_RATIO * src.size:
+            more = max(hint - nbytes, 0) * done // max(nbytes, 1)
+            try:
+                sized[:] = [np.empty(done + more + more // 8 + 1024, dt) for dt in _DTYPES]
+            except MemoryError:
+                sized[:] = [None]
+            else:
+                # the first part moves to the front; the parser fills the rest
+                for c, col in enumerate(sized):
+                    col[:done] = parts[0][c]
+                parts.clear()
+                return [col[done:] for col in sized]
+        cap = min(max(done, first), DEFAULT_CHUNK)
+        return [np.empty(cap, dt) for dt in _DTYPES]
+
     try:
         for addr, kind, size, n in _parse_blocks(src, format, columns):
-            for c in (addr, kind, size):
-                c.resize(n, refcheck=False)         # shrinks in place: no copy
-            parts.append([addr, kind, size])
+            if sized and sized[0] is not None and addr.base is sized[0]:
+                held = sized[0].shape[0] - addr.shape[0] + n
+                cols, sized[:] = sized[:], [None]     # later columns are parts
+            else:
+                held, cols = n, [addr, kind, size]
+            for c in cols:
+                c.resize(held, refcheck=False)       # shrinks in place: no copy
+            parts.append(cols)
     finally:
         src.close()
     return _frozen_trace(*parts[0]) if len(parts) == 1 else _join(parts)
+
+
+_DTYPES = (np.uint64, np.uint8, np.uint32)
 
 
 def _join(parts) -> Trace:
     """One Trace of the parts' columns, joined a column at a time."""
     total = sum(p[0].shape[0] for p in parts)
     cols = []
-    for c, dtype in enumerate((np.uint64, np.uint8, np.uint32)):
+    for c, dtype in enumerate(_DTYPES):
         out = np.empty(total, dtype)
         at = 0
         for p in parts:
