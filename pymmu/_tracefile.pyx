@@ -107,6 +107,21 @@ cdef inline int _record_end(uint64_t a, uint64_t s) noexcept nogil:
     return PS_MORE
 
 
+cdef inline int _size_to_end(const uint8_t *b, Py_ssize_t j, Py_ssize_t e,
+                             uint64_t *a, uint64_t *s) noexcept nogil:
+    """A record's decimal size at b[j:e], then nothing but blanks: 1 when the
+    record (a, s) is good, or a PS_* error status (negated)."""
+    cdef int st = _decimal(b, &j, e, s)
+    if st == 0:
+        return -PS_SYNTAX
+    if st < 0:
+        return -PS_SIZE
+    if not _all_blank(b, j, e):
+        return -PS_SYNTAX
+    st = _record_end(a[0], s[0])
+    return 1 if st == PS_MORE else -st
+
+
 cdef int _lackey_line(const uint8_t *b, Py_ssize_t i, Py_ssize_t e, uint64_t *a,
                       uint8_t *k, uint64_t *s) noexcept nogil:
     """One lackey line b[i:e] (no newline): 1 when it is a record (a, k, s set),
@@ -133,16 +148,7 @@ cdef int _lackey_line(const uint8_t *b, Py_ssize_t i, Py_ssize_t e, uint64_t *a,
             return -PS_WRAP if st < 0 else -PS_SYNTAX
         if j >= e or b[j] != 44:                   # ","
             return -PS_SYNTAX
-        j += 1
-        st = _decimal(b, &j, e, s)
-        if st == 0:
-            return -PS_SYNTAX
-        if st < 0:
-            return -PS_SIZE
-        if not _all_blank(b, j, e):
-            return -PS_SYNTAX
-        st = _record_end(a[0], s[0])
-        return 1 if st == PS_MORE else -st
+        return _size_to_end(b, j + 1, e, a, s)
     return _lackey_noise(b, i, e)
 
 
@@ -186,20 +192,13 @@ cdef int _simple_line(const uint8_t *b, Py_ssize_t i, Py_ssize_t e, uint64_t *a,
         return -PS_SYNTAX
     if st < 0:
         return -PS_WRAP
-    s[0] = 1
+    if j < e and not _blank(b[j]):
+        return -PS_SYNTAX
+    while j < e and _blank(b[j]):
+        j += 1
     if j < e:
-        if not _blank(b[j]):
-            return -PS_SYNTAX
-        while j < e and _blank(b[j]):
-            j += 1
-        if j < e:
-            st = _decimal(b, &j, e, s)
-            if st == 0:
-                return -PS_SYNTAX
-            if st < 0:
-                return -PS_SIZE
-            if not _all_blank(b, j, e):
-                return -PS_SYNTAX
+        return _size_to_end(b, j, e, a, s)
+    s[0] = 1
     st = _record_end(a[0], s[0])
     return 1 if st == PS_MORE else -st
 

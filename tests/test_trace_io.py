@@ -548,3 +548,85 @@ def test_shortest_lines_fill_a_plain_file(tmp_path, line, read):
     p.write_text("\n".join([line] * 1000))
     t = read(p)
     assert len(t) == 1000 and t.size.tolist() == [1] * 1000
+
+
+# --------------------------------------------------------------------------
+# the compiled parsers against a regex model
+# --------------------------------------------------------------------------
+
+import re  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_BLANK = " \t\r\v\f"
+_LACKEY = re.compile(rb"(I  | [LSM] )([0-9a-fA-F]+),([0-9]+)[ \t\r\v\f]*")
+_SIMPLE = re.compile(rb"[ \t\r\v\f]*([RrWw])[ \t\r\v\f]+(?:0[xX]([0-9a-fA-F]+)|([0-9]+))"
+                     rb"(?:[ \t\r\v\f]+([0-9]+))?[ \t\r\v\f]*")
+
+
+def model(fmt: str, text: bytes):
+    """What a parser of ``fmt`` makes of ``text``: (records, bad line or None)."""
+    out = []
+    for lineno, line in enumerate(text.split(b"\n"), 1):
+        if lineno > text.count(b"\n") and not line:
+            break                                   # after the final newline
+        if fmt == "lackey":
+            m = _LACKEY.fullmatch(line)
+            if m is None:
+                if line[:2] in (b"==", b"--", b"**") or not line.strip(_BLANK.encode()):
+                    continue
+                return out, lineno
+            kind = " LSM".index(chr(m.group(1)[1])) if m.group(1)[0] == 32 else 0
+            addr, size = int(m.group(2), 16), int(m.group(3))
+        else:
+            stripped = line.strip(_BLANK.encode())
+            if not stripped or stripped.startswith(b"#"):
+                continue
+            m = _SIMPLE.fullmatch(line)
+            if m is None:
+                return out, lineno
+            kind = 1 if m.group(1) in b"Rr" else 2
+            addr = int(m.group(2), 16) if m.group(2) is not None else int(m.group(3))
+            size = int(m.group(4)) if m.group(4) is not None else 1
+        if not 1 <= size < 2**32 or addr + size - 1 >= 2**64:
+            return out, lineno
+        out.append((addr, kind, size))
+    return out, None
+
+
+def _line(fmt):
+    hexd = st.text("0123456789abcdefABCDEF", min_size=0, max_size=18)
+    dec = st.text("0123456789", min_size=0, max_size=12)
+    blank = st.text(" \t\r", max_size=2)
+    if fmt == "lackey":
+        good = st.builds(lambda p, a, s, b: f"{p}{a},{s}{b}",
+                         st.sampled_from(["I  ", " L ", " S ", " M "]), hexd, dec, blank)
+        noise = st.sampled_from(["==1== Lackey", "--12-- warning", "**3** x", "", "  "])
+    else:
+        good = st.builds(lambda b0, op, sep, a, sz, b: f"{b0}{op}{sep}{a}{sz}{b}",
+                         blank, st.sampled_from("RrWw"), st.sampled_from([" ", "\t", "  "]),
+                         st.one_of(hexd.map(lambda h: "0x" + h), dec),
+                         st.one_of(st.just(""), dec.map(lambda d: " " + d)), blank)
+        noise = st.sampled_from(["# comment", "", "   ", "\t# x"])
+    junk = st.text(st.characters(min_codepoint=9, max_codepoint=126), max_size=24)
+    return st.one_of(good, good, good, noise, junk)
+
+
+@pytest.mark.parametrize("fmt", ["lackey", "simple"])
+@given(data=st.data())
+def test_parsers_agree_with_the_regex_model(tmp_path_factory, fmt, data):
+    lines = data.draw(st.lists(_line(fmt), max_size=12))
+    end = data.draw(st.sampled_from(["\n", ""]))
+    text = ("\n".join(lines) + end).encode()
+    records, bad = model(fmt, text)
+    p = tmp_path_factory.mktemp("parse") / "t"
+    p.write_bytes(text)
+    read = traces.read_lackey if fmt == "lackey" else traces.read_simple
+    if bad is None:
+        t = read(p)
+        assert list(zip(t.addr.tolist(), t.kind.tolist(), t.size.tolist())) == records
+    else:
+        with pytest.raises(TraceError) as e:
+            read(p)
+        assert (e.value.line, e.value.index) == (bad, len(records))
