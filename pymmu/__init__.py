@@ -57,13 +57,14 @@ from pymmu.image import Image, Segment
 from pymmu.vmas import Mapping
 from pymmu import pte
 from pymmu import traces
+from pymmu.introspect import show
 from pymmu.machine import Machine, Process
 from pymmu.simulate import sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces",
+    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces", "show",
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC",
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
     "OutOfMemory", "ProcessStateError", "InvariantError", "TraceError",

@@ -1595,6 +1595,53 @@ cdef class Core:
             out[slot] = self.sl[slot].count
         return np.asarray(out)
 
+    def frame_info(self):
+        """Per user frame, as new int64 arrays ``(state, kind, swap_slot)``.
+
+        ``state``: 0 free and pre-zeroed, 1 free and dirty, 2 used; ``kind``:
+        the frame's F_* state (F_FREE, F_ANON, F_FILE, F_SHMEM); ``swap_slot``:
+        the slot an anonymous frame caches, or -1. (Refcounts: ``refcounts``;
+        mappers and A/D bits come from the page tables.)
+        """
+        cdef int64_t[::1] state = np.empty(self.frames, np.int64)
+        cdef int64_t[::1] kind = np.empty(self.frames, np.int64)
+        cdef int64_t[::1] slot = np.empty(self.frames, np.int64)
+        cdef int64_t pfn
+        cdef frame_t *f
+        for pfn in range(self.frames):
+            f = &self.fm[pfn]
+            kind[pfn] = f.state
+            state[pfn] = 2 if f.state != F_FREE else (0 if f.pool else 1)
+            slot[pfn] = f.link if f.state == F_ANON else -1
+        return np.asarray(state), np.asarray(kind), np.asarray(slot)
+
+    @property
+    def hand(self):
+        """The pfn under the clock hand."""
+        return self.clock_hand
+
+    def clear_accessed(self, int64_t mm):
+        """Clear the accessed bit of every present PTE of ``mm`` and drop its
+        TLB entries (a real kernel flushes them too); returns how many were set."""
+        cdef int64_t n = 0
+        self._enter()
+        if self.mm_root[mm] != 0:
+            n = self._clear_accessed_node(<uint64_t *>self.mm_root[mm], 0)
+        self._tlb_flush(mm)
+        return n
+
+    cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept:
+        cdef int64_t i, n = 0, count = (<int64_t>1) << self.bits
+        for i in range(count):
+            if not node[i]:
+                continue
+            if level < self.levels - 1:
+                n += self._clear_accessed_node(<uint64_t *><uintptr_t>node[i], level + 1)
+            elif node[i] & PTE_PRESENT and node[i] & PTE_ACCESSED:
+                node[i] &= ~PTE_ACCESSED
+                n += 1
+        return n
+
     def memory(self):
         """What the core keeps beside page data, in bytes (DESIGN.md section 9's
         budget), from the sizes of its structures.

@@ -394,6 +394,42 @@ class Machine:
                 return image.name
         return ""
 
+    # ---- introspection -------------------------------------------------
+
+    def processes(self) -> list["Process"]:
+        """Every process that has not exited (running, suspended or zombie), by pid."""
+        return [p for _, p in sorted(self._procs.items()) if p.state != "exited"]
+
+    def frame_table(self) -> np.ndarray:
+        """One row per user frame: a numpy structured array of
+        ``pymmu.introspect.FRAME_TABLE_DTYPE`` (a new array; changing it changes
+        nothing).
+
+        Fields: ``pfn``; ``state`` ("free_zeroed", "free_dirty", "used");
+        ``refcount``; ``kind`` ("anon", "shared", "file", "" when free); ``pid``
+        and ``vaddr`` of one mapper, the lowest pid (-1 / 0 when no PTE maps
+        it); ``accessed`` and ``dirty``, OR over the PTEs that map it;
+        ``swap_slot``, the slot of its swap-cache copy (-1 when none).
+        """
+        from pymmu.introspect import frame_table
+
+        state, kind, slot = self._core.frame_info()
+        # the core's F_FREE, F_ANON, F_FILE, F_SHMEM as FRAME_KINDS indices
+        kind = np.array([0, 1, 3, 2])[kind]
+        refs = self._core.refcounts()[:self.frames]
+
+        def mappers():
+            for p in self.processes():
+                if p._space is not None and p.state in ("running", "suspended"):
+                    vpns, ptes = self._core.ptes(p._space.mm)
+                    yield p.pid, vpns, ptes, self._shift
+        return frame_table(self.frames, state, kind, refs, slot, mappers())
+
+    @property
+    def clock_hand(self) -> int | None:
+        """The pfn under the clock hand (policy "clock"); None for other policies."""
+        return self._core.hand if self.policy == "clock" else None
+
     def _count(self, p: "Process", name: str) -> None:
         i = _STAT_INDEX[name]
         self._stats[i] += 1
@@ -744,6 +780,16 @@ class Process(ProcessCore):
         if addr < 0:
             raise ValueError(f"addr must not be negative, got {addr}")
         return addr
+
+    def clear_accessed(self) -> int:
+        """Clear the accessed (A) bit of every present PTE; returns how many were set.
+
+        Also drops the process's TLB entries, as a kernel flushes them, so the
+        next touch of each page sets A again: what a working-set estimator
+        (or the clock algorithm by hand) needs.
+        """
+        self._running("clear accessed bits")
+        return self._core.clear_accessed(self._mm)
 
     def translate(self, addr) -> int | None:
         """Physical address that ``addr`` maps to, or None if not present.
