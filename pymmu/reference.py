@@ -14,7 +14,11 @@ Where the model keeps its state:
 * page tables: a radix tree per address space, one dict per node;
 * swap: a count per slot, the bytes of used slots, and the swap cache
   (slot -> frame of a page that is both in swap and resident);
-* the TLB: one direct-mapped array, entries tagged (asid, vpn).
+* the TLB: one direct-mapped array, entries tagged (asid, vpn);
+* observation (DESIGN.md section 11): ``references`` (page references started,
+  the events' seq) and a ``pymmu.events.ListRecorder`` behind ``m.events()``,
+  fed by ``_event`` (each counter kind), ``_evict`` (evictions, then swap_outs)
+  and ``_fault_event`` (oom, segv, protection).
 
 The copy-on-write story (DESIGN.md section 8, ``pymmu demo``):
 
@@ -73,7 +77,20 @@ from pymmu.pte import (
 )
 from pymmu.vmas import AddressMap, Vma, mapping_of
 
-__all__ = ["Machine", "Process"]
+__all__ = ["FRAME_TABLE_DTYPE", "Machine", "Process"]
+
+#: One row of ``Machine.frame_table()`` (DESIGN.md section 11): the frame, its
+#: state ("free_zeroed", "free_dirty", "used"), its refcount, its kind ("anon",
+#: "shared", "file"; "" when free), the lowest pid mapping it and that process's
+#: virtual address of it (-1 / 0 when no PTE maps it), the OR of the accessed
+#: and dirty bits of the PTEs mapping it, and the slot of its swap-cache copy
+#: (-1 when none).
+FRAME_TABLE_DTYPE = np.dtype([
+    ("pfn", np.int64), ("state", "U11"), ("refcount", np.int64), ("kind", "U6"),
+    ("pid", np.int64), ("vaddr", np.uint64), ("accessed", np.bool_),
+    ("dirty", np.bool_), ("swap_slot", np.int64),
+])
+_FRAME_KINDS = {"free": "", "anon": "anon", "file": "file", "shmem": "shared"}
 
 _M64 = (1 << 64) - 1
 _NEEDS = {"read": PROT_READ, "write": PROT_WRITE, "execute": PROT_EXEC}
@@ -230,6 +247,19 @@ class Machine:
         self._next_pid = self._next_asid = self._next_family = 1
         self._stats = dict.fromkeys(STAT_NAMES, 0)
 
+        # Observation (DESIGN.md section 11): page references started, ever
+        # (the events' seq), and the recorder behind m.events() (made by the
+        # first call; a pymmu.events.ListRecorder records only inside a block).
+        self._references = 0
+        self._recorder = None
+
+    def __getstate__(self) -> dict:
+        """Snapshots keep everything but the event recorder: a copy does not
+        record (an events() block belongs to its machine)."""
+        state = self.__dict__.copy()
+        state["_recorder"] = None
+        return state
+
     # ------------------------------------------------------------------ public
 
     page_size = property(lambda self: self._page_size)
@@ -286,12 +316,85 @@ class Machine:
         pid = as_int(pid, "pid")
         return self._procs[pid]
 
+    # ------------------------------------------------------------------ observation
+
+    @property
+    def references(self) -> int:
+        """Page references started over the machine's life (each page an access
+        touches is one); only grows, kept by snapshots, untouched by reset_stats."""
+        return self._references
+
+    @property
+    def clock_hand(self) -> int | None:
+        """The pfn under the clock hand (policy "clock"), else None."""
+        return self._hand if self._policy == "clock" else None
+
+    def events(self, limit=None):
+        """A ``pymmu.events.EventLog`` to use as ``with m.events() as log:``: one
+        row per event recorded inside the block (DESIGN.md section 11)."""
+        from pymmu.events import EventLog, ListRecorder
+
+        if self._recorder is None:
+            self._recorder = ListRecorder()
+        return EventLog(self._recorder, limit)
+
+    def processes(self) -> list:
+        """Every process that is not "exited", by pid."""
+        return [p for _, p in sorted(self._procs.items()) if p.state != "exited"]
+
+    def frame_table(self) -> np.ndarray:
+        """One row of :data:`FRAME_TABLE_DTYPE` per user frame, by pfn."""
+        rows = []
+        for pfn in range(self._frames):
+            if pfn in self._pool:
+                state = "free_zeroed"
+            elif pfn in self._dirty:
+                state = "free_dirty"
+            else:
+                state = "used"
+            mappers = self._mappers(pfn) if self._state[pfn] != "free" else []
+            pid, vaddr = self._lowest_mapper(mappers)
+            ptes = [s.get(vpn) for s, vpn in mappers]
+            rows.append((pfn, state, self._ref[pfn], _FRAME_KINDS[self._state[pfn]],
+                         pid, vaddr, any(pte & ACCESSED for pte in ptes),
+                         any(pte & DIRTY for pte in ptes), self._frame_slot.get(pfn, -1)))
+        rows = np.array(rows, dtype=FRAME_TABLE_DTYPE)
+        return rows
+
+    def _lowest_mapper(self, mappers) -> tuple[int, int]:
+        """(pid, vaddr) of the lowest pid whose address space holds one of
+        ``mappers`` ((space, vpn) pairs); (-1, 0) when none. A vfork child
+        shares its parent's space, so the parent (the lower pid) names it."""
+        best = (-1, 0)
+        for s, vpn in mappers:
+            for p in self._procs.values():
+                if p._as is s and (best[0] < 0 or p.pid < best[0]):
+                    best = (p.pid, vpn << self._shift)
+        return best
+
     # ------------------------------------------------------------------ small helpers
 
     def _count(self, proc, name: str, k: int = 1) -> None:
         """An event: counted for the machine and the process that caused it."""
         self._stats[name] += k
         proc._stats[name] += k
+
+    def _event(self, proc, name: str, vpn: int, pfn: int = -1, slot: int = -1) -> None:
+        """Count one event of a counter kind and record it: the reference now
+        under way, made by ``proc``, to page ``vpn``."""
+        self._count(proc, name)
+        self._record(name, proc.pid, vpn << self._shift, pfn, slot)
+
+    def _fault_event(self, proc, kind: str, at: int) -> None:
+        """Record an access refused with ``kind`` ("oom", "segv", "protection")
+        at byte address ``at`` (beyond 64 bits: the last 64-bit page)."""
+        page = (min(at, _M64) >> self._shift) << self._shift
+        self._record(kind, proc.pid, page)
+
+    def _record(self, kind: str, pid: int, vaddr: int, pfn: int = -1, slot: int = -1) -> None:
+        """Record one event (inside an events() block), seq = references so far."""
+        if self._recorder is not None:
+            self._recorder.record(kind, self._references, pid, vaddr, pfn, slot)
 
     def _page(self, pfn: int) -> slice:
         return slice(pfn * self._page_size, (pfn + 1) * self._page_size)
@@ -471,18 +574,24 @@ class Machine:
         self._evict(proc, victim)
 
     def _evict(self, proc, pfn: int) -> None:
-        """Turn every PTE of ``pfn`` into a swap entry (anon) or 0 (file, shmem)."""
+        """Turn every PTE of ``pfn`` into a swap entry (anon) or 0 (file, shmem).
+
+        Events: ``evictions`` then (if the page is written) ``swap_outs``, both
+        naming the victim page (its lowest mapper) and the slot it goes to.
+        """
         mappers = self._mappers(pfn)
+        pid, vaddr = self._lowest_mapper(mappers)
         state = self._state[pfn]
+        written = False
         if state == "file":
-            new = 0                       # clean: the image still has it
+            new, slot = 0, -1             # clean: the image still has it
         elif state == "anon" and pfn in self._frame_slot:
             slot = self._frame_slot[pfn]  # the slot still holds these bytes
             new = SWAP | (slot << PFN_SHIFT)
         else:
             slot = self._free_slot()
             self._slot_data[slot] = bytes(self._mem[self._page(pfn)])
-            self._count(proc, "swap_outs")
+            written = True
             if state == "shmem":
                 obj, idx = self._rmap[pfn]
                 del obj.frames[idx]
@@ -497,6 +606,10 @@ class Machine:
                 self._slot_count[slot] += 1
         self._ref[pfn] = 0
         self._count(proc, "evictions")
+        self._record("evictions", pid, vaddr, pfn, slot)
+        if written:
+            self._count(proc, "swap_outs")
+            self._record("swap_outs", pid, vaddr, pfn, slot)
         self._free_frame(pfn)
 
     # ------------------------------------------------------------------ an access
@@ -542,8 +655,10 @@ class Machine:
             at = addr if vpn == first else vpn << shift
             vma = space.vmas.find(vpn) if vpn < self._max_vpn else None
             if vma is None:
+                self._fault_event(proc, "segv", at)
                 raise SegmentationFault(at, kind, proc.pid)
             if not vma.prot & _NEEDS[kind]:
+                self._fault_event(proc, "protection", at)
                 raise ProtectionFault(at, kind, proc.pid)
             vmas.append(vma)
         return vmas
@@ -621,7 +736,12 @@ class Machine:
             raise bad_record_error(trace, bad, offset)
 
     def _touch(self, proc, space, vma, vpn, kind, at) -> int:
-        """Make one page accessible for ``kind``; returns the frame it maps."""
+        """Make one page accessible for ``kind``; returns the frame it maps.
+
+        One page reference: ``m.references`` counts it before anything else, so
+        every event it causes carries it as ``seq``.
+        """
+        self._references += 1
         pte = space.get(vpn)
         need = _ALLOWS[kind]
         if self._tlb:
@@ -630,8 +750,12 @@ class Machine:
                 self._count(proc, "tlb_hits")
             else:
                 self._count(proc, "tlb_misses")
-        while not (pte & PRESENT and pte & need):
-            pte = self._fault(proc, space, vma, vpn, pte, kind, at)
+        try:
+            while not (pte & PRESENT and pte & need):
+                pte = self._fault(proc, space, vma, vpn, pte, kind, at)
+        except OutOfMemory:
+            self._fault_event(proc, "oom", at)
+            raise
         pte |= ACCESSED | (DIRTY if kind == "write" else 0)
         space.set(vpn, pte)               # setting A/D keeps the TLB entry valid
         if self._tlb:
@@ -651,11 +775,11 @@ class Machine:
             if pte & ZERO:
                 pfn = self._alloc(proc, True, at, kind, "anon", (family, vpn))
                 self._count(proc, "minor_faults")
-                self._count(proc, "zero_fills")
+                self._event(proc, "zero_fills", vpn, pfn)
                 new = self._make_pte(vma, pfn, WRITABLE | DIRTY)
             elif self._ref[old] == 1:
                 self._count(proc, "minor_faults")
-                self._count(proc, "cow_reuses")
+                self._event(proc, "cow_reuses", vpn, old)
                 self._state[old] = "anon"     # a file page written is private now
                 slot = self._frame_slot.pop(old, None)
                 if slot is not None:          # others keep the slot and its bytes
@@ -671,7 +795,7 @@ class Machine:
                     self._pinned.discard(old)
                 self._mem[self._page(pfn)] = self._mem[self._page(old)]
                 self._count(proc, "minor_faults")
-                self._count(proc, "cow_copies")
+                self._event(proc, "cow_copies", vpn, pfn)
                 new = self._make_pte(vma, pfn, WRITABLE)
             self._set_pte(space, vpn, new)
             self._unref_frame(old)
@@ -682,13 +806,13 @@ class Machine:
             pfn = self._swap_cache.get(slot)
             if pfn is not None:
                 self._count(proc, "minor_faults")
-                self._count(proc, "swap_cache_hits")
+                self._event(proc, "swap_cache_hits", vpn, pfn, slot)
                 flags = ro_flags
             else:
                 pfn = self._alloc(proc, False, at, kind, "anon", (family, vpn))
                 self._mem[self._page(pfn)] = self._slot_data[slot]
                 self._count(proc, "major_faults")
-                self._count(proc, "swap_ins")
+                self._event(proc, "swap_ins", vpn, pfn, slot)
                 if self._slot_count[slot] == 1:
                     flags = WRITABLE if writable else 0
                 else:
@@ -711,11 +835,11 @@ class Machine:
                 self._mem[self._page(pfn)] = self._slot_data[slot]
                 self._put_slot(slot)
                 self._count(proc, "major_faults")
-                self._count(proc, "swap_ins")
+                self._event(proc, "swap_ins", vpn, pfn, slot)
             else:
                 pfn = self._alloc(proc, True, at, kind, "shmem", (obj, idx))
                 self._count(proc, "minor_faults")
-                self._count(proc, "zero_fills")
+                self._event(proc, "zero_fills", vpn, pfn)
             obj.frames[idx] = pfn
             new = self._make_pte(vma, pfn, SHARED | (WRITABLE if writable else 0))
         elif vma.kind == "file" and vma.obj.layout.page(vpn) is not None:
@@ -724,17 +848,17 @@ class Machine:
                               (family, vpn))
             self._mem[self._page(pfn)] = vma.obj.layout.page(vpn).tobytes()
             self._count(proc, "major_faults")
-            self._count(proc, "file_reads")
+            self._event(proc, "file_reads", vpn, pfn)
             new = self._make_pte(vma, pfn, WRITABLE | DIRTY if write else ro_flags)
         elif kind == "write" or not self._zero_page_on:
             pfn = self._alloc(proc, True, at, kind, "anon", (family, vpn))
             self._count(proc, "minor_faults")
-            self._count(proc, "zero_fills")
+            self._event(proc, "zero_fills", vpn, pfn)
             new = self._make_pte(vma, pfn, WRITABLE if writable else 0)
         else:
             pfn = self._zero_pfn
             self._count(proc, "minor_faults")
-            self._count(proc, "zero_page_maps")
+            self._event(proc, "zero_page_maps", vpn, pfn)
             new = self._make_pte(vma, pfn, ZERO)
         self._set_pte(space, vpn, new)
         self._ref[pfn] += 1
@@ -1166,6 +1290,25 @@ class Process:
                                         f"of process {self.pid} to wait for")
         target.state = "exited"
         return target._status
+
+    def clear_accessed(self) -> int:
+        """Clear the accessed bit of every present PTE of this address space;
+        returns how many were set. Also drops this space's TLB entries, so the
+        next touch of any page misses the TLB (a working-set estimator's tool).
+
+        Not introspection: it changes PTEs, so a suspended (vfork parent),
+        zombie or exited process raises ``ProcessStateError``. A vfork child
+        clears the bits of the space it borrows.
+        """
+        self._running()
+        m, space = self._m, self._as
+        cleared = 0
+        for vpn, pte in list(space.entries()):
+            if pte & PRESENT and pte & ACCESSED:
+                space.set(vpn, pte & ~ACCESSED)
+                cleared += 1
+        m._tlb_flush(space.asid)
+        return cleared
 
     # ------------------------------------------------------------------ introspection
 
