@@ -34,7 +34,8 @@ def ext(name):
         include_dirs=["src_c", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,
-        depends=["src_c/pte.h", "src_c/frame.h", "src_c/lowset.h", "pymmu/_pte.pxd",
+        depends=["src_c/pte.h", "src_c/frame.h", "src_c/lowset.h", "src_c/events.h",
+                 "pymmu/_pte.pxd",
                  "pymmu/_core.pxd"],
     )
 

@@ -56,7 +56,7 @@ from pymmu.errors import (
 from pymmu.image import Image, Segment
 from pymmu.vmas import Mapping
 from pymmu import pte
-from pymmu import traces
+from pymmu import events, traces
 from pymmu.introspect import show
 from pymmu.machine import Machine, Process
 from pymmu.simulate import sweep
@@ -64,7 +64,7 @@ from pymmu.simulate import sweep
 __version__ = "0.1.0"
 
 __all__ = [
-    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces", "show",
+    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces", "events", "show",
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC",
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
     "OutOfMemory", "ProcessStateError", "InvariantError", "TraceError",

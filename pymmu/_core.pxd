@@ -83,3 +83,18 @@ cdef enum:
     S_EXECS
     S_VFORK_CHILD_WRITES
     S_COUNT
+
+# Event kinds: pymmu.events.KINDS, in order.
+cdef enum:
+    E_ZERO_PAGE_MAPS = 0
+    E_ZERO_FILLS
+    E_COW_COPIES
+    E_COW_REUSES
+    E_SWAP_INS
+    E_SWAP_CACHE_HITS
+    E_FILE_READS
+    E_EVICTIONS
+    E_SWAP_OUTS
+    E_OOM
+    E_SEGV
+    E_PROTECTION

@@ -167,6 +167,10 @@ cdef class Core:
     cdef int64_t pin_n, pin_cap
     cdef bint opt_active              # in a replay that knows the future (opt)
     cdef readonly bint busy           # a replay runs without the GIL: refuse re-entry
+    cdef readonly int64_t references  # page references started, machine-wide (events' seq)
+    cdef int64_t cur_pid              # the process making the current access
+    cdef int64_t *mm_pid              # per address space: the pid it was made for
+    cdef evlog_t ev                   # the event log (src_c/events.h)
     cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
     cdef uint64_t pwc_hi[PWC_N]
     cdef uint64_t *pwc_leaf[PWC_N]
@@ -201,6 +205,10 @@ cdef class Core:
         self.fm = NULL
         self.sl = NULL
         self.ps = self.scratch
+        self.mm_pid = NULL
+        memset(&self.ev, 0, sizeof(self.ev))
+        self.references = 0
+        self.cur_pid = -1
 
     def __init__(self, int64_t frames, int64_t page_size, int64_t swap_slots, int policy,
                  int64_t va_bits, int64_t zero_pool, bint zero_page, int64_t tlb_entries,
@@ -288,6 +296,7 @@ cdef class Core:
         free(self.lnext); free(self.lprev)
         self._opt_end()
         free(self.fm); free(self.sl)
+        free(self.mm_pid); free(self.ev.buf)
 
     cdef void _grow_mm(self, int64_t cap) except *:
         cdef int64_t i
@@ -299,7 +308,9 @@ cdef class Core:
         self.fam_head = <int64_t *>realloc_or_raise(self.fam_head, cap * sizeof(int64_t))
         self.vma_rows = <int64_t *>realloc_or_raise(self.vma_rows, cap * sizeof(int64_t))
         self.vma_count = <int64_t *>realloc_or_raise(self.vma_count, cap * sizeof(int64_t))
+        self.mm_pid = <int64_t *>realloc_or_raise(self.mm_pid, cap * sizeof(int64_t))
         for i in range(self.mm_cap, cap):
+            self.mm_pid[i] = -1
             self.mm_root[i] = 0
             self.mm_family[i] = -1
             self.mm_fnext[i] = 0
@@ -449,6 +460,85 @@ cdef class Core:
         """Add ``n`` to a counter of the machine and of the process being served."""
         self.stats[stat] += n
         self.ps[stat] += n
+
+    # ------------------------------------------------------------------
+    # events (src_c/events.h): recorded beside the counters they mirror
+
+    cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,
+                           int64_t slot) noexcept nogil:
+        """Count ``stat`` and, while recording, its event (the current process's
+        reference to page ``vpn``)."""
+        self._count(stat)
+        if self.ev.on:
+            self._event(kind, self.cur_pid, vpn << self.page_shift, pfn, slot)
+
+    cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
+                     int64_t slot) noexcept nogil:
+        cdef event_t e
+        e.seq = self.references
+        e.t_ns = 0
+        e.pid = pid
+        e.vaddr = vaddr
+        e.pfn = pfn
+        e.slot = slot
+        e.kind = <uint8_t>kind
+        evlog_push(&self.ev, &e)
+
+    cdef void _victim_events(self, int64_t pfn, int64_t slot, bint written) noexcept nogil:
+        """A victim's ``evictions`` then (if it is written) ``swap_outs`` events,
+        named by the lowest pid that maps it (-1 / 0 when no PTE does)."""
+        cdef int64_t fam = self._rmap_family(pfn), mm, pid, owner = -1
+        cdef uint64_t vpn = self._rmap_vpn(pfn)
+        cdef pte_t *p
+        mm = self.fam_head[fam]
+        while mm:
+            p = self._walk(mm, vpn, False)
+            if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn:
+                pid = self.mm_pid[mm]
+                if owner < 0 or (0 <= pid < owner):
+                    owner = pid
+            mm = self.mm_fnext[mm]
+        vpn = vpn << self.page_shift if owner >= 0 else 0
+        self._event(E_EVICTIONS, owner, vpn, pfn, slot)
+        if written:
+            self._event(E_SWAP_OUTS, owner, vpn, pfn, slot)
+
+    def refused(self, int64_t pid, uint64_t vaddr):
+        """Record the ``segv`` event of an access the Python layer refuses
+        (an address beyond the address space) at page ``vaddr``."""
+        if self.ev.on:
+            self._event(E_SEGV, pid, vaddr, -1, -1)
+
+    def set_mm_pid(self, int64_t mm, int64_t pid):
+        """Name the process address space ``mm`` was made for (events' victims)."""
+        self.mm_pid[mm] = pid
+
+    def events_start(self, object limit):
+        """Open an event block (``limit`` None: keep every event)."""
+        self._enter()
+        if self.ev.on:
+            raise RuntimeError("this machine is already recording events: "
+                               "events() blocks cannot nest")
+        evlog_start(&self.ev, -1 if limit is None else <int64_t>limit)
+
+    def events_snapshot(self):
+        """``(rows, counts, dropped)`` of the events recorded so far."""
+        from pymmu.events import DTYPE
+
+        cdef int64_t i
+        cdef const event_t *e
+        rows = np.zeros(self.ev.n, DTYPE)
+        for i in range(self.ev.n):
+            e = evlog_at(&self.ev, i)
+            rows[i] = (e.seq, e.t_ns, e.pid, e.vaddr, e.kind, e.pfn, e.slot)
+        return rows, [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped
+
+    def events_stop(self):
+        """Close the event block: its ``(rows, counts, dropped)``."""
+        out = self.events_snapshot()
+        self.ev.on = 0
+        self.ev.n = 0
+        return out
 
     cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil:
         cdef int32_t a, b
@@ -764,29 +854,35 @@ cdef class Core:
         return ST_OK
 
     cdef int _evict(self, int64_t pfn) except -1 nogil:
+        """Evict ``pfn``: drop a clean file page or swap-cache copy, else write
+        it to a new swap slot; every PTE that maps it names the slot then."""
         cdef frame_t *f = &self.fm[pfn]
-        cdef int64_t slot, n
+        cdef int64_t slot = -1, n
+        cdef bint written = f.state == F_SHMEM or (f.state == F_ANON and f.link < 0)
+        if f.state == F_ANON and not written:
+            slot = f.link           # clean swap-cache copy: no second write
+        if written:
+            slot = lowset_pop(&self.free_slots)
+        if self.ev.on:
+            self._victim_events(pfn, slot, written)
         if f.state == F_FILE:
             self._rmap(pfn, RMAP_REPLACE, 0)
         elif f.state == F_ANON:
-            slot = f.link
-            if slot < 0:
-                slot = lowset_pop(&self.free_slots)
+            if written:
                 self._swap_write(slot, pfn)
-                self._count(S_SWAP_OUTS)
-            else:                   # clean swap-cache copy: no second write
+            else:
                 f.link = -1
                 self.sl[slot].cache = -1
             n = self._rmap(pfn, RMAP_REPLACE, pte_make_swap(slot))
             self.sl[slot].count += <int32_t>n
         else:                       # shmem: the object remembers the slot
-            slot = lowset_pop(&self.free_slots)
             self._swap_write(slot, pfn)
-            self._count(S_SWAP_OUTS)
             self._rmap(pfn, RMAP_REPLACE, 0)
             with gil:
                 self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
             self.sl[slot].count = 1
+        if written:
+            self._count(S_SWAP_OUTS)
         self._count(S_EVICTIONS)
         f.refcnt = 0
         self._free_frame(pfn)
@@ -835,7 +931,7 @@ cdef class Core:
                 self._put_frame(self.zero_pfn)
                 self._own(new, F_ANON, mm, vpn)
                 p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
-                self._count(S_ZERO_FILLS)
+                self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
             else:
                 old = pte_pfn(pte)
                 if self.fm[old].refcnt == 1:
@@ -846,7 +942,7 @@ cdef class Core:
                         self.sl[slot].cache = -1
                     self.fm[old].state = F_ANON
                     p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
-                    self._count(S_COW_REUSES)
+                    self._note(S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
                 else:
                     saved = self.fm[old].pinned
                     self.fm[old].pinned = 1
@@ -858,7 +954,7 @@ cdef class Core:
                     self._own(new, F_ANON, mm, vpn)
                     self._put_frame(old)
                     p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
-                    self._count(S_COW_COPIES)
+                    self._note(S_COW_COPIES, E_COW_COPIES, vpn, new, -1)
             self._tlb_invalidate(mm, vpn)
             self._count(S_MINOR)
             return ST_OK
@@ -869,7 +965,7 @@ cdef class Core:
                 self.fm[new].refcnt += 1
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
                 self._slot_put(slot, 1)
-                self._count(S_SWAP_CACHE_HITS)
+                self._note(S_SWAP_CACHE_HITS, E_SWAP_CACHE_HITS, vpn, new, slot)
                 self._count(S_MINOR)
                 return ST_OK
             new = self._alloc_frame(False)
@@ -885,7 +981,7 @@ cdef class Core:
                 self.sl[slot].cache = <int32_t>new
                 self.fm[new].link = <int32_t>slot
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-            self._count(S_SWAP_INS)
+            self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
             self._count(S_MAJOR)
             return ST_OK
         if vma[V_KIND] == K_SHARED:
@@ -903,11 +999,11 @@ cdef class Core:
                 return ST_OOM if new == -1 else ST_OPT
             self._own(new, F_ANON, mm, vpn)
             p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
-            self._count(S_ZERO_FILLS)
+            self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
         else:
             self.zero_refs += 1
             p[0] = pte_with_pfn(base | PTE_ZERO, self.zero_pfn)
-            self._count(S_ZERO_PAGE_MAPS)
+            self._note(S_ZERO_PAGE_MAPS, E_ZERO_PAGE_MAPS, vpn, self.zero_pfn, -1)
         self._count(S_MINOR)
         return ST_OK
 
@@ -930,7 +1026,7 @@ cdef class Core:
             if new < 0:
                 return ST_OOM if new == -1 else ST_OPT
             self._own_shmem(new, obj, page, mm, vpn, pages)
-            self._count(S_ZERO_FILLS)
+            self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
             self._count(S_MINOR)
         else:
             slot = -new - 2
@@ -940,7 +1036,7 @@ cdef class Core:
             self._swap_read(new, slot)
             self._slot_put(slot, 1)
             self._own_shmem(new, obj, page, mm, vpn, pages)
-            self._count(S_SWAP_INS)
+            self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
             self._count(S_MAJOR)
         p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
         return ST_OK
@@ -965,7 +1061,7 @@ cdef class Core:
             else:
                 self._own(new, F_FILE, mm, vpn)
                 p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-            self._count(S_FILE_READS)
+            self._note(S_FILE_READS, E_FILE_READS, vpn, new, -1)
             self._count(S_MAJOR)
             return ST_OK
         return ST_NOT_FILE
@@ -1065,6 +1161,7 @@ cdef class Core:
             # One page (most accesses): nothing to pin, and the PTE _touch returns
             # is the one the bytes move through.
             self.fault_addr = addr
+            self.references += 1
             st = self._touch(mm, first, kind, self._vma(mm, first), &p)
             if st != ST_OK:
                 return st
@@ -1080,6 +1177,7 @@ cdef class Core:
         while vpn <= last:
             self.fault_addr = addr if vpn == first else vpn << self.page_shift
             vma = self._vma(mm, vpn)
+            self.references += 1
             st = self._touch(mm, vpn, kind, vma, &p)
             if st != ST_OK:
                 break
@@ -1129,8 +1227,12 @@ cdef class Core:
         return 0
 
     cdef object _raise_status(self, int st, int64_t pid):
-        """The one place a status code becomes an exception."""
+        """The one place a status code becomes an exception (and, while
+        recording, the refused access's event)."""
         access = _ACCESS_NAMES[self.fault_kind]
+        if self.ev.on and (st == ST_SEGV or st == ST_PROT or st == ST_OOM):
+            self._event(E_SEGV if st == ST_SEGV else E_PROTECTION if st == ST_PROT else E_OOM,
+                        pid, self.fault_addr & ~(<uint64_t>self.page_size - 1), -1, -1)
         if st == ST_SEGV:
             raise SegmentationFault(self.fault_addr, access, pid)
         if st == ST_PROT:
@@ -1164,6 +1266,7 @@ cdef class Core:
         write ends here."""
         cdef int st
         self.ps = ps
+        self.cur_pid = pid
         st = self._access(mm, addr, n, kind, buf)
         self.ps = self.scratch
         if st != ST_OK:
@@ -1264,6 +1367,7 @@ cdef class Core:
         cdef pte_t **tlb_pte = self.tlb_pte
         cdef int64_t zero_pfn = self.zero_pfn
         cdef int64_t key, npos = next_use.shape[0] if opt else 0
+        cdef int64_t refs = self.references   # page references, in a register
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
@@ -1282,6 +1386,7 @@ cdef class Core:
             a = addr[i]
             if kind[i] > 3 or size[i] == 0:    # never trust the columns
                 index[0] = i
+                self.references = refs
                 self._tally(hits, misses, done)
                 return ST_BAD_RECORD
             acc = _KIND_ACCESS[kind[i]]
@@ -1293,6 +1398,7 @@ cdef class Core:
                 st = self._check(mm, a, length, acc)
                 if st != ST_OK:
                     index[0] = i
+                    self.references = refs
                     self._tally(hits, misses, done)
                     return st
                 vma = self._vma(mm, vpn)
@@ -1302,6 +1408,7 @@ cdef class Core:
             bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
             while vpn <= last:
                 p = walked = NULL
+                refs += 1
                 if tn:
                     t = <int64_t>(vpn & tmask) if tmask else self._tlb_index(vpn)
                     if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
@@ -1329,6 +1436,7 @@ cdef class Core:
                     self.fault_kind = acc
                     if vend == 0:
                         vma = self._vma(mm, vpn)
+                    self.references = refs          # events' seq
                     if walked != NULL:
                         misses += 1
                         st = self._settle(mm, vpn, acc, vma, walked, t, &tp)
@@ -1345,6 +1453,7 @@ cdef class Core:
                 pos += 1
                 vpn += 1
             done[acc] += 1
+        self.references = refs
         self._tally(hits, misses, done)
         return ST_OK
 
@@ -1372,6 +1481,7 @@ cdef class Core:
                              f"kind {kind.shape[0]}, size {size.shape[0]}")
         if next_use is not None:
             self._opt_begin(next_use.shape[0])
+        self.cur_pid = pid
         self.ps = self._counters(ps)
         self.busy = True
         try:

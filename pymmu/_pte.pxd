@@ -66,3 +66,26 @@ cdef extern from "lowset.h" nogil:
     int64_t lowset_pop(lowset_t *s)
     int64_t lowset_next(const lowset_t *s, uint64_t i)
     const uint64_t *lowset_word(const lowset_t *s, uint64_t i)
+
+cdef extern from "events.h" nogil:
+    ctypedef struct event_t:
+        int64_t seq
+        int64_t t_ns
+        int64_t pid
+        uint64_t vaddr
+        int64_t pfn
+        int64_t slot
+        uint8_t kind
+    ctypedef struct evlog_t:
+        int on                         # recording: a block is open
+        event_t *buf
+        int64_t cap
+        int64_t n                      # kept entries
+        int64_t head
+        int64_t limit
+        int64_t dropped
+        int64_t counts[12]
+    int EV_KINDS
+    void evlog_start(evlog_t *l, int64_t limit)
+    int evlog_push(evlog_t *l, const event_t *e)
+    const event_t *evlog_at(const evlog_t *l, int64_t i)

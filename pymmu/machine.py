@@ -48,6 +48,22 @@ class _Space:
         self.users = 1
 
 
+class _CoreRecorder:
+    """The core's event log behind ``pymmu.events.EventLog``."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def start(self, limit) -> None:
+        self.core.events_start(limit)
+
+    def snapshot(self):
+        return self.core.events_snapshot()
+
+    def stop(self):
+        return self.core.events_stop()
+
+
 class Machine:
     """A physical machine: frames, a swap device, a TLB and processes.
 
@@ -348,6 +364,8 @@ class Machine:
         p = Process(self, self._next_pid, ppid, space)
         self._procs[p.pid] = p
         self._next_pid += 1
+        if space.users == 1:        # made for it (a vfork child borrows one)
+            self._core.set_mm_pid(space.mm, p.pid)
         return p
 
     def _new_space(self, mm: int, amap: AddressMap) -> _Space:
@@ -395,6 +413,37 @@ class Machine:
         return ""
 
     # ---- introspection -------------------------------------------------
+
+    def events(self, limit=None):
+        """An event log: ``with m.events() as log:`` records what the MMU does.
+
+        One event per increment of each counter named in
+        ``pymmu.events.KINDS`` (and one per access refused with ``OutOfMemory``,
+        ``SegmentationFault`` or ``ProtectionFault``), so that over the block
+        ``log.counts()[k]`` equals the counter's delta. Recording costs nothing
+        when no block is open. Nested or concurrent blocks raise RuntimeError.
+
+        Parameters
+        ----------
+        limit : int, optional
+            Keep only the latest ``limit`` events; ``log.dropped`` counts the rest.
+
+        Returns
+        -------
+        pymmu.events.EventLog
+        """
+        from pymmu.events import EventLog
+
+        return EventLog(_CoreRecorder(self._core), limit)
+
+    @property
+    def references(self) -> int:
+        """Page references started since the machine was made (events' ``seq``).
+
+        Each page an access or a trace record touches is one reference. It only
+        grows: ``reset_stats`` leaves it alone.
+        """
+        return self._core.references
 
     def processes(self) -> list["Process"]:
         """Every process that has not exited (running, suspended or zombie), by pid."""
@@ -626,7 +675,7 @@ class Process(ProcessCore):
         if n == 0:
             return b""
         if addr >= self._m._top:
-            raise SegmentationFault(addr, access, self.pid)
+            raise self._beyond(addr, access)
         # Longer than the address space: it faults anyway; keep a C-sized length.
         n = min(n, self._m._top + 1)
         return self._core.read(self._mm, self.pid, addr, n, 0 if access == "read" else 2,
@@ -642,8 +691,15 @@ class Process(ProcessCore):
         if len(view) == 0:
             return
         if addr >= self._m._top:
-            raise SegmentationFault(addr, "write", self.pid)
+            raise self._beyond(addr, "write")
         self._write_buffer(addr, view)
+
+    def _beyond(self, addr: int, access: str) -> SegmentationFault:
+        """The fault of an access at or above ``2**va_bits`` (and its event; an
+        address past 2**64 is named by the last 64-bit page)."""
+        page = min(addr, (1 << 64) - 1) & -self._m.page_size
+        self._core.refused(self.pid, page)
+        return SegmentationFault(addr, access, self.pid)
 
     # ---- process lifecycle -------------------------------------------------
 
@@ -714,6 +770,7 @@ class Process(ProcessCore):
         if stack:
             amap.insert(Vma(top - stack, top, PROT_READ | PROT_WRITE, "stack"))
         space = m._new_space(self._core.mm_new(), amap)
+        self._core.set_mm_pid(space.mm, self.pid)
         self._leave_space()
         self._space, self._mm = space, space.mm
         m._count(self, "execs")

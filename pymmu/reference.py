@@ -71,25 +71,15 @@ from pymmu.errors import (
     SegmentationFault,
 )
 from pymmu.image import Image
+from pymmu.introspect import FRAME_TABLE_DTYPE
 from pymmu.pte import (
     ACCESSED, COW, DIRTY, EXECUTABLE, PFN_SHIFT, PRESENT, READABLE, SHARED, SWAP, USER,
     WRITABLE, ZERO, page_table_rows,
 )
 from pymmu.vmas import AddressMap, Vma, mapping_of
 
-__all__ = ["FRAME_TABLE_DTYPE", "Machine", "Process"]
+__all__ = ["Machine", "Process"]
 
-#: One row of ``Machine.frame_table()`` (DESIGN.md section 11): the frame, its
-#: state ("free_zeroed", "free_dirty", "used"), its refcount, its kind ("anon",
-#: "shared", "file"; "" when free), the lowest pid mapping it and that process's
-#: virtual address of it (-1 / 0 when no PTE maps it), the OR of the accessed
-#: and dirty bits of the PTEs mapping it, and the slot of its swap-cache copy
-#: (-1 when none).
-FRAME_TABLE_DTYPE = np.dtype([
-    ("pfn", np.int64), ("state", "U11"), ("refcount", np.int64), ("kind", "U6"),
-    ("pid", np.int64), ("vaddr", np.uint64), ("accessed", np.bool_),
-    ("dirty", np.bool_), ("swap_slot", np.int64),
-])
 _FRAME_KINDS = {"free": "", "anon": "anon", "file": "file", "shmem": "shared"}
 
 _M64 = (1 << 64) - 1

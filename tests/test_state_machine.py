@@ -393,6 +393,8 @@ class DiffMachine(RuleBasedStateMachine):
             ns = {"P": {}, "np": np, "blob": blob, "Image": Image, "Segment": Segment,
                   "pymmu": pymmu, "Trace": Trace}
             ns["m"] = impl(**cfg)
+            # an event log open for the whole run, compared after every step
+            ns["log"] = ns["m"].events(limit=256).__enter__()
             self.sides.append(ns)
         self.run("m.refcount(m.frames + 1)")
         self.run("m.spawn()", assign=True)
@@ -525,11 +527,14 @@ class DiffMachine(RuleBasedStateMachine):
             if self.P0[pid].state != "running":
                 break
 
-    @rule(who=WHO, at=TARGET, what=st.sampled_from(["introspect", "idle", "reset"]),
+    @rule(who=WHO, at=TARGET, what=st.sampled_from(["introspect", "idle", "reset", "clear"]),
           n=st.one_of(st.none(), st.integers(0, 6)))
     def misc(self, who, at, what, n):
-        """Introspection anywhere (unmapped, beyond va space, negative), idle, reset_stats."""
-        if what == "introspect":
+        """Introspection anywhere (unmapped, beyond va space, negative), idle,
+        reset_stats, clearing a process's accessed bits (any state)."""
+        if what == "clear":
+            self.run(f"P[{self.pick(who)}].clear_accessed()")
+        elif what == "introspect":
             pid = self.pick(who)
             addr = self.addr(pid, at)[0]
             self.run(f"(P[{pid}].translate({addr:#x}), P[{pid}].pte({addr:#x}))")
@@ -618,6 +623,11 @@ class DiffMachine(RuleBasedStateMachine):
             ("m.page_size, m.frames, m.swap_slots",
              lambda: (m.page_size, m.frames, m.swap_slots)),
             ("refcounts", lambda: [m.refcount(pfn) for pfn in range(m.frames + 1)]),
+            ("m.frame_table()", lambda: Table(m.frame_table())),
+            ("m.clock_hand, m.references", lambda: (m.clock_hand, m.references)),
+            ("m.processes()", lambda: [p.pid for p in m.processes()]),
+            ("events (the latest 256)", lambda: Table(ns["log"].array)),
+            ("event counts, dropped", lambda: (ns["log"].counts(), ns["log"].dropped)),
         ]
         if all(hasattr(s["m"], "page_table_pages") for s in self.sides):
             items.append(("m.page_table_pages", lambda: m.page_table_pages))
