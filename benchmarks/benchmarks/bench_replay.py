@@ -4,8 +4,8 @@
   the pages it touches, per policy (every miss is a fault, an eviction and a swap-out).
 * ``ReplayResident``: random 8-byte loads over pages that are all resident (TLB and
   page-table hits, no faults), the path numpy's gather is compared with in compare.py.
-* ``ReplayLackey``: ``ls.lackey.xz`` from the shared traces directory (``../shared/traces``
-  beside the repository, or ``$PYMMU_TRACES``); skipped where it is absent.
+* ``ReplayLackey``: the ``ls`` sample trace shipped with pymmu
+  (``pymmu.traces.sample("ls")``).
 
 Each timed call is one whole replay (divide by the records for the time per access).
 Replay changes the machine, so the classes set ``number = 1``: asv runs ``setup`` again
@@ -16,8 +16,6 @@ side by side with libCacheSim, and the resident replay beside numpy's gather.
 benchmark once quickly (reference.py is far too slow for the sizes tracked here).
 """
 import functools
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +29,6 @@ SMOKE = {"ZIPF_RECORDS": 2_000, "ZIPF_PAGES": 500, "RESIDENT_RECORDS": 2_000,
          "LACKEY_RECORDS": 2_000}
 
 POLICIES = ["clock", "lru", "fifo", "opt"]
-LACKEY = "ls.lackey.xz"
 
 
 def zipf_pages(records, pages, seed=0, alpha=0.9):
@@ -55,24 +52,11 @@ def zipf_trace(records, pages):
     return Trace(page_numbers << np.uint64(PAGE.bit_length() - 1), kind=LOAD), distinct
 
 
-def traces_dir():
-    """The shared traces directory: $PYMMU_TRACES, or ../shared/traces relative to
-    the repository root (this file is benchmarks/benchmarks/bench_replay.py)."""
-    env = os.environ.get("PYMMU_TRACES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "traces"
-
-
 @functools.lru_cache(maxsize=2)
 def lackey_trace(records):
-    """(Trace, distinct 4 KiB pages) of ls.lackey.xz, or its first ``records`` records;
-    raises NotImplementedError (asv's "skipped") when the file is absent."""
-    from pymmu.traces import read_lackey
-    path = traces_dir() / LACKEY
-    if not path.is_file():
-        raise NotImplementedError(f"{path} is absent")
-    trace = read_lackey(path)
+    """(Trace, distinct 4 KiB pages) of the ls sample, or its first ``records`` records."""
+    from pymmu.traces import read_lackey, sample
+    trace = read_lackey(sample("ls"))
     if records is not None:
         trace = trace[:records]
     return trace, trace.distinct_pages(PAGE)
@@ -128,8 +112,8 @@ class ReplayResident:
 
 
 class ReplayLackey:
-    """m.replay of ls.lackey.xz (873,174 records of /bin/ls, 270 pages) per policy and
-    frame count; skipped when the shared traces directory is absent."""
+    """m.replay of the ls sample (873,174 records of /bin/ls, 270 pages) per policy
+    and frame count."""
 
     params = [[32, 128], POLICIES]
     param_names = ["frames", "policy"]
