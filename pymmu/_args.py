@@ -96,9 +96,14 @@ def check_machine_args(frames, page_size, swap_slots, policy, va_bits, zero_pool
     swap_slots = nonneg_int(swap_slots, "swap_slots")
     if swap_slots >= 1 << 31:  # slot numbers are 32-bit in the core
         raise ValueError(f"swap_slots must be below 2**31, got {swap_slots}")
-    if not isinstance(policy, str):
-        raise TypeError(f"policy must be a str, not {type(policy).__name__}")
-    if policy not in POLICIES:
+    from pymmu.policy import Policy
+
+    if isinstance(policy, Policy):
+        pass                    # a replacement policy written in Python
+    elif not isinstance(policy, str):
+        raise TypeError(f"policy must be a str or a pymmu.Policy, not "
+                        f"{type(policy).__name__}")
+    elif policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     va_bits = as_int(va_bits, "va_bits")
     if va_bits not in VA_BITS:

@@ -14,6 +14,7 @@ cdef enum:
     ST_OPT = 4              # opt policy asked to choose without knowing the future
     ST_NOT_FILE = 5         # internal: a file mapping's page holds no file bytes (bss)
     ST_BAD_RECORD = 6       # a replayed trace record has a kind code over 3 or size 0
+    ST_HOOK = 7             # a Python policy's victim() raised or returned a bad pfn
 
 # Access kinds (also the ACCESS_NAMES order in _args.py).
 cdef enum:
@@ -58,6 +59,7 @@ cdef enum:
     P_LRU = 2
     P_RANDOM = 3
     P_OPT = 4
+    P_PYTHON = 5            # a pymmu.Policy written in Python (policy.py)
 
 # Indices into the counter arrays: the _args.STAT_NAMES order.
 cdef enum:

@@ -45,6 +45,12 @@ cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
 cdef int[3] _ACC_NEED = [1, 2, 4]
 cdef int[3] _ACC_STAT = [S_READS, S_WRITES, S_FETCHES]
 
+# The hooks of a Python policy (Core._hook).
+cdef enum:
+    HOOK_MAP = 0
+    HOOK_FREE = 1
+    HOOK_ACCESS = 2
+
 cdef enum:
     PWC_N = 1024          # page-walk cache entries (a power of two)
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
@@ -78,6 +84,11 @@ cdef inline pte_t prot_bits(int64_t prot) noexcept nogil:
     if prot & 4:
         b |= PTE_EXECUTABLE
     return b
+
+
+cdef inline int _alloc_status(int64_t failed) noexcept nogil:
+    """The status of a failed ``Core._alloc_frame`` (its negative result)."""
+    return ST_OOM if failed == -1 else ST_OPT if failed == -3 else ST_HOOK
 
 
 cdef inline bint pte_allows(pte_t pte, int kind) noexcept nogil:
@@ -171,6 +182,11 @@ cdef class Core:
     cdef int64_t cur_pid              # the process making the current access
     cdef int64_t *mm_pid              # per address space: the pid it was made for
     cdef evlog_t ev                   # the event log (src_c/events.h)
+    cdef object pypolicy              # P_PYTHON: the pymmu.Policy (else None)
+    cdef bint py_access               # ... and it wants on_access
+    cdef readonly int in_hook         # a Python policy hook runs: refuse re-entry
+    cdef object victim_error          # why victim() failed (raised as ST_HOOK)
+    cdef object hook_error            # the first exception of a later hook
     cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
     cdef uint64_t pwc_hi[PWC_N]
     cdef uint64_t *pwc_leaf[PWC_N]
@@ -209,6 +225,9 @@ cdef class Core:
         memset(&self.ev, 0, sizeof(self.ev))
         self.references = 0
         self.cur_pid = -1
+        self.pypolicy = None
+        self.py_access = False
+        self.in_hook = 0
 
     def __init__(self, int64_t frames, int64_t page_size, int64_t swap_slots, int policy,
                  int64_t va_bits, int64_t zero_pool, bint zero_page, int64_t tlb_entries,
@@ -421,7 +440,9 @@ cdef class Core:
     def ptes(self, int64_t mm, uint64_t lo=0, object hi=None):
         """``(vpns, ptes)`` arrays of the nonzero PTEs of ``mm`` in ``[lo, hi)``."""
         cdef uint64_t h = self.max_vpn if hi is None else <uint64_t>hi
-        cdef int64_t n = self._collect(mm, lo, h, None, None)
+        cdef int64_t n
+        self._enter()
+        n = self._collect(mm, lo, h, None, None)
         vpns = np.zeros(n, np.uint64)
         ptes = np.zeros(n, np.uint64)
         if n:
@@ -570,6 +591,8 @@ cdef class Core:
         if self.opt_active:
             self._opt_unset(pfn)
         freeheap_push(&self.dirty, self.fm, <int32_t>pfn)
+        if self.pypolicy is not None:
+            self._hook(HOOK_FREE, pfn)
 
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
         """Add one PTE reference to a frame."""
@@ -593,13 +616,14 @@ cdef class Core:
         none is free. ``zeroed``: a demand-zero fill (pool first, bytes zeroed);
         else a frame about to be overwritten (dirty set first). Returns -1 with
         ``self.fault_kind`` untouched when nothing can be freed (ST_OOM), -3 for
-        the opt policy (ST_OPT)."""
+        the opt policy (ST_OPT), -4 when a Python policy's victim() failed
+        (ST_HOOK): see ``_alloc_status``."""
         cdef int64_t pfn
         cdef int st
         if self.pool.count == 0 and self.dirty.count == 0:
             st = self._reclaim()
             if st != ST_OK:
-                return -1 if st == ST_OOM else -3
+                return -1 if st == ST_OOM else -3 if st == ST_OPT else -4
         if zeroed:
             if self.pool.count:
                 pfn = freeheap_pop(&self.pool, self.fm)
@@ -634,6 +658,8 @@ cdef class Core:
         f.state = state
         f.rmap = (<uint64_t>self.mm_family[mm] << self.vpn_bits) | vpn
         f.refcnt = 1
+        if self.pypolicy is not None:
+            self._hook(HOOK_MAP, pfn)
 
     cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil:
         return <int64_t>(self.fm[pfn].rmap >> self.vpn_bits)
@@ -808,6 +834,84 @@ cdef class Core:
             x = lowset_next(&self.opt_next, x + 1)
         return -1
 
+    # ------------------------------------------------------------------
+    # a policy written in Python (pymmu/policy.py): its hooks, with the GIL
+
+    def set_policy(self, object policy):
+        """Serve ``policy`` (a pymmu.Policy; the machine was made with P_PYTHON)."""
+        self.pypolicy = policy
+        self.py_access = bool(getattr(policy, "wants_access", False))
+        self.victim_error = self.hook_error = None
+
+    cdef int64_t _py_victim(self) noexcept nogil:
+        """Ask the policy for a victim: its pfn, -1 for None (OutOfMemory), or
+        -2 with ``victim_error`` set (an exception, or a pfn that is not an
+        evictable frame). Nothing has changed when it is called."""
+        with gil:
+            self.in_hook += 1
+            try:
+                choice = self.pypolicy.victim(PolicyView(self))
+            except BaseException as e:
+                self.victim_error = e
+                return -2
+            finally:
+                self.in_hook -= 1
+            if choice is None:
+                return -1
+            if (not isinstance(choice, int) or isinstance(choice, bool)
+                    or not 0 <= choice < self.frames or not self._evictable(choice)):
+                self.victim_error = ValueError(
+                    f"{type(self.pypolicy).__name__}.victim() returned {choice!r}: not an "
+                    f"evictable frame (0 <= pfn < {self.frames}, in use, not pinned, "
+                    "and swap for it if it needs a slot)")
+                return -2
+            return <int64_t>choice
+
+    cdef void _hook(self, int which, int64_t pfn) noexcept nogil:
+        """Call on_map, on_free or on_access; the first exception is kept and
+        raised once the operation completes (``_hook_check``)."""
+        with gil:
+            self.in_hook += 1
+            try:
+                if which == HOOK_MAP:
+                    self.pypolicy.on_map(pfn)
+                elif which == HOOK_FREE:
+                    self.pypolicy.on_free(pfn)
+                else:
+                    self.pypolicy.on_access(pfn)
+            except BaseException as e:
+                if self.hook_error is None:
+                    self.hook_error = e
+            finally:
+                self.in_hook -= 1
+
+    cdef int _hook_check(self) except -1:
+        """Raise the exception a later hook raised during the operation just done."""
+        if self.hook_error is not None:
+            error, self.hook_error = self.hook_error, None
+            raise error
+        return 0
+
+    def hook_check(self):
+        """Python-level ``_hook_check``, for operations machine.py completes."""
+        self._hook_check()
+
+    cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil:
+        """Whether any PTE that maps ``pfn`` has ``bit`` set."""
+        cdef int64_t fam = self._rmap_family(pfn), mm
+        cdef uint64_t vpn = self._rmap_vpn(pfn)
+        cdef pte_t *p
+        if self.fm[pfn].state == F_FREE:
+            return False
+        mm = self.fam_head[fam]
+        while mm:
+            p = self._walk(mm, vpn, False)
+            if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn \
+                    and p[0] & bit:
+                return True
+            mm = self.mm_fnext[mm]
+        return False
+
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
         cdef int64_t pfn, victim = -1, count, k, ahead
@@ -844,6 +948,10 @@ cdef class Core:
                             victim = pfn
                             break
                         k -= 1
+        elif self.policy == P_PYTHON:
+            victim = self._py_victim()
+            if victim == -2:
+                return ST_HOOK
         elif self.opt_active:
             victim = self._opt_victim()
         else:
@@ -927,7 +1035,7 @@ cdef class Core:
             if pte & PTE_ZERO:
                 new = self._alloc_frame(True)
                 if new < 0:
-                    return ST_OOM if new == -1 else ST_OPT
+                    return _alloc_status(new)
                 self._put_frame(self.zero_pfn)
                 self._own(new, F_ANON, mm, vpn)
                 p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
@@ -949,7 +1057,7 @@ cdef class Core:
                     new = self._alloc_frame(False)
                     self.fm[old].pinned = saved
                     if new < 0:
-                        return ST_OOM if new == -1 else ST_OPT
+                        return _alloc_status(new)
                     self._copy_page(new, old)
                     self._own(new, F_ANON, mm, vpn)
                     self._put_frame(old)
@@ -970,7 +1078,7 @@ cdef class Core:
                 return ST_OK
             new = self._alloc_frame(False)
             if new < 0:
-                return ST_OOM if new == -1 else ST_OPT
+                return _alloc_status(new)
             self._swap_read(new, slot)
             self._own(new, F_ANON, mm, vpn)
             if self.sl[slot].count == 1:
@@ -996,7 +1104,7 @@ cdef class Core:
         if kind == ACC_WRITE or not self.zero_page_on:
             new = self._alloc_frame(True)
             if new < 0:
-                return ST_OOM if new == -1 else ST_OPT
+                return _alloc_status(new)
             self._own(new, F_ANON, mm, vpn)
             p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
             self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
@@ -1024,7 +1132,7 @@ cdef class Core:
         elif new == -1:
             new = self._alloc_frame(True)
             if new < 0:
-                return ST_OOM if new == -1 else ST_OPT
+                return _alloc_status(new)
             self._own_shmem(new, obj, page, mm, vpn, pages)
             self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
             self._count(S_MINOR)
@@ -1032,7 +1140,7 @@ cdef class Core:
             slot = -new - 2
             new = self._alloc_frame(False)
             if new < 0:
-                return ST_OOM if new == -1 else ST_OPT
+                return _alloc_status(new)
             self._swap_read(new, slot)
             self._slot_put(slot, 1)
             self._own_shmem(new, obj, page, mm, vpn, pages)
@@ -1052,7 +1160,7 @@ cdef class Core:
         if content is not None:
             new = self._alloc_frame(False)
             if new < 0:
-                return ST_OOM if new == -1 else ST_OPT
+                return _alloc_status(new)
             memcpy(&self.mem[new, 0], &content[0], self.page_size)
             self.fm[new].czero = 0
             if kind == ACC_WRITE:
@@ -1115,6 +1223,8 @@ cdef class Core:
         if pfn != self.zero_pfn and self.policy == P_LRU:
             self._list_unlink(pfn)
             self._list_append(pfn)
+        if self.py_access and pfn != self.zero_pfn:
+            self._hook(HOOK_ACCESS, pfn)
         if self.tlb_n:
             self.tlb_mm[i] = mm
             self.tlb_vpn[i] = vpn
@@ -1243,6 +1353,9 @@ cdef class Core:
             raise ValueError("the opt policy needs the future: it runs only in Machine.replay")
         if st == ST_BAD_RECORD:
             raise TraceError("bad trace record: kind code over 3 or size 0")
+        if st == ST_HOOK:
+            error, self.victim_error = self.victim_error, None
+            raise error
         raise SystemError(f"unknown core status {st}")
 
     cdef inline int _enter(self) except -1:
@@ -1250,6 +1363,8 @@ cdef class Core:
         another thread): the core's state is not safe to share mid-replay."""
         if self.busy:
             raise RuntimeError("this Machine is busy replaying a trace in another thread")
+        if self.in_hook:
+            raise RuntimeError("a policy hook may not call the machine it serves")
         return 0
 
     cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL:
@@ -1270,6 +1385,7 @@ cdef class Core:
         st = self._access(mm, addr, n, kind, buf)
         self.ps = self.scratch
         if st != ST_OK:
+            self.hook_error = None      # the access's own error is the one raised
             self._raise_status(st, pid)
         return 0
 
@@ -1301,7 +1417,9 @@ cdef class Core:
         self._enter()
         if n == 0:
             return b""
-        return self._read_bytes(mm, pid, addr, n, kind, self._counters(ps))
+        out = self._read_bytes(mm, pid, addr, n, kind, self._counters(ps))
+        self._hook_check()
+        return out
 
     def write(self, int64_t mm, int64_t pid, uint64_t addr, object data, cnp.ndarray ps):
         """Write ``data`` (any C-contiguous buffer); returns its length."""
@@ -1368,6 +1486,8 @@ cdef class Core:
         cdef int64_t zero_pfn = self.zero_pfn
         cdef int64_t key, npos = next_use.shape[0] if opt else 0
         cdef int64_t refs = self.references   # page references, in a register
+        # a Python policy that wants every reference: each goes through _touch
+        cdef bint slow = self.py_access
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
@@ -1409,7 +1529,7 @@ cdef class Core:
             while vpn <= last:
                 p = walked = NULL
                 refs += 1
-                if tn:
+                if tn and not slow:
                     t = <int64_t>(vpn & tmask) if tmask else self._tlb_index(vpn)
                     if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
                         if pte_allows(tlb_pte[t][0], acc):
@@ -1492,7 +1612,9 @@ cdef class Core:
             self.ps = self.scratch
             self._opt_end()
         if st == ST_OK:
+            self._hook_check()
             return None
+        self.hook_error = None          # the record's own error is the one raised
         try:
             self._raise_status(st, pid)
         except Exception as e:
@@ -1674,6 +1796,7 @@ cdef class Core:
 
     def translate(self, int64_t mm, uint64_t addr):
         cdef pte_t *p
+        self._enter()
         if addr >> self.page_shift >= self.max_vpn or mm == 0:
             return None
         p = self._walk(mm, addr >> self.page_shift, False)
@@ -1683,6 +1806,7 @@ cdef class Core:
 
     def pte(self, int64_t mm, uint64_t addr):
         cdef pte_t *p
+        self._enter()
         if addr >> self.page_shift >= self.max_vpn or mm == 0:
             return 0
         p = self._walk(mm, addr >> self.page_shift, False)
@@ -1692,6 +1816,7 @@ cdef class Core:
         """The refcount of every frame and (last) the zero page, as a new int64 array."""
         cdef int64_t[::1] out = np.empty(self.frames + 1, np.int64)
         cdef int64_t pfn
+        self._enter()
         for pfn in range(self.frames):
             out[pfn] = self.fm[pfn].refcnt
         out[self.frames] = self.zero_refs
@@ -1701,6 +1826,7 @@ cdef class Core:
         """The reference count of every swap slot, as a new int64 array."""
         cdef int64_t[::1] out = np.empty(self.swap_slots, np.int64)
         cdef int64_t slot
+        self._enter()
         for slot in range(self.swap_slots):
             out[slot] = self.sl[slot].count
         return np.asarray(out)
@@ -1718,6 +1844,7 @@ cdef class Core:
         cdef int64_t[::1] slot = np.empty(self.frames, np.int64)
         cdef int64_t pfn
         cdef frame_t *f
+        self._enter()
         for pfn in range(self.frames):
             f = &self.fm[pfn]
             kind[pfn] = f.state
@@ -1932,6 +2059,48 @@ cdef class Core:
 
 
 
+@cython.final
+cdef class PolicyView:
+    """What a Python policy's ``victim(view)`` sees of the machine's frames.
+
+    Valid only during the call; every method takes a pfn in [0, frames).
+    """
+
+    cdef Core _c
+    cdef readonly int64_t frames
+
+    def __cinit__(self, Core core):
+        self._c = core
+        self.frames = core.frames
+
+    cdef int64_t _pfn(self, object pfn) except -1:
+        if not isinstance(pfn, int) or isinstance(pfn, bool) or not 0 <= pfn < self.frames:
+            raise ValueError(f"pfn must be an int in [0, {self.frames}), not {pfn!r}")
+        return pfn
+
+    def evictable(self, pfn) -> bool:
+        """Whether ``pfn`` may be the victim: in use, not pinned by the access in
+        progress, and swap for it if it needs a new slot."""
+        return self._c._evictable(self._pfn(pfn))
+
+    def accessed(self, pfn) -> bool:
+        """Whether any PTE that maps ``pfn`` has its accessed bit set."""
+        return self._c._rmap_bits(self._pfn(pfn), PTE_ACCESSED)
+
+    def dirty(self, pfn) -> bool:
+        """Whether any PTE that maps ``pfn`` has its dirty bit set."""
+        return self._c._rmap_bits(self._pfn(pfn), PTE_DIRTY)
+
+    def clear_accessed(self, pfn) -> bool:
+        """Test and clear: clear the accessed bit of every PTE that maps ``pfn``
+        (dropping their TLB entries, as the built-in clock does); whether any
+        was set."""
+        cdef int64_t f = self._pfn(pfn)
+        if self._c.fm[f].state == F_FREE:
+            return False
+        return self._c._rmap(f, RMAP_YOUNG, 0) > 0
+
+
 cdef class ProcessCore:
     """The per-call hot path of ``pymmu.Process``: ``read``, ``fetch``, ``write``.
 
@@ -1977,7 +2146,9 @@ cdef class ProcessCore:
             return None
         if length <= 0 or a >= self._top or <uint64_t>length > self._top:
             return None
-        return c._read_bytes(self._mm, self.pid, a, length, kind, self._ps)
+        out = c._read_bytes(self._mm, self.pid, a, length, kind, self._ps)
+        c._hook_check()
+        return out
 
     def read(self, addr, n):
         """Read ``n`` bytes at ``addr`` (a read access); returns bytes.
@@ -2018,6 +2189,7 @@ cdef class ProcessCore:
         c._write_bytes(self._mm, self.pid, a, length,
                        <const uint8_t *>PyBytes_AS_STRING(data), self._ps)
         self._wrote()
+        c._hook_check()
 
     cdef void _wrote(self) noexcept:
         """Count a completed write by a vfork child (it lands in its parent)."""
@@ -2029,6 +2201,7 @@ cdef class ProcessCore:
         """Write a bytes-like object whose checks the caller did."""
         self._c.write(self._mm, self.pid, addr, data, self._stats)
         self._wrote()
+        self._c._hook_check()
 
 
 def next_use(const uint64_t[::1] pages):

@@ -29,6 +29,7 @@ from pymmu._args import (
 from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
+from pymmu.policy import Policy
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 
 __all__ = ["Machine", "Process"]
@@ -111,9 +112,12 @@ class Machine:
         for name, value in (("zero_page", zero_page), ("strict_vfork", strict_vfork)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-        self._core = Core(frames, page_size, swap_slots, POLICIES.index(policy), va_bits,
+        code = len(POLICIES) if isinstance(policy, Policy) else POLICIES.index(policy)
+        self._core = Core(frames, page_size, swap_slots, code, va_bits,
                           -1 if zero_pool is None else zero_pool, bool(zero_page),
                           tlb_entries, seed % (1 << 64))
+        if isinstance(policy, Policy):
+            self._core.set_policy(policy)
         self._stats = self._core.stats_array
         self._shift = page_size.bit_length() - 1
         self._top = 1 << va_bits
@@ -531,6 +535,8 @@ class Process(ProcessCore):
     def _running(self, what: str) -> None:
         if self._core.busy:      # checked before anything changes, unlike the core's guard
             raise RuntimeError("this Machine is busy replaying a trace in another thread")
+        if self._core.in_hook:
+            raise RuntimeError("a policy hook may not call the machine it serves")
         state = self.state
         if state != "running":
             raise ProcessStateError(f"pid {self.pid} is {state}: cannot {what}")
@@ -630,6 +636,7 @@ class Process(ProcessCore):
         self._core.unmap(self._mm, lo, hi)
         self._m._push(self._space)
         self._m._release_objects({v.obj for v in removed if v.shared})
+        self._core.hook_check()      # a policy's on_free that raised, now it is done
 
     def mprotect(self, addr, length, prot) -> None:
         """Change the protection of ``[addr, addr + length)``.
@@ -774,6 +781,7 @@ class Process(ProcessCore):
         self._leave_space()
         self._space, self._mm = space, space.mm
         m._count(self, "execs")
+        self._core.hook_check()
 
     def exit(self, status=0) -> None:
         """Terminate: release the address space, resume a vfork lender, orphan
@@ -797,6 +805,7 @@ class Process(ProcessCore):
         self._active = False
         if self.ppid == 0:
             self._exited = True
+        self._core.hook_check()
 
     def wait(self, child=None) -> int:
         """Reap an exited child and return its exit status.
