@@ -835,6 +835,176 @@ cdef class Core:
         return -1
 
     # ------------------------------------------------------------------
+    # snapshots: pickle and deepcopy give an independent machine in the same state
+
+    def __reduce__(self):
+        """``(restore, (config, state))``: every byte and bit of machine state,
+        position-independent (page tables as node lists, the TLB as tags; the
+        page-walk cache, a pure cache, starts empty). Refused during a replay
+        and inside a policy hook."""
+        self._enter()
+        config = (self.frames, self.page_size, self.swap_slots, self.policy, self.va_bits,
+                  self.zero_pool_target, self.zero_page_on, self.tlb_n, self.rng)
+        cdef int64_t mm, n = self.mm_next
+        trees = [self._dump_tree(mm) for mm in range(n)]
+        state = {
+            "mem": self.mem_array, "swap": self.swap_array, "stats": self.stats_array,
+            "fm": self._bytes(<char *>self.fm, (self.frames + 1) * sizeof(frame_t)),
+            "sl": self._bytes(<char *>self.sl, max(self.swap_slots, 1) * sizeof(slot_t)),
+            "lnext": self._bytes(<char *>self.lnext, (self.frames + 1) * sizeof(int32_t))
+                     if self.lnext != NULL else None,
+            "lprev": self._bytes(<char *>self.lprev, (self.frames + 1) * sizeof(int32_t))
+                     if self.lprev != NULL else None,
+            "heaps": (self.pool.root, self.pool.count, self.dirty.root, self.dirty.count),
+            "scalars": (self.clock_hand, self.zero_refs, self.rng, self.references),
+            "mm": (self._bytes(<char *>self.mm_family, n * sizeof(int64_t)),
+                   self._bytes(<char *>self.mm_fnext, n * sizeof(int64_t)),
+                   self._bytes(<char *>self.fam_head, n * sizeof(int64_t)),
+                   self._bytes(<char *>self.mm_pid, n * sizeof(int64_t))),
+            "vmas": self.vma_keep[:n], "trees": trees,
+            "objects": (self.objects, self.obj_base, self.obj_family, self.images),
+            "tlb": (self._bytes(<char *>self.tlb_mm, self.tlb_n * sizeof(int64_t)),
+                    self._bytes(<char *>self.tlb_vpn, self.tlb_n * sizeof(uint64_t)))
+                   if self.tlb_n else None,
+            "policy": self.pypolicy,
+        }
+        return _restore_core, (config, state)
+
+    def __copy__(self):
+        raise TypeError("a shallow copy of a machine's core would share its state: "
+                        "use copy.deepcopy or pickle")
+
+    def check_idle(self):
+        """Raise RuntimeError during a replay in another thread or inside a hook."""
+        self._enter()
+
+    cdef bytes _bytes(self, char *p, size_t n):
+        return p[:n] if n else b""
+
+    cdef object _dump_tree(self, int64_t mm):
+        """``mm``'s page table as one uint64 array of its nodes in preorder, each
+        child pointer replaced by 1 + the child's index (None without a root)."""
+        if self.mm_root[mm] == 0:
+            return None
+        nodes = []
+        self._dump_node(<uint64_t *>self.mm_root[mm], 0, nodes)
+        return np.concatenate(nodes)
+
+    cdef int64_t _dump_node(self, uint64_t *node, int level, list nodes) except -1:
+        cdef int64_t i, count = (<int64_t>1) << self.bits, me = len(nodes)
+        cdef cnp.uint64_t[::1] row
+        out = np.empty(count, np.uint64)
+        row = out
+        nodes.append(out)
+        for i in range(count):
+            row[i] = node[i]
+            if level < self.levels - 1 and node[i]:
+                row[i] = 1 + self._dump_node(<uint64_t *><uintptr_t>node[i], level + 1, nodes)
+        return me
+
+    cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
+                              int64_t total) except NULL:
+        cdef int64_t i, count = (<int64_t>1) << self.bits
+        cdef uint64_t *node = self._new_node()
+        cdef uint64_t v
+        if index < 0 or index >= total:
+            free(node)
+            self.nodes -= 1
+            raise ValueError("snapshot: a page-table node index is out of range")
+        for i in range(count):
+            v = flat[index * count + i]
+            if level < self.levels - 1 and v:
+                node[i] = <uint64_t><uintptr_t>self._load_node(flat, <int64_t>v - 1,
+                                                                level + 1, total)
+            else:
+                node[i] = v
+        return node
+
+    cdef int _load(self, dict state) except -1:
+        """Overwrite a fresh core (made with the same config) with ``state``."""
+        cdef int64_t i, n, mm, count = (<int64_t>1) << self.bits
+        cdef cnp.ndarray rows
+        mem, swap, stats = state["mem"], state["swap"], state["stats"]
+        for name, arr, like in (("mem", mem, self.mem_array), ("swap", swap, self.swap_array),
+                                ("stats", stats, self.stats_array)):
+            if (not isinstance(arr, np.ndarray) or arr.dtype != like.dtype
+                    or arr.shape != like.shape or not arr.flags.c_contiguous
+                    or not arr.flags.writeable):
+                raise ValueError(f"snapshot: {name} is not a {like.shape} {like.dtype} array")
+        self.mem_array, self.mem = mem, mem
+        self.swap_array, self.swapmem = swap, swap
+        self.stats_array, self.stats = stats, stats
+        self._copy_in(<char *>self.fm, state["fm"], (self.frames + 1) * sizeof(frame_t))
+        self._copy_in(<char *>self.sl, state["sl"], max(self.swap_slots, 1) * sizeof(slot_t))
+        if self.lnext != NULL:
+            self._copy_in(<char *>self.lnext, state["lnext"], (self.frames + 1) * sizeof(int32_t))
+            self._copy_in(<char *>self.lprev, state["lprev"], (self.frames + 1) * sizeof(int32_t))
+        self.pool.root, self.pool.count, self.dirty.root, self.dirty.count = state["heaps"]
+        self.clock_hand, self.zero_refs, self.rng, self.references = state["scalars"]
+        if not 0 <= self.clock_hand < self.frames:
+            raise ValueError("snapshot: the clock hand is out of range")
+        # free swap slots: exactly those no PTE, object page or cached frame holds
+        for i in range(self.swap_slots):
+            if self.sl[i].count != 0 or self.sl[i].cache != -1:
+                lowset_remove(&self.free_slots, i)
+        vmas, trees = state["vmas"], state["trees"]
+        n = len(trees)
+        if len(vmas) != n or n < 1:
+            raise ValueError("snapshot: address spaces do not match")
+        if n > self.mm_cap:
+            self._grow_mm(max(n, 2 * self.mm_cap))
+        self.vma_keep = list(vmas) + [None] * (self.mm_cap - n)
+        self.mm_next = n
+        family, fnext, head, pids = state["mm"]
+        self._copy_in(<char *>self.mm_family, family, n * sizeof(int64_t))
+        self._copy_in(<char *>self.mm_fnext, fnext, n * sizeof(int64_t))
+        self._copy_in(<char *>self.fam_head, head, n * sizeof(int64_t))
+        self._copy_in(<char *>self.mm_pid, pids, n * sizeof(int64_t))
+        for mm in range(n):
+            rows = vmas[mm]
+            if rows is None:
+                self.vma_rows[mm] = 0
+                self.vma_count[mm] = 0
+            else:
+                if rows.dtype != np.int64 or rows.ndim != 2 or rows.shape[1] != V_NCOLS \
+                        or not rows.flags.c_contiguous:
+                    raise ValueError("snapshot: a mapping table has the wrong shape")
+                self.vma_rows[mm] = <int64_t><uintptr_t>cnp.PyArray_DATA(rows)
+                self.vma_count[mm] = rows.shape[0]
+            if mm == 0:
+                continue
+            # mm_new made no root for the spaces of a fresh core: build each tree
+            flat = trees[mm]
+            if flat is None:
+                continue
+            flat = np.ascontiguousarray(flat, np.uint64)
+            if flat.ndim != 1 or flat.shape[0] % count:
+                raise ValueError("snapshot: a page table has the wrong size")
+            self.mm_root[mm] = <uintptr_t>self._load_node(flat, 0, 0, flat.shape[0] // count)
+        self.objects, self.obj_base, self.obj_family, self.images = [
+            list(x) for x in state["objects"]]
+        if self.tlb_n:
+            tlb_mm, tlb_vpn = state["tlb"]
+            self._copy_in(<char *>self.tlb_mm, tlb_mm, self.tlb_n * sizeof(int64_t))
+            self._copy_in(<char *>self.tlb_vpn, tlb_vpn, self.tlb_n * sizeof(uint64_t))
+            for i in range(self.tlb_n):
+                if self.tlb_mm[i]:
+                    if not 0 < self.tlb_mm[i] < n:
+                        raise ValueError("snapshot: a TLB entry names no address space")
+                    self.tlb_pte[i] = self._walk(self.tlb_mm[i], self.tlb_vpn[i], False)
+                    if self.tlb_pte[i] == NULL:
+                        raise ValueError("snapshot: a TLB entry caches no PTE")
+        if state["policy"] is not None:
+            self.set_policy(state["policy"])
+        return 0
+
+    cdef int _copy_in(self, char *dst, object src, size_t n) except -1:
+        if not isinstance(src, bytes) or len(src) != n:
+            raise ValueError("snapshot: a table has the wrong size")
+        memcpy(dst, <const char *>src, n)
+        return 0
+
+    # ------------------------------------------------------------------
     # a policy written in Python (pymmu/policy.py): its hooks, with the GIL
 
     def set_policy(self, object policy):
@@ -2059,6 +2229,13 @@ cdef class Core:
 
 
 
+def _restore_core(tuple config, dict state):
+    """A core in the state ``Core.__reduce__`` saved (pickle's constructor)."""
+    cdef Core c = Core(*config)
+    c._load(state)
+    return c
+
+
 @cython.final
 cdef class PolicyView:
     """What a Python policy's ``victim(view)`` sees of the machine's frames.
@@ -2132,6 +2309,18 @@ cdef class ProcessCore:
         self._stats = np.zeros(S_COUNT, np.int64)
         self._ps = <int64_t *>cnp.PyArray_DATA(self._stats)
 
+    def __reduce__(self):
+        """A snapshot of the process brings its machine (``Core`` and all)."""
+        self._c._enter()
+        return (_restore_process,
+                (type(self), self._c, self.pid, self._mm, self._strict, self._active,
+                 self._borrowing, self._stats),
+                getattr(self, "__dict__", None))
+
+    def __copy__(self):
+        raise TypeError("a shallow copy of a process would share its machine's state: "
+                        "use copy.deepcopy or pickle")
+
     cdef object _read(self, object addr, object n, int kind):
         cdef uint64_t a
         cdef int64_t length
@@ -2202,6 +2391,21 @@ cdef class ProcessCore:
         self._c.write(self._mm, self.pid, addr, data, self._stats)
         self._wrote()
         self._c._hook_check()
+
+
+def _restore_process(cls, Core core, int64_t pid, int64_t mm, bint strict, bint active,
+                     bint borrowing, stats):
+    """A process as ``ProcessCore.__reduce__`` saved it (pickle's constructor)."""
+    cdef ProcessCore p = cls.__new__(cls)
+    ProcessCore.__init__(p, core, pid, mm, strict)
+    if (not isinstance(stats, np.ndarray) or stats.dtype != np.int64
+            or stats.shape != (S_COUNT,) or not stats.flags.c_contiguous):
+        raise ValueError("snapshot: process counters have the wrong shape")
+    p._active = active
+    p._borrowing = borrowing
+    p._stats = stats
+    p._ps = <int64_t *>cnp.PyArray_DATA(stats)
+    return p
 
 
 def next_use(const uint64_t[::1] pages):

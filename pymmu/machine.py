@@ -488,6 +488,16 @@ class Machine:
         self._stats[i] += 1
         p._stats[i] += 1
 
+    # ---- snapshots -------------------------------------------------------
+
+    def __copy__(self):
+        raise TypeError("copy.copy of a Machine would share its frames and page tables: "
+                        "use copy.deepcopy(m) or pickle for an independent snapshot")
+
+    def __getstate__(self) -> dict:
+        self._core.check_idle()           # refused during a replay, or inside a hook
+        return self.__dict__
+
     def __repr__(self) -> str:
         return (f"Machine(frames={self.frames}, page_size={self.page_size}, "
                 f"swap_slots={self.swap_slots}, policy={self.policy!r}, "

@@ -84,7 +84,6 @@ def test_m_refs_count_page_touches(Machine):
 
 
 def test_snapshots_keep_m_references(Machine):
-    snapshots_or_xfail(Machine)
     m = Machine(4)
     p = m.spawn()
     a = p.mmap(2 * PS)
@@ -340,7 +339,6 @@ def test_nested_blocks_raise_and_recording_stops_with_the_block(Machine):
 
 
 def test_a_snapshot_does_not_record(Machine):
-    snapshots_or_xfail(Machine)
     m = Machine(4)
     p = m.spawn()
     a = p.mmap(2 * PS)
@@ -354,13 +352,6 @@ def test_a_snapshot_does_not_record(Machine):
             p2.read(a, 1)
     assert kinds(log) == ["zero_fills"]
     assert kinds(log2) == []
-
-
-def snapshots_or_xfail(Machine):
-    """Snapshots (pickle, deepcopy) are not in the core yet: DESIGN.md section 11,
-    issue 9. A strict xfail, so that the day they land these tests must pass."""
-    if Machine is pymmu.Machine:
-        pytest.xfail("snapshots of the Cython core are not implemented yet")
 
 
 # --- counts equal counter deltas -------------------------------------------------

@@ -567,6 +567,21 @@ class DiffMachine(RuleBasedStateMachine):
             trace = f"(lambda t: iter([t[:{split}], t[{split}:]]))({trace})"
         self.run(f"m.replay({trace}, process=P[{pid}])" if own else f"m.replay({trace})")
 
+    @rule(how=st.sampled_from(["deepcopy", "pickle"]))
+    def snapshot(self, how):
+        """Go on with a snapshot of the machine and its processes (the copy
+        records events in a log of its own)."""
+        import copy
+        import pickle
+
+        for ns in self.sides:
+            ns["log"].__exit__(None, None, None)
+            pair = (ns["m"], ns["P"])
+            ns["m"], ns["P"] = (copy.deepcopy(pair) if how == "deepcopy"
+                                else pickle.loads(pickle.dumps(pair)))
+            ns["log"] = ns["m"].events(limit=256).__enter__()
+        self.log.append(f"m, P = {how}((m, P))      # a snapshot goes on")
+
     @precondition(lambda self: len(self.pids) < MAX_PIDS and self.live())
     @rule(who=WHO, how=st.sampled_from(["fork", "fork", "vfork"]))
     def fork(self, who, how):
