@@ -14,6 +14,7 @@ Usage::
     python benchmarks/compare.py --only access,fork
     python benchmarks/compare.py --only pressure,resident,unicorn,replay_ref
     python benchmarks/compare.py --only traces  # trace files vs wc -l and xz -dc
+    python benchmarks/compare.py --only events,policy  # section 11: event log, Python policies
     python benchmarks/compare.py --list     # the registered measurements
 
 The script exits 0 whether or not a target holds (the last column says); it exits 1
@@ -255,6 +256,9 @@ class Sizes:
                                         # whole ls sample, 873,174)
     trace_copies: int = 4               # copies of it concatenated for the big file
     load_calls: int = 200               # load() calls per timed loop
+    events_zipf_records: int = 1_000_000    # accesses of the Zipf trace of events
+    events_zipf_pages: int = 20_000         # pages it draws from (frames: 1% of those)
+    cyclic_records: int = 1_000_000     # accesses of the every-access-faults trace
 
 
 FULL = Sizes((64, 16384), 100_000, 3_000, (16, 1024, 16384, 262144), 16384, 8192, 101,
@@ -265,7 +269,9 @@ QUICK = Sizes((64,), 2_000, 200, (16, 128, 1024), 128, 64, 11,
               zipf_records=200_000, zipf_pages=20_000,
               gather_indices=200_000, gather_entries=100_000,
               ref_records=500, ref_pages=200,
-              trace_records=50_000, load_calls=20)
+              trace_records=50_000, load_calls=20,
+              events_zipf_records=50_000, events_zipf_pages=2_000,
+              cyclic_records=50_000)
 
 
 @dataclass
@@ -1100,6 +1106,248 @@ def measure_traces(ctx: Context) -> list[Row]:
         + f"; wc -l and xz -dc are timed as subprocesses, start-up included; the replays "
         f"run on Machine({frames}, zero_page=False, swap_slots={distinct}) (clock), "
         "the streamed one with the default chunk of 1,048,576 records")
+    return rows
+
+
+# --------------------------------------------------------- section 11 measurements
+
+def ls_trace(records: int | None):
+    """(Trace, distinct 4 KiB pages) of the shipped ls sample, or of its first
+    ``records`` records (a view)."""
+    from pymmu.traces import read_lackey, sample
+
+    trace = read_lackey(sample("ls"))
+    if records is not None:
+        trace = trace[:records]
+    return trace, trace.distinct_pages(PAGE)
+
+
+def cyclic_trace(records: int, pages: int):
+    """LOADs of pages 0, 1, ..., pages-1, 0, 1, ...: on ``pages - 1`` frames every
+    access (clock, fifo or lru) evicts, swaps out and faults its page back in."""
+    from pymmu.traces import LOAD, Trace
+
+    page_numbers = np.arange(records, dtype=np.uint64) % np.uint64(pages)
+    return Trace(page_numbers << np.uint64(PAGE.bit_length() - 1), kind=LOAD)
+
+
+def events_case(ctx: Context, label: str, trace, frames: int, distinct: int,
+                every_access: bool = False) -> list[Row]:
+    """One trace of ``events``: the same replay with recording off and on (the whole
+    ``with m.events() as log: m.replay(trace)`` block timed), in turns."""
+    n = len(trace)
+    has_events = hasattr(ctx.Machine(1), "events")
+    off_faults, on_faults, seen, inside = [], [], [], []
+
+    def machine():
+        return pressure_machine(ctx, ctx.Machine, frames, distinct, "clock")
+
+    def record(m):
+        with m.events() as log:
+            t0 = time.perf_counter_ns()
+            stats = m.replay(trace)
+            inside.append(time.perf_counter_ns() - t0)
+        return log, stats
+
+    def recorded(m, result):
+        log, stats = result
+        on_faults.append(_faults(stats))
+        counts = log.counts()
+        seen.append((sum(counts.values()), int(np.unique(log.array["seq"]).shape[0]),
+                     counts))
+
+    loops = {"off": Loop(lambda m: m.replay(trace), n, before=machine,
+                         after=lambda m, stats: off_faults.append(_faults(stats)))}
+    if has_events:
+        loops["on"] = Loop(record, n, before=machine, after=recorded)
+    t = medians(loops, ctx.repeats)
+    off_row = Row("events", f"events off: m.replay, {label}, per access", t["off"],
+                  note="no target here: 'no measurable cost' is judged A/B, this row "
+                       "against the same row of a build without the event log")
+    off_row.counts = {"accesses": n, "faults": off_faults[0]}
+    if not has_events:
+        note = f"events: {ctx.impl} has no m.events(): the off rows only"
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return [off_row]
+
+    events, ep, counts = seen[0]
+    same = (len(set(off_faults + on_faults)) == 1
+            and len({(e, p) for e, p, _ in seen}) == 1)
+    t_off, t_on = t["off"] * n, t["on"] * n             # whole replays
+    t_inside = statistics.median(inside[1:] or inside)  # inside[0]: the warm-up
+    per_event = (t_on - t_off) / events if events else float("nan")
+    kinds = ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+    rows = [off_row]
+    over = Row("events", f"events on: overhead per event recorded, {label}", per_event,
+               note=(f"(t_on - t_off) / {events:,} events ({kinds}); of each, "
+                     f"{fmt_ns((t_on - t_inside) / events)} outside m.replay: opening "
+                     "and closing the block (log.array is built at the close)")
+               if events else "no events")
+    over.counts = {"events": events, "event_accesses": ep, "accesses": n,
+                   "ns_in_replay": t_inside, "ns_block": t_on, "ns_off": t_off,
+                   "counts": counts}
+    rows.append(over)
+    ctx.notes.append(
+        f"events {label}: {events:,} events from {ep:,} of {n:,} accesses; "
+        f"{fmt_ns(per_event)} per event, of which {fmt_ns((t_on - t_inside) / events)} "
+        "outside m.replay (closing the block builds log.array)" if events else
+        f"events {label}: no events")
+    if every_access:
+        # every access produces events, so t_on / t_off per access IS the ratio per
+        # event-producing access: the row the target is judged on
+        row = cost("events", f"events on: m.replay, {label}, per event-producing "
+                   "access", t_on / ep, "the same replay, recording off", t_off / ep,
+                   at_most=2.0,
+                   note=f"every one of the {n:,} accesses produces events "
+                        f"({events / ep:.3g} each); ratio = t_on / t_off of the whole "
+                        "`with m.events(): m.replay(t)` block, which here is exactly "
+                        "the ratio per event-producing access")
+    else:
+        row = cost("events", f"events on: m.replay, {label}, whole replay per access",
+                   t["on"], "the same replay, recording off", t["off"],
+                   note=f"no target: {ep:,} of {n:,} accesses produce events "
+                        f"({events:,} events), so the hits between them dilute "
+                        "t_on / t_off; the target (per event-producing access) is "
+                        "judged on the every-access-faults trace")
+    row.counts = {"same_faults": same, "faults": off_faults[0], "events": events,
+                  "event_accesses": ep, "accesses": n}
+    if not same:
+        row.holds = False
+        ctx.notes.append(f"events: {label}: faults or events differ between repeats "
+                         f"(off {sorted(set(off_faults))}, on {sorted(set(on_faults))})")
+    rows.append(row)
+    return rows
+
+
+@measurement("events")
+def measure_events(ctx: Context) -> list[Row]:
+    """Event recording (section 11): the same replay with recording off and on."""
+    s = ctx.sizes
+    rows = []
+    ls, ls_distinct = ls_trace(s.trace_records)
+    for frames in (32, 8):
+        rows += events_case(ctx, f"ls sample ({len(ls):,} records), {frames} frames",
+                            ls, frames, ls_distinct)
+        gc.collect()
+    pages = zipf_pages(s.events_zipf_records, s.events_zipf_pages, ctx.seed)
+    distinct = int(np.unique(pages).shape[0])
+    from pymmu.traces import LOAD, Trace
+    zipf = Trace(pages << np.uint64(PAGE.bit_length() - 1), kind=LOAD)
+    del pages
+    frames = max(1, round(distinct * 0.01))
+    rows += events_case(ctx, f"Zipf(0.9) ({len(zipf):,} accesses), 1% frames "
+                        f"({frames:,})", zipf, frames, distinct)
+    gc.collect()
+    frames = 32
+    cyc = cyclic_trace(s.cyclic_records, frames + 1)
+    rows += events_case(ctx, f"{frames + 1} pages in a cycle ({len(cyc):,} accesses), "
+                        f"{frames} frames", cyc, frames, frames + 1, every_access=True)
+    ctx.notes.append(
+        "events: Machine(frames, zero_page=False, swap_slots=<pages touched>) (clock); "
+        "'on' times the whole `with m.events() as log: m.replay(t)` block, closing it "
+        "(building log.array) included; an event-producing access is one whose "
+        "reference number appears as some event's seq; 'events off' has no target in "
+        "one run: 'no measurable cost' is an A/B of its rows against a build without "
+        "the event log (on such a build this measurement gives the off rows only)")
+    return rows
+
+
+def python_policies():
+    """(clock, fifo): Policy subclasses written in Python that evict exactly as the
+    built-in "clock" and "fifo" do (the clock is pymmu/policy.py's docstring's)."""
+    import collections
+
+    import pymmu
+
+    class PyClock(pymmu.Policy):
+        def __init__(self):
+            self.hand = 0
+
+        def victim(self, view):
+            for _ in range(2 * view.frames):
+                pfn, self.hand = self.hand, (self.hand + 1) % view.frames
+                if view.evictable(pfn) and not view.clear_accessed(pfn):
+                    return pfn
+            return None
+
+    class PyFifo(pymmu.Policy):
+        def __init__(self):
+            self.queue = collections.OrderedDict()      # pfn -> None, oldest first
+
+        def on_map(self, pfn):
+            self.queue[pfn] = None
+
+        def on_free(self, pfn):
+            self.queue.pop(pfn, None)
+
+        def victim(self, view):
+            for pfn in self.queue:
+                if view.evictable(pfn):
+                    return pfn
+            return None
+
+    return {"clock": PyClock, "fifo": PyFifo}
+
+
+@measurement("policy")
+def measure_policy(ctx: Context) -> list[Row]:
+    """Python replacement policies (section 11) vs the built-in of the same rule."""
+    trace, distinct = ls_trace(ctx.sizes.trace_records)
+    n = len(trace)
+    classes = python_policies()
+    rows = []
+    for frames in (8, 32):
+        for name, cls in classes.items():
+            faults = {"builtin": [], "python": []}
+            evictions = {"builtin": [], "python": []}
+
+            def loop(key, make):
+                def after(m, stats):
+                    faults[key].append(_faults(stats))
+                    evictions[key].append(int(stats["evictions"]))
+                return Loop(lambda m: m.replay(trace), n, after=after,
+                            before=lambda: pressure_machine(ctx, ctx.Machine, frames,
+                                                            distinct, make()))
+
+            try:
+                t = medians({"builtin": loop("builtin", lambda: name),
+                             "python": loop("python", cls)}, ctx.repeats)
+            except Exception as e:                  # one case failing keeps the others
+                ctx.errors.append(f"policy {name} {frames} frames: "
+                                  f"{type(e).__name__}: {e}")
+                traceback.print_exc()
+                continue
+            ev = evictions["builtin"][0]
+            same = (len(set(faults["builtin"] + faults["python"])) == 1
+                    and len(set(evictions["builtin"] + evictions["python"])) == 1)
+            t_bi, t_py = t["builtin"] * n, t["python"] * n
+            per = (t_py - t_bi) / ev if ev else float("nan")
+            row = Row("policy", f"Python {name} policy, ls sample ({n:,} records), "
+                      f"{frames} frames, overhead per eviction", per,
+                      baseline=f'built-in "{name}" (replay {fmt_ns(t_bi)}; '
+                               f"Python {fmt_ns(t_py)}, {t_py / t_bi:.3g}x)",
+                      target="<= 3 us, same faults",
+                      holds=bool(ev and per <= 3000 and same),
+                      note=f"(t_python - t_builtin) / {ev:,} evictions; faults: "
+                           f"built-in {faults['builtin'][0]:,}, Python "
+                           f"{faults['python'][0]:,}")
+            row.counts = {"builtin_faults": faults["builtin"][0],
+                          "python_faults": faults["python"][0],
+                          "evictions": ev, "same_faults": same, "frames": frames,
+                          "accesses": n, "ns_builtin": t_bi, "ns_python": t_py}
+            rows.append(row)
+            ctx.notes.append(
+                f"policy {name:5s} {frames:2d} frames: faults built-in "
+                f"{faults['builtin'][0]:,}, Python {faults['python'][0]:,}: "
+                f"{'same' if same else 'DIFFERENT'}; {ev:,} evictions")
+            gc.collect()
+    ctx.notes.append(
+        f"policy: Machine(frames, zero_page=False, swap_slots={distinct}, policy=...) "
+        "replaying the ls sample; the Python clock is pymmu/policy.py's docstring's, "
+        "the Python FIFO keeps an OrderedDict (on_map appends, on_free removes, victim "
+        "returns the oldest evictable frame); a row holds only with the same faults "
+        "and evictions as the built-in")
     return rows
 
 

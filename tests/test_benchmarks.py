@@ -64,6 +64,10 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
     for path in ("read_lackey, plain text", "m.replay(stream(path))",
                  "bytes per record held by read_lackey", "load(path) of a binary trace"):
         assert path in out, f"no {path!r} row in:\n{out}"
+    for path in ("events off: m.replay, ls sample", "events on: overhead per event",
+                 "per event-producing access", "Python clock policy",
+                 "Python fifo policy", "overhead per eviction"):
+        assert path in out, f"no {path!r} row in:\n{out}"
     # the rows whose baseline is a command line tool are there where the tool is
     assert ("wc -l of the same file" in out) == bool(shutil.which("wc"))
     assert ("xz -dc of the same file" in out) == bool(shutil.which("xz"))
@@ -74,7 +78,7 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
     assert data["failed"] == []
     groups = {row["group"] for row in data["rows"]}
     assert {"access", "fork", "vfork", "cow", "resident", "replay_ref", "memory",
-            "traces"} <= groups
+            "traces", "events", "policy"} <= groups
     # the optional baselines: rows where the package is installed, "skipped" where not
     for group, module in (("pressure", "libcachesim"), ("unicorn", "unicorn")):
         if _installed(module):
@@ -91,10 +95,21 @@ def test_compare_quick_prints_the_ratio_table(tmp_path):
         if row["group"] == "traces" and row["counts"]:
             # a streamed replay faults exactly as the in-memory replay of the same trace
             assert row["counts"]["same_faults"], row
+        if row["group"] == "policy":
+            # the Python clock and FIFO evict exactly as the built-ins
+            assert row["counts"]["same_faults"], row
+            assert row["counts"]["python_faults"] == row["counts"]["builtin_faults"], row
+            assert row["counts"]["evictions"] > 0, row
+        if row["group"] == "events" and row["counts"] and "same_faults" in row["counts"]:
+            # recording changes nothing the replay does
+            assert row["counts"]["same_faults"], row
+            assert row["counts"]["events"] >= row["counts"]["event_accesses"] > 0, row
     for row in data["rows"]:
         assert math.isfinite(row["pymmu_ns"])   # a marginal cost may dip below 0 in noise
         if row["target"] and row["unit"] == "B":      # memory: bytes, no baseline
             assert row["pymmu_ns"] > 0 and isinstance(row["holds"], bool)
+        elif row["target"] and row["group"] == "policy":  # a time per eviction
+            assert isinstance(row["holds"], bool)
         elif row["target"]:
             assert row["ratio"] > 0 and isinstance(row["holds"], bool)
 
@@ -105,7 +120,7 @@ def test_compare_lists_its_registry():
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert {"access", "fork", "vfork", "cow", "pressure", "resident", "unicorn",
-            "replay_ref", "memory", "traces"} <= set(names)
+            "replay_ref", "memory", "traces", "events", "policy"} <= set(names)
     assert "needs libcachesim" in proc.stdout and "needs unicorn" in proc.stdout
 
 
@@ -166,6 +181,98 @@ def test_compare_traces_without_wc_and_xz(tmp_path):
     assert not any("wc -l" in row["baseline"] for row in data["rows"])
     assert any(p.startswith("m.replay(stream(path)), plain text") for p in paths)
     assert any(p.startswith("load(path)") for p in paths)
+
+
+def test_compare_events_and_policy(tmp_path):
+    """--only events,policy: the section 11 rows, their counts, exit 0."""
+    _require("core")
+    out_json = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [sys.executable, str(COMPARE), "--quick", "--only", "events,policy",
+         "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out_json.read_text())
+    assert data["failed"] == [] and data["errors"] == []
+    rows = data["rows"]
+    assert {row["group"] for row in rows} == {"events", "policy"}
+    events = [row for row in rows if row["group"] == "events"]
+    # per trace: the off row (no target), the overhead per event, the on/off row
+    assert len(events) == 3 * 4
+    assert sum(row["path"].startswith("events off:") for row in events) == 4
+    judged = [row for row in events if row["target"]]
+    assert len(judged) == 1 and "per event-producing access" in judged[0]["path"]
+    every = judged[0]["counts"]
+    assert every["event_accesses"] == every["accesses"]     # every access faults
+    # 33 zero fills, then per access an eviction and a swap-out (all but the first 32
+    # accesses) and a swap-in (all but the first 33)
+    assert every["events"] == 33 + 2 * (every["accesses"] - 32) + every["accesses"] - 33
+    for row in events:
+        if row["path"].startswith("events off:"):
+            assert row["holds"] is None and row["baseline_ns"] is None
+    policy = [row for row in rows if row["group"] == "policy"]
+    assert len(policy) == 4                 # clock and fifo at 8 and 32 frames
+    assert {row["counts"]["frames"] for row in policy} == {8, 32}
+    for row in policy:
+        assert row["target"] == "<= 3 us, same faults"
+        assert isinstance(row["holds"], bool) and math.isfinite(row["pymmu_ns"])
+
+
+_NO_EVENTS = """
+import pymmu
+
+
+class Machine(pymmu.Machine):
+    @property
+    def events(self):
+        raise AttributeError("a build without the event log")
+"""
+
+
+def test_compare_events_on_a_build_without_events(tmp_path):
+    """Where the machine has no m.events() (the build it is compared with A/B), the
+    events measurement gives its off rows only, and a note says so."""
+    _require("core")
+    (tmp_path / "no_events.py").write_text(_NO_EVENTS)
+    out_json = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [sys.executable, str(COMPARE), "--quick", "--only", "events",
+         "--impl", "no_events:Machine", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "has no m.events(): the off rows only" in proc.stdout
+    data = json.loads(out_json.read_text())
+    assert data["failed"] == []
+    assert data["rows"] and all(row["path"].startswith("events off:")
+                                for row in data["rows"])
+
+
+def test_compare_python_policies_match_the_builtins():
+    """compare.py's Python clock and FIFO fault exactly as "clock" and "fifo", and its
+    cycle trace faults on every access."""
+    _require("core")
+    import pymmu
+    compare = _load_compare()
+    try:
+        trace, distinct = compare.ls_trace(20_000)
+        for name, cls in compare.python_policies().items():
+            for frames in (4, 8, 32):
+                got = []
+                for policy in (name, cls()):
+                    m = pymmu.Machine(frames, zero_page=False, swap_slots=distinct,
+                                      policy=policy)
+                    stats = m.replay(trace)
+                    got.append((compare._faults(stats), int(stats["evictions"])))
+                assert got[0] == got[1], (name, frames, got)
+        cycle = compare.cyclic_trace(1_000, 9)
+        m = pymmu.Machine(8, zero_page=False, swap_slots=9)
+        assert compare._faults(m.replay(cycle)) == 1_000
+    finally:
+        del sys.modules["_pymmu_compare"]
 
 
 def test_compare_lackey_text_prefix(tmp_path):
@@ -292,7 +399,14 @@ def test_the_suite_has_the_paths_of_section_9():
                    "bench_traces.ReadTrace.peakmem_read_lackey",
                    "bench_traces.ReadTrace.time_load_binary",
                    "bench_traces.StreamReplay.time_stream_replay",
-                   "bench_traces.StreamReplay.peakmem_stream_replay"):
+                   "bench_traces.StreamReplay.peakmem_stream_replay",
+                   "bench_events.ReplayEvents.time_replay_events_off",
+                   "bench_events.ReplayEvents.time_replay_events_on",
+                   "bench_events.ReplayEvents.peakmem_replay_events_on",
+                   "bench_events.ReplayEventsEveryAccess.time_replay_events_off",
+                   "bench_events.ReplayEventsEveryAccess.time_replay_events_on",
+                   "bench_events.PythonPolicy.time_replay_builtin",
+                   "bench_events.PythonPolicy.time_replay_python"):
         assert wanted in ids
 
 
