@@ -18,7 +18,15 @@ Where the model keeps its state:
 * observation (DESIGN.md section 11): ``references`` (page references started,
   the events' seq) and a ``pymmu.events.ListRecorder`` behind ``m.events()``,
   fed by ``_event`` (each counter kind), ``_evict`` (evictions, then swap_outs)
-  and ``_fault_event`` (oom, segv, protection).
+  and ``_fault_event`` (oom, segv, protection);
+* a policy written in Python (``pymmu.policy.Policy``, DESIGN.md section 11):
+  ``_ask_victim`` asks it for a victim through a :class:`PolicyView`, and
+  ``_hook`` calls ``on_free`` (in ``_free_frame``: every frame that goes back to
+  the free sets), ``on_map`` (in ``_alloc``: every allocation of a frame to a
+  page) and ``on_access`` (in ``_touch``: every page reference but those of the
+  zero page). Every public method (and every property that reads state) goes
+  through ``_api``, which refuses calls from inside a hook and raises the first
+  exception a later hook raised once the outermost call completes.
 
 The copy-on-write story (DESIGN.md section 8, ``pymmu demo``):
 
@@ -58,6 +66,8 @@ Belady's anomaly under fifo (every first touch and every refault counts):
 """
 from __future__ import annotations
 
+import functools
+import operator
 from fractions import Fraction
 
 import numpy as np
@@ -72,13 +82,14 @@ from pymmu.errors import (
 )
 from pymmu.image import Image
 from pymmu.introspect import FRAME_TABLE_DTYPE
+from pymmu.policy import Policy
 from pymmu.pte import (
     ACCESSED, COW, DIRTY, EXECUTABLE, PFN_SHIFT, PRESENT, READABLE, SHARED, SWAP, USER,
     WRITABLE, ZERO, page_table_rows,
 )
 from pymmu.vmas import AddressMap, Vma, mapping_of
 
-__all__ = ["Machine", "Process"]
+__all__ = ["Machine", "Process", "PolicyView"]
 
 _FRAME_KINDS = {"free": "", "anon": "anon", "file": "file", "shmem": "shared"}
 
@@ -88,6 +99,109 @@ _ALLOWS = {"read": READABLE, "write": WRITABLE, "execute": EXECUTABLE}
 # Trace kind codes FETCH, LOAD, STORE, MODIFY: a modify is one write.
 _TRACE_ACCESS = ("execute", "read", "write", "write")
 _NEVER = 1 << 62     # opt: the next use of a frame mapped before the replay
+
+
+def _api(method):
+    """Wrap a public method (or the getter of a property that reads state) of
+    Machine or Process (DESIGN.md section 11, policies written in Python):
+
+    * inside a policy hook, the call raises ``RuntimeError`` and does nothing;
+    * the outermost such call raises, once it has completed, the first exception
+      that ``on_free``, ``on_map`` or ``on_access`` raised during it. If the call
+      itself raises, its own exception propagates and the hook's is dropped.
+    """
+    @functools.wraps(method)
+    def api(self, *args, **kwargs):
+        m = self._m if isinstance(self, Process) else self
+        if m._in_hook is not None:
+            raise RuntimeError(f"a policy hook ({type(m._py_policy).__name__}."
+                               f"{m._in_hook}) must not call the machine "
+                               f"({method.__name__})")
+        m._depth += 1
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            if m._depth == 1:
+                m._hook_exc = None
+            raise
+        finally:
+            m._depth -= 1
+        if m._depth == 0 and m._hook_exc is not None:
+            exc, m._hook_exc = m._hook_exc, None
+            raise exc
+        return result
+
+    return api
+
+
+def _as_pfn(pfn, frames: int) -> int | None:
+    """``pfn`` as a user frame number (an int, numpy integers too, not a bool, in
+    ``[0, frames)``), or None."""
+    if isinstance(pfn, bool):
+        return None
+    try:
+        pfn = operator.index(pfn)
+    except TypeError:
+        return None
+    return pfn if 0 <= pfn < frames else None
+
+
+def _set_index(exc: BaseException, index: int) -> None:
+    """Give a policy's exception the ``.index`` of the record it stopped a replay at."""
+    try:
+        exc.index = index
+    except (AttributeError, TypeError):
+        pass
+
+
+class PolicyView:
+    """What ``Policy.victim(view)`` sees of the machine (DESIGN.md section 11).
+
+    Valid only during the ``victim`` call it is given to (``RuntimeError``
+    afterwards). Each method takes a user pfn, an int (numpy integers too) with
+    ``0 <= pfn < frames``; anything else raises ``ValueError``.
+    """
+
+    def __init__(self, machine: "Machine"):
+        self._m = machine
+        self._live = True
+
+    @property
+    def frames(self) -> int:
+        """The number of user frames."""
+        return self._m._frames
+
+    def _pfn(self, pfn) -> int:
+        if not self._live:
+            raise RuntimeError("a PolicyView is valid only inside the victim() call "
+                               "it was given to")
+        checked = _as_pfn(pfn, self._m._frames)
+        if checked is None:
+            raise ValueError(f"pfn must be an int in [0, {self._m._frames}), not {pfn!r}")
+        return checked
+
+    def evictable(self, pfn) -> bool:
+        """Could ``pfn`` be the victim now (what the built-in policies consider)?
+        Not free, not held by the access in progress, and a swap slot free if
+        its page needs a new one."""
+        return self._m._evictable(self._pfn(pfn))
+
+    def accessed(self, pfn) -> bool:
+        """The OR of the accessed bits of the PTEs that map ``pfn``."""
+        return self._m._frame_bit(self._pfn(pfn), ACCESSED)
+
+    def dirty(self, pfn) -> bool:
+        """The OR of the dirty bits of the PTEs that map ``pfn``."""
+        return self._m._frame_bit(self._pfn(pfn), DIRTY)
+
+    def clear_accessed(self, pfn) -> bool:
+        """Test and clear: clear the accessed bit of every PTE that maps ``pfn``
+        (through the reverse map; their TLB entries go, as with the built-in
+        clock's second chance); True if any was set."""
+        return self._m._clear_young(self._pfn(pfn))
+
+    def __repr__(self) -> str:
+        return f"<reference.PolicyView frames={self._m._frames}>"
 
 
 class SplitMix64:
@@ -191,9 +305,12 @@ class Machine:
     ----------
     frames : int
         Number of user frames (the zero page is one more, pfn ``frames``).
-    page_size, swap_slots, policy, va_bits, zero_pool, zero_page, tlb_entries,
+    page_size, swap_slots, va_bits, zero_pool, zero_page, tlb_entries,
     strict_vfork, seed
         As in ``pymmu.Machine``; see docs/semantics.md section 1.
+    policy : str or pymmu.policy.Policy
+        A built-in policy's name, or a policy written in Python (DESIGN.md
+        section 11): its hooks are called as ``_ask_victim`` and ``_hook`` say.
     """
 
     def __init__(self, frames, *, page_size=4096, swap_slots=0, policy="clock",
@@ -203,7 +320,18 @@ class Machine:
          seed) = check_machine_args(frames, page_size, swap_slots, policy, va_bits,
                                     zero_pool, tlb_entries, seed)
         self._frames, self._page_size, self._swap_slots = frames, page_size, swap_slots
-        self._policy, self._va_bits, self._zero_pool = policy, va_bits, zero_pool
+        self._va_bits, self._zero_pool = va_bits, zero_pool
+        # A Python policy (DESIGN.md section 11): _policy is then "python", so no
+        # built-in rule (the clock hand, opt's future) applies. wants_access is
+        # read once, here.
+        if isinstance(policy, Policy):
+            self._policy, self._py_policy = "python", policy
+            self._wants_access = bool(policy.wants_access)
+        else:
+            self._policy, self._py_policy, self._wants_access = policy, None, False
+        self._in_hook: str | None = None          # the hook being called, if any
+        self._hook_exc: BaseException | None = None   # the first one a later hook raised
+        self._depth = 0                           # public calls under way (see _api)
         self._zero_page_on, self._strict_vfork = bool(zero_page), bool(strict_vfork)
         self._shift = page_size.bit_length() - 1
         self._levels, self._bits = levels_for(va_bits, self._shift)
@@ -243,11 +371,13 @@ class Machine:
         self._references = 0
         self._recorder = None
 
+    @_api
     def __getstate__(self) -> dict:
         """Snapshots keep everything but the event recorder: a copy does not
         record (an events() block belongs to its machine)."""
         state = self.__dict__.copy()
         state["_recorder"] = None
+        state["_depth"] = 0                       # this very call is one
         return state
 
     # ------------------------------------------------------------------ public
@@ -257,25 +387,36 @@ class Machine:
     swap_slots = property(lambda self: self._swap_slots)
 
     @property
+    def policy(self):
+        """The built-in policy's name, or the ``pymmu.policy.Policy`` instance."""
+        return self._policy if self._py_policy is None else self._py_policy
+
+    @property
+    @_api
     def frames_free(self) -> int:
         return len(self._pool) + len(self._dirty)
 
     @property
+    @_api
     def swap_free(self) -> int:
         return sum(1 for c in self._slot_count if c == 0)
 
     @property
+    @_api
     def page_table_pages(self) -> int:
         """Radix-tree nodes of every live address space."""
         return sum(s.nodes for s in self._spaces.values())
 
     @property
+    @_api
     def stats(self) -> dict:
         return dict(self._stats)
 
+    @_api
     def reset_stats(self) -> None:
         self._stats = dict.fromkeys(STAT_NAMES, 0)
 
+    @_api
     def refcount(self, pfn) -> int:
         """PTEs mapping ``pfn`` over all address spaces (``frames``: the zero page)."""
         pfn = as_int(pfn, "pfn")
@@ -283,6 +424,7 @@ class Machine:
             raise ValueError(f"pfn must be in 0..{self._frames}, got {pfn}")
         return self._ref[pfn]
 
+    @_api
     def idle(self, n=None) -> int:
         """Zero dirty free frames into the pool, lowest pfn first; returns how many."""
         n = None if n is None else nonneg_int(n, "n")
@@ -296,12 +438,14 @@ class Machine:
             moved += 1
         return moved
 
+    @_api
     def spawn(self) -> "Process":
         """A new parentless process with an empty address space and a new family."""
         p = self._new_process(ppid=0)
         p._as = self._new_space(self._new_family())
         return p
 
+    @_api
     def process(self, pid) -> "Process":
         pid = as_int(pid, "pid")
         return self._procs[pid]
@@ -309,16 +453,19 @@ class Machine:
     # ------------------------------------------------------------------ observation
 
     @property
+    @_api
     def references(self) -> int:
         """Page references started over the machine's life (each page an access
         touches is one); only grows, kept by snapshots, untouched by reset_stats."""
         return self._references
 
     @property
+    @_api
     def clock_hand(self) -> int | None:
         """The pfn under the clock hand (policy "clock"), else None."""
         return self._hand if self._policy == "clock" else None
 
+    @_api
     def events(self, limit=None):
         """A ``pymmu.events.EventLog`` to use as ``with m.events() as log:``: one
         row per event recorded inside the block (DESIGN.md section 11)."""
@@ -328,10 +475,12 @@ class Machine:
             self._recorder = ListRecorder()
         return EventLog(self._recorder, limit)
 
+    @_api
     def processes(self) -> list:
         """Every process that is not "exited", by pid."""
         return [p for _, p in sorted(self._procs.items()) if p.state != "exited"]
 
+    @_api
     def frame_table(self) -> np.ndarray:
         """One row of :data:`FRAME_TABLE_DTYPE` per user frame, by pfn."""
         rows = []
@@ -443,13 +592,15 @@ class Machine:
     # ------------------------------------------------------------------ frames and slots
 
     def _free_frame(self, pfn: int) -> None:
-        """A frame nobody maps or owns goes back, dirty."""
+        """A frame nobody maps or owns goes back, dirty (a Python policy's
+        ``on_free``: every frame that returns to the free sets comes here)."""
         self._state[pfn] = "free"
         self._rmap[pfn] = None
         slot = self._frame_slot.pop(pfn, None)
         if slot is not None:
             del self._swap_cache[slot]
         self._dirty.add(pfn)
+        self._hook("on_free", pfn)
 
     def _unref_frame(self, pfn: int) -> None:
         self._ref[pfn] -= 1
@@ -497,6 +648,7 @@ class Machine:
         self._state[pfn] = state
         self._rmap[pfn] = owner
         self._loaded[pfn] = self._used[pfn] = self._stamp()
+        self._hook("on_map", pfn)     # every allocation of a frame to a page
         return pfn
 
     # ------------------------------------------------------------------ reverse map and reclaim
@@ -531,22 +683,77 @@ class Machine:
             return True
         return state in ("anon", "shmem") and self._free_slot() is not None
 
+    def _frame_bit(self, pfn: int, bit: int) -> bool:
+        """Is ``bit`` (ACCESSED or DIRTY) set in any PTE that maps ``pfn``?"""
+        if self._state[pfn] == "free":
+            return False
+        return any(s.get(vpn) & bit for s, vpn in self._mappers(pfn))
+
+    def _clear_young(self, pfn: int) -> bool:
+        """Clear the accessed bit of every PTE that maps ``pfn``, found through
+        the reverse map (each such PTE changed drops its TLB entry); returns
+        whether any was set. The clock's second chance."""
+        if self._state[pfn] == "free":
+            return False
+        referenced = [(s, v) for s, v in self._mappers(pfn) if s.get(v) & ACCESSED]
+        for s, v in referenced:
+            self._set_pte(s, v, s.get(v) & ~ACCESSED)
+        return bool(referenced)
+
+    def _hook(self, name: str, pfn: int) -> None:
+        """Call a Python policy's ``on_free``, ``on_map`` or ``on_access``. An
+        exception it raises waits until the outermost public call completes (the
+        first one only; see ``_api``); the operation goes on."""
+        if self._py_policy is None:
+            return
+        self._in_hook = name
+        try:
+            getattr(self._py_policy, name)(pfn)
+        except BaseException as e:
+            if self._hook_exc is None:
+                self._hook_exc = e
+        finally:
+            self._in_hook = None
+
+    def _ask_victim(self) -> int | None:
+        """A Python policy's ``victim(view)``, checked: None (OutOfMemory) or an
+        evictable pfn; anything else raises ``ValueError``. Called before
+        anything changes (but the accessed bits it clears through the view); an
+        exception it raises propagates at once."""
+        view = PolicyView(self)
+        self._in_hook = "victim"
+        try:
+            pfn = self._py_policy.victim(view)
+        finally:
+            self._in_hook = None
+            view._live = False
+        if pfn is None:
+            return None
+        checked = _as_pfn(pfn, self._frames)
+        if checked is None or not self._evictable(checked):
+            raise ValueError(
+                f"{type(self._py_policy).__name__}.victim() returned {pfn!r}: not an "
+                f"evictable frame (an int in [0, {self._frames}), in use, not held by "
+                "the access in progress, and swap for it if it needs a new slot)")
+        return checked
+
     def _reclaim(self, proc, fault_addr: int, access: str) -> None:
         """Free one frame by the machine's policy, or raise OutOfMemory."""
         oom = OutOfMemory(fault_addr, access, proc.pid)
         if self._policy == "opt" and self._future is None:
             raise ValueError("opt needs the future: use Machine.replay")
+        if self._py_policy is not None:
+            victim = self._ask_victim()
+            if victim is None:
+                raise oom
+            return self._evict(proc, victim)
         if self._policy == "clock":
             for _ in range(2 * self._frames):
                 pfn = self._hand
                 self._hand = (self._hand + 1) % self._frames
                 if not self._evictable(pfn):
                     continue
-                mappers = self._mappers(pfn)
-                referenced = [(s, v) for s, v in mappers if s.get(v) & ACCESSED]
-                if referenced:           # second chance
-                    for s, v in referenced:
-                        self._set_pte(s, v, s.get(v) & ~ACCESSED)
+                if self._clear_young(pfn):     # second chance
                     continue
                 return self._evict(proc, pfn)
             raise oom
@@ -655,6 +862,7 @@ class Machine:
 
     # ------------------------------------------------------------------ trace replay
 
+    @_api
     def replay(self, trace, process=None) -> dict:
         """Run a ``pymmu.traces.Trace`` (or an iterable of them); returns the counters it added.
 
@@ -682,7 +890,8 @@ class Machine:
         offset = 0
         try:
             for part in parts:
-                self._replay_part(proc, part, offset)
+                if not self._replay_part(proc, part, offset):
+                    break                 # a hook raised: _api raises it at the end
                 offset += len(part)
         finally:
             self._future = None
@@ -690,8 +899,12 @@ class Machine:
                 proc.exit()
         return {k: self._stats[k] - before[k] for k in STAT_NAMES}
 
-    def _replay_part(self, proc, trace, offset: int) -> None:
-        """Replay one Trace whose first record is record ``offset`` of the whole."""
+    def _replay_part(self, proc, trace, offset: int) -> bool:
+        """Replay one Trace whose first record is record ``offset`` of the whole.
+
+        Returns False when it stopped after a record during which a policy hook
+        raised (the exception, its ``.index`` set, waits in ``_hook_exc``).
+        """
         from pymmu.traces import bad_record_error, first_bad_record
 
         shift = self._shift
@@ -720,10 +933,17 @@ class Machine:
             except (MemoryFault, OutOfMemory) as e:
                 e.index = offset + index
                 raise
+            except Exception as e:        # from a Python policy's victim()
+                _set_index(e, offset + index)
+                raise
             self._count(proc, {"read": "reads", "write": "writes",
                                "execute": "fetches"}[kind])
+            if self._hook_exc is not None:
+                _set_index(self._hook_exc, offset + index)
+                return False
         if bad is not None:
             raise bad_record_error(trace, bad, offset)
+        return True
 
     def _touch(self, proc, space, vma, vpn, kind, at) -> int:
         """Make one page accessible for ``kind``; returns the frame it maps.
@@ -753,6 +973,8 @@ class Machine:
         pfn = pte >> PFN_SHIFT
         if pfn != self._zero_pfn:
             self._used[pfn] = self._stamp()
+            if self._wants_access:
+                self._hook("on_access", pfn)
         return pfn
 
     def _fault(self, proc, space, vma, vpn, pte, kind, at) -> int:
@@ -861,8 +1083,8 @@ class Machine:
         for obj in {id(v.obj): v.obj for v in vmas if v.kind == "shared"}.values():
             if any(v.obj is obj for s in self._spaces.values() for v in s.vmas):
                 continue
-            for pfn in obj.frames.values():
-                self._free_frame(pfn)
+            for idx in sorted(obj.frames):     # on_free in page order
+                self._free_frame(obj.frames[idx])
             for slot in obj.slots.values():
                 self._put_slot(slot)
             obj.frames.clear()
@@ -913,6 +1135,7 @@ class Machine:
 
     # ------------------------------------------------------------------ invariants
 
+    @_api
     def check(self) -> None:
         """Raise ``InvariantError`` naming the first broken invariant."""
         def fail(msg):
@@ -1073,6 +1296,7 @@ class Process:
 
     # ------------------------------------------------------------------ mappings
 
+    @_api
     def mmap(self, length, prot="rw", *, addr=None, shared=False) -> int:
         """Map ``length`` bytes, rounded up to whole pages.
 
@@ -1119,12 +1343,14 @@ class Process:
         space.vmas.insert(vma)
         return start << m._shift
 
+    @_api
     def munmap(self, addr, length) -> None:
         """Unmap whatever is mapped in the range (holes are fine)."""
         self._running()
         lo, hi = self._range(addr, length)
         self._m._unmap(self._as, lo, hi)
 
+    @_api
     def mprotect(self, addr, length, prot) -> None:
         """Change the protection of a fully mapped range, rewriting present PTEs."""
         self._running()
@@ -1156,6 +1382,7 @@ class Process:
             raise ValueError(f"addr must not be negative, got {addr}")
         return addr, nonneg_int(n, "n")
 
+    @_api
     def read(self, addr, n) -> bytes:
         """Read ``n`` bytes at ``addr`` (read access).
 
@@ -1172,12 +1399,14 @@ class Process:
         addr, n = self._access_args(addr, n)
         return self._m._access(self, addr, n, "read")
 
+    @_api
     def fetch(self, addr, n) -> bytes:
         """Read ``n`` bytes as instruction fetches (execute access)."""
         self._running()
         addr, n = self._access_args(addr, n)
         return self._m._access(self, addr, n, "execute")
 
+    @_api
     def write(self, addr, data) -> None:
         """Write any bytes-like object at ``addr`` (write access).
 
@@ -1201,6 +1430,7 @@ class Process:
 
     # ------------------------------------------------------------------ processes
 
+    @_api
     def fork(self) -> "Process":
         """A child with a copy-on-write copy of this address space."""
         self._running()
@@ -1210,6 +1440,7 @@ class Process:
         m._count(self, "forks")
         return child
 
+    @_api
     def vfork(self) -> "Process":
         """A child that borrows this address space; this process is suspended."""
         self._running()
@@ -1220,6 +1451,7 @@ class Process:
         m._count(self, "vforks")
         return child
 
+    @_api
     def exec(self, image) -> None:
         """Replace the address space with a fresh one built from ``image``."""
         self._running()
@@ -1244,6 +1476,7 @@ class Process:
         self._as = space
         m._count(self, "execs")
 
+    @_api
     def exit(self, status=0) -> None:
         """Release the address space; become a zombie (or exited if parentless)."""
         self._running()
@@ -1260,6 +1493,7 @@ class Process:
         self._status = status
         self.state = "exited" if self.ppid == 0 else "zombie"
 
+    @_api
     def wait(self, child=None) -> int:
         """Reap a zombie child (lowest pid if None); returns its exit status."""
         self._running()
@@ -1281,6 +1515,7 @@ class Process:
         target.state = "exited"
         return target._status
 
+    @_api
     def clear_accessed(self) -> int:
         """Clear the accessed bit of every present PTE of this address space;
         returns how many were set. Also drops this space's TLB entries, so the
@@ -1312,6 +1547,7 @@ class Process:
             return addr, 0
         return addr, self._as.get(vpn)
 
+    @_api
     def translate(self, addr) -> int | None:
         """Physical address of ``addr``, or None if its page is not present."""
         addr, pte = self._pte_at(addr)
@@ -1319,10 +1555,12 @@ class Process:
             return None
         return ((pte >> PFN_SHIFT) << self._m._shift) | (addr & (self._m._page_size - 1))
 
+    @_api
     def pte(self, addr) -> int:
         """The raw PTE of the page holding ``addr`` (0 if none)."""
         return self._pte_at(addr)[1]
 
+    @_api
     def page_table(self) -> np.ndarray:
         """One row per existing PTE (present or swap entry), sorted by address."""
         rows = list(self._as.entries()) if self._as is not None else []
@@ -1331,6 +1569,7 @@ class Process:
             [vpn << m._shift for vpn, _ in rows], [pte for _, pte in rows],
             [m._ref[pte >> PFN_SHIFT] if pte & PRESENT else 0 for _, pte in rows])
 
+    @_api
     def maps(self) -> list:
         """The mappings, like /proc/PID/maps."""
         if self._as is None:
@@ -1347,20 +1586,24 @@ class Process:
                 if pte & PRESENT and not pte & ZERO]
 
     @property
+    @_api
     def rss(self) -> int:
         return len(self._resident()) * self._m._page_size
 
     @property
+    @_api
     def pss(self) -> int:
         m = self._m
         return int(sum((Fraction(m._page_size, m._ref[pfn]) for pfn in self._resident()),
                        Fraction(0)))
 
     @property
+    @_api
     def uss(self) -> int:
         m = self._m
         return sum(m._page_size for pfn in self._resident() if m._ref[pfn] == 1)
 
     @property
+    @_api
     def stats(self) -> dict:
         return dict(self._stats)
