@@ -1,8 +1,10 @@
 # The contract of the typed core: constants and the Core's C-level state.
 # The Pythonic layer (machine.py) owns processes and mappings; the Core owns
 # frames, page tables, the TLB, swap, reclaim and every fault path.
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from pymmu._pte cimport pte_t
+cimport cython
+cimport numpy as cnp
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from pymmu._pte cimport *
 
 # Status codes: every core routine returns one; _raise_status turns it into an
 # exception in exactly one place.
@@ -100,3 +102,195 @@ cdef enum:
     E_OOM
     E_SEGV
     E_PROTECTION
+
+cdef enum:
+    PWC_N = 1024          # page-walk cache entries (a power of two)
+    PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
+    PF_SLOT = 8           # then the swap slots they name
+    PF_CLOCK = 8          # clock: frames ahead of the hand whose PTE to prefetch
+    RMAP_COUNT = 0        # _rmap operations
+    RMAP_YOUNG = 1
+    RMAP_REPLACE = 2
+    NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
+
+
+# The core: one machine's frames, page tables, TLB and swap (pymmu/_core.pyx has
+# the methods; the fields and C methods are declared here so that other Cython
+# modules, pymmu.core first, can call them directly).
+@cython.final
+cdef class Core:
+
+    # geometry
+    cdef readonly int64_t page_size, frames, swap_slots, va_bits
+    cdef readonly int page_shift, levels, bits
+    cdef uint64_t max_vpn
+    cdef int policy
+    cdef int64_t zero_pool_target
+    cdef bint zero_page_on
+    cdef int64_t tlb_n
+    cdef uint64_t tlb_mask            # tlb_n - 1 when a power of two (>1), else 0
+    cdef uint64_t rng
+    # physical memory: frames + 1 rows, the last is the zero page
+    cdef readonly object mem_array
+    cdef uint8_t[:, ::1] mem
+    cdef int64_t zero_pfn
+    cdef frame_t *fm                  # per frame (src_c/frame.h); fm[zero_pfn] too
+    cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
+    cdef int vpn_bits                 # rmap = (family << vpn_bits) | vpn
+    cdef readonly int64_t mm_limit    # address spaces a machine can create
+    cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
+    cdef int32_t *lprev               # oldest first; node `frames` is the head
+    cdef freeheap_t pool              # free frames, pre-zeroed (lowest pfn first)
+    cdef freeheap_t dirty             # free frames not zeroed yet
+    cdef int64_t clock_hand
+    # swap device
+    cdef readonly object swap_array
+    cdef uint8_t[:, ::1] swapmem
+    cdef slot_t *sl                   # per slot (src_c/frame.h)
+    cdef lowset_t free_slots          # unused swap slots (lowest first)
+    # address spaces
+    cdef int64_t mm_cap, mm_next
+    cdef uintptr_t *mm_root
+    cdef int64_t *mm_family
+    cdef int64_t *mm_fnext            # next mm of the same family (linked list)
+    cdef int64_t *fam_head
+    cdef int64_t *vma_rows            # per mm: pointer to its VMA table (as int)
+    cdef int64_t *vma_count
+    cdef list vma_keep
+    cdef readonly int64_t nodes
+    # shared memory objects and exec images
+    cdef list objects                 # id -> int64 pages: -1 none, pfn, -(slot+2)
+    cdef list obj_base                # id -> base vpn (all mappers use base + page)
+    cdef list obj_family
+    cdef list images                  # id -> Layout
+    # TLB: direct-mapped, tagged (mm, vpn), caching the PTE's address
+    cdef int64_t *tlb_mm
+    cdef uint64_t *tlb_vpn
+    cdef pte_t **tlb_pte
+    # counters and the last fault
+    cdef readonly object stats_array
+    cdef int64_t[::1] stats
+    cdef int64_t *ps                  # counters of the process being served
+    cdef int64_t scratch[S_COUNT]     # where ps points between calls
+    cdef public uint64_t fault_addr
+    cdef public int fault_kind
+    cdef int64_t *pins
+    cdef int64_t pin_n, pin_cap
+    cdef bint opt_active              # in a replay that knows the future (opt)
+    cdef readonly bint busy           # a replay runs without the GIL: refuse re-entry
+    cdef readonly int64_t references  # page references started, machine-wide (events' seq)
+    cdef int64_t cur_pid              # the process making the current access
+    cdef int64_t *mm_pid              # per address space: the pid it was made for
+    cdef evlog_t ev                   # the event log (src_c/events.h)
+    cdef object pypolicy              # P_PYTHON: the pymmu.Policy (else None)
+    cdef bint py_hooks                # ... it is set: call its hooks
+    cdef bint py_access               # ... and it wants on_access
+    cdef readonly int in_hook         # a Python policy hook runs: refuse re-entry
+    cdef object victim_error          # why victim() failed (raised as ST_HOOK)
+    cdef object hook_error            # the first exception of a later hook
+    cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
+    cdef uint64_t pwc_hi[PWC_N]
+    cdef uint64_t *pwc_leaf[PWC_N]
+    # opt, during a replay only: every used frame is in exactly one of three sets
+    # by its key (opt_key): mapped before the replay (OPT_BEFORE), page never used
+    # again (key == opt_npos), or used again at position key < opt_npos.
+    cdef int64_t *opt_key             # per frame: its key, or -1 (free)
+    cdef lowset_t opt_before          # frames, lowest pfn first
+    cdef lowset_t opt_never           # frames, lowest pfn first
+    cdef lowset_t opt_next            # opt_npos - 1 - key: the farthest use first
+    cdef int32_t *opt_owner           # key -> the frame whose next use it is
+    cdef int64_t opt_npos             # page references in the replay
+
+    cdef void _grow_mm(self, int64_t cap) except *
+    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL nogil
+    cdef inline pte_t *_walk_cached(self, int64_t mm, uint64_t vpn) noexcept nogil
+    cdef inline uint64_t _pwc_slot(self, int64_t mm, uint64_t hi) noexcept nogil
+    cdef uint64_t *_new_node(self) except NULL nogil
+    cdef void _free_tree(self, uint64_t *node, int level) noexcept
+    cdef int64_t _collect(self, int64_t mm, uint64_t lo, uint64_t hi,
+                          uint64_t[::1] vpns, uint64_t[::1] ptes) except -1
+    cdef int64_t _collect_node(self, uint64_t *node, int level, uint64_t base, uint64_t lo,
+                               uint64_t hi, uint64_t[::1] vpns, uint64_t[::1] ptes,
+                               int64_t n) except -1
+    cdef inline int64_t _tlb_index(self, uint64_t vpn) noexcept nogil
+    cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept nogil
+    cdef void _tlb_flush(self, int64_t mm) noexcept nogil
+    cdef inline void _count(self, int stat) noexcept nogil
+    cdef inline void _add(self, int stat, int64_t n) noexcept nogil
+    cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,
+                           int64_t slot) noexcept nogil
+    cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
+                     int64_t slot) noexcept nogil
+    cdef void _victim_events(self, int64_t pfn, int64_t slot, bint written) noexcept nogil
+    cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil
+    cdef inline void _list_append(self, int64_t pfn) noexcept nogil
+    cdef void _free_frame(self, int64_t pfn) noexcept nogil
+    cdef inline void _get_frame(self, int64_t pfn) noexcept nogil
+    cdef inline void _put_frame(self, int64_t pfn) noexcept nogil
+    cdef int64_t _alloc_frame(self, bint zeroed) except -2 nogil
+    cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil
+    cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil
+    cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil
+    cdef inline uint64_t _rmap_vpn(self, int64_t pfn) noexcept nogil
+    cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil
+    cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil
+    cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept nogil
+    cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil
+    cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil
+    cdef bint _evictable(self, int64_t pfn) noexcept nogil
+    cdef int _opt_begin(self, int64_t npos) except -1
+    cdef void _opt_end(self) noexcept
+    cdef inline lowset_t *_opt_set_of(self, int64_t pfn, int64_t key,
+                                      uint64_t *member) noexcept nogil
+    cdef inline void _opt_unset(self, int64_t pfn) noexcept nogil
+    cdef inline void _opt_set(self, int64_t pfn, int64_t key) noexcept nogil
+    cdef int64_t _opt_victim(self) noexcept nogil
+    cdef bytes _bytes(self, char *p, size_t n)
+    cdef object _dump_tree(self, int64_t mm)
+    cdef int64_t _dump_node(self, uint64_t *node, int level, list nodes) except -1
+    cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
+                              int64_t total) except NULL
+    cdef int _load(self, dict state) except -1
+    cdef int _copy_in(self, char *dst, object src, size_t n) except -1
+    cdef int64_t _py_victim(self) noexcept nogil
+    cdef void _hook(self, int which, int64_t pfn) noexcept nogil
+    cdef int _hook_check(self) except -1
+    cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil
+    cdef int _reclaim(self) except -1 nogil
+    cdef int _evict(self, int64_t pfn) except -1 nogil
+    cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) except *
+    cdef inline int64_t *_vma(self, int64_t mm, uint64_t vpn) noexcept nogil
+    cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                    pte_t *p) except -1 nogil
+    cdef int _fault_shared(self, int64_t mm, uint64_t vpn, int64_t *vma,
+                           pte_t *p) except -1
+    cdef int _fault_file(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                         pte_t *p) except -1
+    cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
+                         uint64_t vpn, cnp.int64_t[::1] pages) noexcept
+    cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                    pte_t **out) except -1 nogil
+    cdef int _settle(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,
+                     int64_t i, pte_t **out) except -1 nogil
+    cdef int _check(self, int64_t mm, uint64_t addr, int64_t n, int kind) except -1 nogil
+    cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
+                     uint8_t *buf) except -1 nogil
+    cdef inline void _move(self, int64_t pfn, int64_t off, uint8_t *buf, int64_t n,
+                           int kind) noexcept nogil
+    cdef int _reserve_pins(self, int64_t n) except -1 nogil
+    cdef object _raise_status(self, int st, int64_t pid)
+    cdef inline int _enter(self) except -1
+    cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL
+    cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
+                  uint8_t *buf, int64_t *ps) except -1
+    cdef bytes _read_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                           int kind, int64_t *ps)
+    cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                          const uint8_t *buf, int64_t *ps) except -1
+    cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
+                     const uint32_t[::1] size, const int64_t[::1] next_use,
+                     int64_t *index) except -1 nogil
+    cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
+    cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *
+    cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept
+    cdef str _check_free_heap(self, freeheap_t *heap, bint pool, dict members)

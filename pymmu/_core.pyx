@@ -51,15 +51,6 @@ cdef enum:
     HOOK_FREE = 1
     HOOK_ACCESS = 2
 
-cdef enum:
-    PWC_N = 1024          # page-walk cache entries (a power of two)
-    PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
-    PF_SLOT = 8           # then the swap slots they name
-    PF_CLOCK = 8          # clock: frames ahead of the hand whose PTE to prefetch
-    RMAP_COUNT = 0        # _rmap operations
-    RMAP_YOUNG = 1
-    RMAP_REPLACE = 2
-    NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
 # opt: the key of a frame mapped before the replay (after every real position)
 cdef int64_t OPT_BEFORE = (<int64_t>1) << 62
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
@@ -119,86 +110,7 @@ cdef class Core:
         As ``pymmu.Machine``; already validated. ``policy`` is an index into
         ``_args.POLICIES``; ``zero_pool`` is -1 for "no limit".
     """
-
-    # geometry
-    cdef readonly int64_t page_size, frames, swap_slots, va_bits
-    cdef readonly int page_shift, levels, bits
-    cdef uint64_t max_vpn
-    cdef int policy
-    cdef int64_t zero_pool_target
-    cdef bint zero_page_on
-    cdef int64_t tlb_n
-    cdef uint64_t tlb_mask            # tlb_n - 1 when a power of two (>1), else 0
-    cdef uint64_t rng
-    # physical memory: frames + 1 rows, the last is the zero page
-    cdef readonly object mem_array
-    cdef uint8_t[:, ::1] mem
-    cdef int64_t zero_pfn
-    cdef frame_t *fm                  # per frame (src_c/frame.h); fm[zero_pfn] too
-    cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
-    cdef int vpn_bits                 # rmap = (family << vpn_bits) | vpn
-    cdef readonly int64_t mm_limit    # address spaces a machine can create
-    cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
-    cdef int32_t *lprev               # oldest first; node `frames` is the head
-    cdef freeheap_t pool              # free frames, pre-zeroed (lowest pfn first)
-    cdef freeheap_t dirty             # free frames not zeroed yet
-    cdef int64_t clock_hand
-    # swap device
-    cdef readonly object swap_array
-    cdef uint8_t[:, ::1] swapmem
-    cdef slot_t *sl                   # per slot (src_c/frame.h)
-    cdef lowset_t free_slots          # unused swap slots (lowest first)
-    # address spaces
-    cdef int64_t mm_cap, mm_next
-    cdef uintptr_t *mm_root
-    cdef int64_t *mm_family
-    cdef int64_t *mm_fnext            # next mm of the same family (linked list)
-    cdef int64_t *fam_head
-    cdef int64_t *vma_rows            # per mm: pointer to its VMA table (as int)
-    cdef int64_t *vma_count
-    cdef list vma_keep
-    cdef readonly int64_t nodes
-    # shared memory objects and exec images
-    cdef list objects                 # id -> int64 pages: -1 none, pfn, -(slot+2)
-    cdef list obj_base                # id -> base vpn (all mappers use base + page)
-    cdef list obj_family
-    cdef list images                  # id -> Layout
-    # TLB: direct-mapped, tagged (mm, vpn), caching the PTE's address
-    cdef int64_t *tlb_mm
-    cdef uint64_t *tlb_vpn
-    cdef pte_t **tlb_pte
-    # counters and the last fault
-    cdef readonly object stats_array
-    cdef int64_t[::1] stats
-    cdef int64_t *ps                  # counters of the process being served
-    cdef int64_t scratch[S_COUNT]     # where ps points between calls
-    cdef public uint64_t fault_addr
-    cdef public int fault_kind
-    cdef int64_t *pins
-    cdef int64_t pin_n, pin_cap
-    cdef bint opt_active              # in a replay that knows the future (opt)
-    cdef readonly bint busy           # a replay runs without the GIL: refuse re-entry
-    cdef readonly int64_t references  # page references started, machine-wide (events' seq)
-    cdef int64_t cur_pid              # the process making the current access
-    cdef int64_t *mm_pid              # per address space: the pid it was made for
-    cdef evlog_t ev                   # the event log (src_c/events.h)
-    cdef object pypolicy              # P_PYTHON: the pymmu.Policy (else None)
-    cdef bint py_access               # ... and it wants on_access
-    cdef readonly int in_hook         # a Python policy hook runs: refuse re-entry
-    cdef object victim_error          # why victim() failed (raised as ST_HOOK)
-    cdef object hook_error            # the first exception of a later hook
-    cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
-    cdef uint64_t pwc_hi[PWC_N]
-    cdef uint64_t *pwc_leaf[PWC_N]
-    # opt, during a replay only: every used frame is in exactly one of three sets
-    # by its key (opt_key): mapped before the replay (OPT_BEFORE), page never used
-    # again (key == opt_npos), or used again at position key < opt_npos.
-    cdef int64_t *opt_key             # per frame: its key, or -1 (free)
-    cdef lowset_t opt_before          # frames, lowest pfn first
-    cdef lowset_t opt_never           # frames, lowest pfn first
-    cdef lowset_t opt_next            # opt_npos - 1 - key: the farthest use first
-    cdef int32_t *opt_owner           # key -> the frame whose next use it is
-    cdef int64_t opt_npos             # page references in the replay
+    # (fields: declared in _core.pxd, with a comment each)
 
     def __cinit__(self):
         self.free_slots.levels = 0
@@ -226,6 +138,7 @@ cdef class Core:
         self.references = 0
         self.cur_pid = -1
         self.pypolicy = None
+        self.py_hooks = False
         self.py_access = False
         self.in_hook = 0
 
@@ -490,7 +403,7 @@ cdef class Core:
         """Count ``stat`` and, while recording, its event (the current process's
         reference to page ``vpn``)."""
         self._count(stat)
-        if self.ev.on:
+        if unlikely(self.ev.on):
             self._event(kind, self.cur_pid, vpn << self.page_shift, pfn, slot)
 
     cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
@@ -527,7 +440,7 @@ cdef class Core:
     def refused(self, int64_t pid, uint64_t vaddr):
         """Record the ``segv`` event of an access the Python layer refuses
         (an address beyond the address space) at page ``vaddr``."""
-        if self.ev.on:
+        if unlikely(self.ev.on):
             self._event(E_SEGV, pid, vaddr, -1, -1)
 
     def set_mm_pid(self, int64_t mm, int64_t pid):
@@ -537,7 +450,7 @@ cdef class Core:
     def events_start(self, object limit):
         """Open an event block (``limit`` None: keep every event)."""
         self._enter()
-        if self.ev.on:
+        if unlikely(self.ev.on):
             raise RuntimeError("this machine is already recording events: "
                                "events() blocks cannot nest")
         evlog_start(&self.ev, -1 if limit is None else <int64_t>limit)
@@ -591,7 +504,7 @@ cdef class Core:
         if self.opt_active:
             self._opt_unset(pfn)
         freeheap_push(&self.dirty, self.fm, <int32_t>pfn)
-        if self.pypolicy is not None:
+        if unlikely(self.py_hooks):
             self._hook(HOOK_FREE, pfn)
 
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
@@ -658,7 +571,7 @@ cdef class Core:
         f.state = state
         f.rmap = (<uint64_t>self.mm_family[mm] << self.vpn_bits) | vpn
         f.refcnt = 1
-        if self.pypolicy is not None:
+        if unlikely(self.py_hooks):
             self._hook(HOOK_MAP, pfn)
 
     cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil:
@@ -1010,6 +923,7 @@ cdef class Core:
     def set_policy(self, object policy):
         """Serve ``policy`` (a pymmu.Policy; the machine was made with P_PYTHON)."""
         self.pypolicy = policy
+        self.py_hooks = policy is not None
         self.py_access = bool(getattr(policy, "wants_access", False))
         self.victim_error = self.hook_error = None
 
@@ -1141,7 +1055,7 @@ cdef class Core:
             slot = f.link           # clean swap-cache copy: no second write
         if written:
             slot = lowset_pop(&self.free_slots)
-        if self.ev.on:
+        if unlikely(self.ev.on):
             self._victim_events(pfn, slot, written)
         if f.state == F_FILE:
             self._rmap(pfn, RMAP_REPLACE, 0)
@@ -1393,7 +1307,7 @@ cdef class Core:
         if pfn != self.zero_pfn and self.policy == P_LRU:
             self._list_unlink(pfn)
             self._list_append(pfn)
-        if self.py_access and pfn != self.zero_pfn:
+        if unlikely(self.py_access) and pfn != self.zero_pfn:
             self._hook(HOOK_ACCESS, pfn)
         if self.tlb_n:
             self.tlb_mm[i] = mm
@@ -1648,7 +1562,8 @@ cdef class Core:
         # The fields the inline paths read, as locals: a store through a PTE
         # pointer could alias any field of self, so the compiler would reload them.
         cdef int shift = self.page_shift
-        cdef int64_t tn = self.tlb_n
+        # (a Python policy that wants every reference: each goes through _touch)
+        cdef int64_t tn = 0 if self.py_access else self.tlb_n
         cdef uint64_t tmask = self.tlb_mask
         cdef int64_t *tlb_mm = self.tlb_mm
         cdef uint64_t *tlb_vpn = self.tlb_vpn
@@ -1656,8 +1571,6 @@ cdef class Core:
         cdef int64_t zero_pfn = self.zero_pfn
         cdef int64_t key, npos = next_use.shape[0] if opt else 0
         cdef int64_t refs = self.references   # page references, in a register
-        # a Python policy that wants every reference: each goes through _touch
-        cdef bint slow = self.py_access
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
@@ -1696,10 +1609,10 @@ cdef class Core:
                 if last >= vend:             # spans mappings: look each page up
                     vstart, vend = 1, 0
             bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
+            refs += <int64_t>(last - vpn) + 1   # the record's page references
             while vpn <= last:
                 p = walked = NULL
-                refs += 1
-                if tn and not slow:
+                if tn:
                     t = <int64_t>(vpn & tmask) if tmask else self._tlb_index(vpn)
                     if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
                         if pte_allows(tlb_pte[t][0], acc):
@@ -1726,7 +1639,7 @@ cdef class Core:
                     self.fault_kind = acc
                     if vend == 0:
                         vma = self._vma(mm, vpn)
-                    self.references = refs          # events' seq
+                    self.references = refs - <int64_t>(last - vpn)   # events' seq
                     if walked != NULL:
                         misses += 1
                         st = self._settle(mm, vpn, acc, vma, walked, t, &tp)

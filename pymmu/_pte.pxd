@@ -46,6 +46,7 @@ cdef extern from "frame.h" nogil:
     void freeheap_init_range(freeheap_t *h, frame_t *fm, int32_t first, int32_t last)
     uint32_t FRAME_REF_MAX
     void prefetch(const void *p)
+    bint unlikely(bint x)
     ctypedef struct slot_t:
         int32_t count
         int32_t cache

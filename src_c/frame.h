@@ -114,4 +114,8 @@ typedef struct {
  * next). Never faults, whatever ``p`` is. */
 static inline void prefetch(const void *p) { __builtin_prefetch(p); }
 
+/* A branch the hot paths almost never take (event recording, Python hooks):
+ * laid out of the way of the common case. */
+static inline int unlikely(int x) { return __builtin_expect(!!x, 0); }
+
 #endif
