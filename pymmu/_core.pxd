@@ -182,6 +182,7 @@ cdef class Core:
     cdef int64_t cur_pid              # the process making the current access
     cdef int64_t *mm_pid              # per address space: the pid it was made for
     cdef evlog_t ev                   # the event log (src_c/events.h)
+    cdef int64_t rmap_owner           # lowest pid an RMAP_REPLACE pass met (events)
     cdef object pypolicy              # P_PYTHON: the pymmu.Policy (else None)
     cdef bint py_hooks                # ... it is set: call its hooks
     cdef bint py_access               # ... and it wants on_access

@@ -409,6 +409,7 @@ cdef class Core:
     cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
                      int64_t slot) noexcept nogil:
         cdef event_t e
+        memset(&e, 0, sizeof(e))            # the padding too: logs compare as bytes
         e.seq = self.references
         e.t_ns = 0
         e.pid = pid
@@ -420,22 +421,13 @@ cdef class Core:
 
     cdef void _victim_events(self, int64_t pfn, int64_t slot, bint written) noexcept nogil:
         """A victim's ``evictions`` then (if it is written) ``swap_outs`` events,
-        named by the lowest pid that maps it (-1 / 0 when no PTE does)."""
-        cdef int64_t fam = self._rmap_family(pfn), mm, pid, owner = -1
-        cdef uint64_t vpn = self._rmap_vpn(pfn)
-        cdef pte_t *p
-        mm = self.fam_head[fam]
-        while mm:
-            p = self._walk(mm, vpn, False)
-            if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn:
-                pid = self.mm_pid[mm]
-                if owner < 0 or (0 <= pid < owner):
-                    owner = pid
-            mm = self.mm_fnext[mm]
-        vpn = vpn << self.page_shift if owner >= 0 else 0
-        self._event(E_EVICTIONS, owner, vpn, pfn, slot)
+        named by the lowest pid that mapped it (``rmap_owner``, which the
+        eviction's RMAP_REPLACE pass just found; -1 / 0 when no PTE did)."""
+        cdef int64_t owner = self.rmap_owner
+        cdef uint64_t vaddr = self._rmap_vpn(pfn) << self.page_shift if owner >= 0 else 0
+        self._event(E_EVICTIONS, owner, vaddr, pfn, slot)
         if written:
-            self._event(E_SWAP_OUTS, owner, vpn, pfn, slot)
+            self._event(E_SWAP_OUTS, owner, vaddr, pfn, slot)
 
     def refused(self, int64_t pid, uint64_t vaddr):
         """Record the ``segv`` event of an access the Python layer refuses
@@ -456,15 +448,23 @@ cdef class Core:
         evlog_start(&self.ev, -1 if limit is None else <int64_t>limit)
 
     def events_snapshot(self):
-        """``(rows, counts, dropped)`` of the events recorded so far."""
+        """``(rows, counts, dropped)`` of the events recorded so far: the kept
+        events copied out in bulk, oldest first (``pymmu.events.DTYPE`` is
+        ``event_t``'s layout)."""
         from pymmu.events import DTYPE
 
-        cdef int64_t i
-        cdef const event_t *e
-        rows = np.zeros(self.ev.n, DTYPE)
-        for i in range(self.ev.n):
-            e = evlog_at(&self.ev, i)
-            rows[i] = (e.seq, e.t_ns, e.pid, e.vaddr, e.kind, e.pfn, e.slot)
+        cdef int64_t i, n = self.ev.n, first
+        if DTYPE.itemsize != sizeof(event_t):
+            raise SystemError("pymmu.events.DTYPE does not match src_c/events.h")
+        rows = np.empty(n, DTYPE)
+        cdef char *out = <char *>cnp.PyArray_DATA(rows)
+        if n:
+            # kept events are buf[head:] then buf[:head] (a full ring), else buf[:n]
+            first = n - self.ev.head if self.ev.limit >= 0 else n
+            memcpy(out, &self.ev.buf[self.ev.head], first * sizeof(event_t))
+            if first < n:
+                memcpy(out + first * sizeof(event_t), self.ev.buf,
+                       (n - first) * sizeof(event_t))
         return rows, [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped
 
     def events_stop(self):
@@ -620,7 +620,7 @@ cdef class Core:
         or 0) into each. Every changed PTE drops its TLB entry: hardware sets A
         only when it loads a translation, and a PTE with A clear has no entry.
         """
-        cdef int64_t fam = self._rmap_family(pfn), mm, n = 0
+        cdef int64_t fam = self._rmap_family(pfn), mm, n = 0, pid, owner = -1
         cdef uint64_t vpn = self._rmap_vpn(pfn)
         cdef pte_t *p
         mm = self.fam_head[fam]
@@ -635,10 +635,15 @@ cdef class Core:
                         self._tlb_invalidate(mm, vpn)
                         n += 1
                 else:
+                    if unlikely(self.ev.on):   # the victim's lowest pid, for its events
+                        pid = self.mm_pid[mm]
+                        if owner < 0 or (0 <= pid < owner):
+                            owner = pid
                     p[0] = arg
                     self._tlb_invalidate(mm, vpn)
                     n += 1
             mm = self.mm_fnext[mm]
+        self.rmap_owner = owner
         return n
 
     cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil:
@@ -1055,8 +1060,6 @@ cdef class Core:
             slot = f.link           # clean swap-cache copy: no second write
         if written:
             slot = lowset_pop(&self.free_slots)
-        if unlikely(self.ev.on):
-            self._victim_events(pfn, slot, written)
         if f.state == F_FILE:
             self._rmap(pfn, RMAP_REPLACE, 0)
         elif f.state == F_ANON:
@@ -1073,6 +1076,8 @@ cdef class Core:
             with gil:
                 self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
             self.sl[slot].count = 1
+        if unlikely(self.ev.on):
+            self._victim_events(pfn, slot, written)
         if written:
             self._count(S_SWAP_OUTS)
         self._count(S_EVICTIONS)

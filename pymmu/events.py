@@ -47,10 +47,13 @@ CODES = {name: code for code, name in enumerate(KINDS)}
 #: victim, -1 when none), ``vaddr`` (the page's address), ``kind`` (a code of
 #: :data:`KINDS`), ``pfn`` (the frame, -1 when none; a COW copy's new frame),
 #: ``slot`` (the swap slot, -1 when none).
-DTYPE = np.dtype([
-    ("seq", np.int64), ("t_ns", np.int64), ("pid", np.int64), ("vaddr", np.uint64),
-    ("kind", np.uint8), ("pfn", np.int64), ("slot", np.int64),
-])
+DTYPE = np.dtype({
+    "names": ["seq", "t_ns", "pid", "vaddr", "kind", "pfn", "slot"],
+    "formats": [np.int64, np.int64, np.int64, np.uint64, np.uint8, np.int64, np.int64],
+    # the core's own record (src_c/events.h), so that a log is copied out in bulk
+    "offsets": [0, 8, 16, 24, 48, 32, 40],
+    "itemsize": 56,
+})
 
 
 class EventLog:
@@ -157,7 +160,9 @@ class ListRecorder:
         self.rows.append((seq, t_ns, pid, vaddr, code, pfn, slot))
 
     def snapshot(self):
-        return np.array(list(self.rows), dtype=DTYPE), list(self.counts), self.dropped
+        rows = np.zeros(len(self.rows), DTYPE)      # zeros: the padding too
+        rows[:] = list(self.rows)
+        return rows, list(self.counts), self.dropped
 
     def stop(self):
         out = self.snapshot()
