@@ -17,6 +17,7 @@ cdef enum:
     ST_NOT_FILE = 5         # internal: a file mapping's page holds no file bytes (bss)
     ST_BAD_RECORD = 6       # a replayed trace record has a kind code over 3 or size 0
     ST_HOOK = 7             # a Python policy's victim() raised or returned a bad pfn
+    ST_HOOK_LATE = 8        # a later policy hook raised during a replay record
 
 # Access kinds (also the ACCESS_NAMES order in _args.py).
 cdef enum:
@@ -189,6 +190,7 @@ cdef class Core:
     cdef readonly int in_hook         # a Python policy hook runs: refuse re-entry
     cdef object victim_error          # why victim() failed (raised as ST_HOOK)
     cdef object hook_error            # the first exception of a later hook
+    cdef bint hook_failed             # ... there is one (nogil code tests this)
     cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
     cdef uint64_t pwc_hi[PWC_N]
     cdef uint64_t *pwc_leaf[PWC_N]
@@ -254,6 +256,7 @@ cdef class Core:
     cdef int _load(self, dict state) except -1
     cdef int _copy_in(self, char *dst, object src, size_t n) except -1
     cdef int64_t _py_victim(self) noexcept nogil
+    cdef int64_t _ask_victim(self) noexcept
     cdef void _hook(self, int which, int64_t pfn) noexcept nogil
     cdef int _hook_check(self) except -1
     cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil

@@ -138,6 +138,7 @@ cdef class Core:
         self.references = 0
         self.cur_pid = -1
         self.pypolicy = None
+        self.hook_failed = False
         self.py_hooks = False
         self.py_access = False
         self.in_hook = 0
@@ -937,24 +938,30 @@ cdef class Core:
         -2 with ``victim_error`` set (an exception, or a pfn that is not an
         evictable frame). Nothing has changed when it is called."""
         with gil:
-            self.in_hook += 1
-            try:
-                choice = self.pypolicy.victim(PolicyView(self))
-            except BaseException as e:
-                self.victim_error = e
-                return -2
-            finally:
-                self.in_hook -= 1
-            if choice is None:
-                return -1
-            if (not isinstance(choice, int) or isinstance(choice, bool)
-                    or not 0 <= choice < self.frames or not self._evictable(choice)):
-                self.victim_error = ValueError(
-                    f"{type(self.pypolicy).__name__}.victim() returned {choice!r}: not an "
-                    f"evictable frame (0 <= pfn < {self.frames}, in use, not pinned, "
-                    "and swap for it if it needs a slot)")
-                return -2
-            return <int64_t>choice
+            return self._ask_victim()
+
+    cdef int64_t _ask_victim(self) noexcept:
+        cdef PolicyView view = PolicyView(self)
+        cdef int64_t pfn
+        self.in_hook += 1
+        try:
+            choice = self.pypolicy.victim(view)
+        except BaseException as e:
+            self.victim_error = e
+            return -2
+        finally:
+            self.in_hook -= 1
+            view.live = False           # a view is valid during its call only
+        if choice is None:
+            return -1
+        pfn = _as_pfn(choice)
+        if pfn < 0 or pfn >= self.frames or not self._evictable(pfn):
+            self.victim_error = ValueError(
+                f"{type(self.pypolicy).__name__}.victim() returned {choice!r}: not an "
+                f"evictable frame (0 <= pfn < {self.frames}, in use, not pinned, "
+                "and swap for it if it needs a slot)")
+            return -2
+        return pfn
 
     cdef void _hook(self, int which, int64_t pfn) noexcept nogil:
         """Call on_map, on_free or on_access; the first exception is kept and
@@ -971,6 +978,7 @@ cdef class Core:
             except BaseException as e:
                 if self.hook_error is None:
                     self.hook_error = e
+                    self.hook_failed = True
             finally:
                 self.in_hook -= 1
 
@@ -978,6 +986,7 @@ cdef class Core:
         """Raise the exception a later hook raised during the operation just done."""
         if self.hook_error is not None:
             error, self.hook_error = self.hook_error, None
+            self.hook_failed = False
             raise error
         return 0
 
@@ -1475,6 +1484,7 @@ cdef class Core:
         self.ps = self.scratch
         if st != ST_OK:
             self.hook_error = None      # the access's own error is the one raised
+            self.hook_failed = False
             self._raise_status(st, pid)
         return 0
 
@@ -1661,6 +1671,11 @@ cdef class Core:
                 pos += 1
                 vpn += 1
             done[acc] += 1
+            if unlikely(self.hook_failed):  # a policy hook raised: stop after this record
+                index[0] = i
+                self.references = refs
+                self._tally(hits, misses, done)
+                return ST_HOOK_LATE
         self.references = refs
         self._tally(hits, misses, done)
         return ST_OK
@@ -1702,7 +1717,12 @@ cdef class Core:
         if st == ST_OK:
             self._hook_check()
             return None
+        if st == ST_HOOK_LATE:          # the record completed; its hook's error
+            error, self.hook_error = self.hook_error, None
+            self.hook_failed = False
+            return error, index
         self.hook_error = None          # the record's own error is the one raised
+        self.hook_failed = False
         try:
             self._raise_status(st, pid)
         except Exception as e:
@@ -2147,6 +2167,19 @@ cdef class Core:
 
 
 
+cdef int64_t _as_pfn(object value):
+    """``value`` as a frame number (any integer type but bool), or -1."""
+    import operator
+
+    if isinstance(value, bool):
+        return -1
+    try:
+        value = operator.index(value)
+    except TypeError:
+        return -1
+    return value if 0 <= value < (<int64_t>1) << 62 else -1
+
+
 def _restore_core(tuple config, dict state):
     """A core in the state ``Core.__reduce__`` saved (pickle's constructor)."""
     cdef Core c = Core(*config)
@@ -2163,14 +2196,19 @@ cdef class PolicyView:
 
     cdef Core _c
     cdef readonly int64_t frames
+    cdef bint live                     # its victim() call is running
 
     def __cinit__(self, Core core):
         self._c = core
         self.frames = core.frames
+        self.live = True
 
-    cdef int64_t _pfn(self, object pfn) except -1:
-        if not isinstance(pfn, int) or isinstance(pfn, bool) or not 0 <= pfn < self.frames:
-            raise ValueError(f"pfn must be an int in [0, {self.frames}), not {pfn!r}")
+    cdef int64_t _pfn(self, object value) except -1:
+        cdef int64_t pfn = _as_pfn(value)
+        if not self.live:
+            raise RuntimeError("a policy view is valid only during its victim() call")
+        if pfn < 0 or pfn >= self.frames:
+            raise ValueError(f"pfn must be an int in [0, {self.frames}), not {value!r}")
         return pfn
 
     def evictable(self, pfn) -> bool:

@@ -133,6 +133,11 @@ class Machine:
         self._spaces: dict[int, _Space] = {}
         self._images: dict[int, tuple[Image, int]] = {}
 
+    def _guard(self) -> None:
+        """Refuse a call from inside a Python policy's hook (DESIGN.md section 11)."""
+        if self._core.in_hook:
+            raise RuntimeError("a policy hook may not call the machine it serves")
+
     # ---- numbers ---------------------------------------------------------
 
     @property
@@ -148,6 +153,7 @@ class Machine:
     @property
     def frames_free(self) -> int:
         """User frames that hold no page: the zero pool plus the dirty free frames."""
+        self._guard()
         return self._core.frames_free
 
     @property
@@ -158,20 +164,24 @@ class Machine:
     @property
     def swap_free(self) -> int:
         """Swap slots that no PTE and no shared object refers to."""
+        self._guard()
         return self._core.swap_free
 
     @property
     def page_table_pages(self) -> int:
         """Page-table nodes in existence, over all address spaces."""
+        self._guard()
         return self._core.nodes
 
     @property
     def stats(self) -> TMapping[str, int]:
         """Counters since the start or the last ``reset_stats()`` (a copy)."""
+        self._guard()
         return dict(zip(STAT_NAMES, self._stats.tolist()))
 
     def reset_stats(self) -> None:
         """Zero the machine's counters (processes keep theirs)."""
+        self._guard()
         self._stats[:] = 0
 
     def refcount(self, pfn) -> int:
@@ -311,9 +321,15 @@ class Machine:
             for part in parts:
                 self._replay_part(proc, part, offset)
                 offset += len(part)
-        finally:
+        except BaseException:
             if process is None:
-                proc.exit()
+                try:
+                    proc.exit()
+                except Exception:       # (a policy hook again): the first error wins
+                    pass
+            raise
+        if process is None:
+            proc.exit()
         return dict(zip(STAT_NAMES, (self._stats - before).tolist()))
 
     def _replay_part(self, proc: "Process", trace, offset: int) -> None:
@@ -358,6 +374,7 @@ class Machine:
         KeyError
             If no process ever had this pid.
         """
+        self._guard()
         pid = as_int(pid, "pid")
         try:
             return self._procs[pid]
@@ -436,6 +453,7 @@ class Machine:
         -------
         pymmu.events.EventLog
         """
+        self._guard()
         from pymmu.events import EventLog
 
         return EventLog(_CoreRecorder(self._core), limit)
@@ -447,10 +465,12 @@ class Machine:
         Each page an access or a trace record touches is one reference. It only
         grows: ``reset_stats`` leaves it alone.
         """
+        self._guard()
         return self._core.references
 
     def processes(self) -> list["Process"]:
         """Every process that has not exited (running, suspended or zombie), by pid."""
+        self._guard()
         return [p for _, p in sorted(self._procs.items()) if p.state != "exited"]
 
     def frame_table(self) -> np.ndarray:
@@ -481,6 +501,7 @@ class Machine:
     @property
     def clock_hand(self) -> int | None:
         """The pfn under the clock hand (policy "clock"); None for other policies."""
+        self._guard()
         return self._core.hand if self.policy == "clock" else None
 
     def _count(self, p: "Process", name: str) -> None:
@@ -540,6 +561,7 @@ class Process(ProcessCore):
     @property
     def stats(self) -> TMapping[str, int]:
         """This process's counters since it was created (a copy)."""
+        self._m._guard()
         return dict(zip(STAT_NAMES, self._stats.tolist()))
 
     def _running(self, what: str) -> None:
@@ -908,6 +930,7 @@ class Process(ProcessCore):
 
     def maps(self) -> list[Mapping]:
         """The mappings, like ``/proc/PID/maps``."""
+        self._m._guard()
         if self._space is None:
             return []
         names = {"stack": "[stack]"}

@@ -380,6 +380,10 @@ class Machine:
         state["_depth"] = 0                       # this very call is one
         return state
 
+    def __copy__(self):
+        raise TypeError("copy.copy of a Machine would share its state: "
+                        "use copy.deepcopy or pickle")
+
     # ------------------------------------------------------------------ public
 
     page_size = property(lambda self: self._page_size)
@@ -1264,6 +1268,10 @@ class Process:
 
     def __repr__(self) -> str:
         return f"<reference.Process pid={self.pid} ppid={self.ppid} {self.state}>"
+
+    def __copy__(self):
+        raise TypeError("copy.copy of a Process would share its machine's state: "
+                        "use copy.deepcopy or pickle")
 
     # ------------------------------------------------------------------ helpers
 
