@@ -31,12 +31,13 @@ def ext(name):
     return Extension(
         f"pymmu.{name}",
         [f"pymmu/{name}.pyx"],
-        include_dirs=["src_c", numpy.get_include()],
+        # "." holds pymmu/include/*.h, which the .pxd files name as such: the
+        # same one directory serves extensions that cimport pymmu (get_include)
+        include_dirs=[".", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,
-        depends=["src_c/pte.h", "src_c/frame.h", "src_c/lowset.h", "src_c/events.h",
-                 "pymmu/_pte.pxd",
-                 "pymmu/_core.pxd"],
+        depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
+                 "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd"],
     )
 
 

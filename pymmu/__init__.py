@@ -59,13 +59,14 @@ from pymmu import pte
 from pymmu import events, traces
 from pymmu.introspect import show
 from pymmu.policy import Policy
+from pymmu.core import get_include
 from pymmu.machine import Machine, Process
 from pymmu.simulate import sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces", "events", "show", "Policy",
+    "Machine", "Process", "Image", "Segment", "Mapping", "pte", "traces", "events", "show", "Policy", "get_include",
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC",
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
     "OutOfMemory", "ProcessStateError", "InvariantError", "TraceError",

@@ -18,6 +18,8 @@ cdef enum:
     ST_BAD_RECORD = 6       # a replayed trace record has a kind code over 3 or size 0
     ST_HOOK = 7             # a Python policy's victim() raised or returned a bad pfn
     ST_HOOK_LATE = 8        # a later policy hook raised during a replay record
+    ST_BUSY = 9             # the machine is busy (a replay, another C API call, a hook)
+    ST_STATE = 10           # the process is not running (or a strict vfork child writes)
 
 # Access kinds (also the ACCESS_NAMES order in _args.py).
 cdef enum:
@@ -135,7 +137,7 @@ cdef class Core:
     cdef readonly object mem_array
     cdef uint8_t[:, ::1] mem
     cdef int64_t zero_pfn
-    cdef frame_t *fm                  # per frame (src_c/frame.h); fm[zero_pfn] too
+    cdef frame_t *fm                  # per frame (pymmu/include/frame.h); fm[zero_pfn] too
     cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
     cdef int vpn_bits                 # rmap = (family << vpn_bits) | vpn
     cdef readonly int64_t mm_limit    # address spaces a machine can create
@@ -147,7 +149,7 @@ cdef class Core:
     # swap device
     cdef readonly object swap_array
     cdef uint8_t[:, ::1] swapmem
-    cdef slot_t *sl                   # per slot (src_c/frame.h)
+    cdef slot_t *sl                   # per slot (pymmu/include/frame.h)
     cdef lowset_t free_slots          # unused swap slots (lowest first)
     # address spaces
     cdef int64_t mm_cap, mm_next
@@ -178,11 +180,11 @@ cdef class Core:
     cdef int64_t *pins
     cdef int64_t pin_n, pin_cap
     cdef bint opt_active              # in a replay that knows the future (opt)
-    cdef readonly bint busy           # a replay runs without the GIL: refuse re-entry
+    cdef readonly int busy            # a replay or a nogil C API call runs: refuse re-entry
     cdef readonly int64_t references  # page references started, machine-wide (events' seq)
     cdef int64_t cur_pid              # the process making the current access
     cdef int64_t *mm_pid              # per address space: the pid it was made for
-    cdef evlog_t ev                   # the event log (src_c/events.h)
+    cdef evlog_t ev                   # the event log (pymmu/include/events.h)
     cdef int64_t rmap_owner           # lowest pid an RMAP_REPLACE pass met (events)
     cdef object pypolicy              # P_PYTHON: the pymmu.Policy (else None)
     cdef bint py_hooks                # ... it is set: call its hooks
@@ -298,3 +300,28 @@ cdef class Core:
     cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *
     cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept
     cdef str _check_free_heap(self, freeheap_t *heap, bint pool, dict members)
+    cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
+    cdef object _status_error(self, int st, int64_t pid)
+
+
+# The per-call hot path of pymmu.Process, and the C-level API (pymmu/core.pxd).
+cdef class ProcessCore:
+    cdef Core _c
+    cdef public int64_t _mm            # address space (0 once released)
+    cdef public int64_t pid
+    cdef public bint _active           # state == "running"
+    cdef public bint _borrowing        # a vfork child using its parent's space
+    cdef bint _strict                  # the machine refuses vfork child writes
+    cdef uint64_t _top                 # 2**va_bits
+    cdef readonly object _stats        # int64[S_COUNT] counters of this process
+    cdef int64_t *_ps
+
+    cdef object _read(self, object addr, object n, int kind)
+    cdef void _wrote(self) noexcept
+    cdef int _io(self, uint64_t addr, uint8_t *buf, int64_t n, int kind) noexcept nogil
+    # the C API: statuses ST_* (PYMMU_* in pymmu/core.pxd)
+    cdef int read_into(self, uint64_t addr, uint8_t *buf, int64_t n) noexcept nogil
+    cdef int fetch_into(self, uint64_t addr, uint8_t *buf, int64_t n) noexcept nogil
+    cdef int write_from(self, uint64_t addr, const uint8_t *buf, int64_t n) noexcept nogil
+    cdef int64_t translate(self, uint64_t addr) noexcept nogil
+    cdef int raise_status(self, int st) except -1

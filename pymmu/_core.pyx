@@ -13,7 +13,7 @@ Where to read what:
 * ``mm_fork`` / ``mm_destroy`` / ``unmap`` / ``protect``: address-space operations.
 * ``check``: every invariant, for tests.
 
-Each frame has one 16-byte record (``frame_t``, src_c/frame.h): refcount, state
+Each frame has one 16-byte record (``frame_t``, pymmu/include/frame.h): refcount, state
 and flags, a swap-cache or shared-object link, and the reverse map, or, while
 the frame is free, its links in a free heap. Swap slots have ``slot_t`` records.
 Page-table nodes are calloc'd blocks of ``2**bits`` 64-bit entries outside the
@@ -32,7 +32,9 @@ import numpy as np
 cimport numpy as cnp
 
 from pymmu._pte cimport *
-from pymmu.errors import OutOfMemory, ProtectionFault, SegmentationFault, TraceError
+from pymmu.errors import (
+    OutOfMemory, ProcessStateError, ProtectionFault, SegmentationFault, TraceError,
+)
 
 cnp.import_array()
 
@@ -397,7 +399,7 @@ cdef class Core:
         self.ps[stat] += n
 
     # ------------------------------------------------------------------
-    # events (src_c/events.h): recorded beside the counters they mirror
+    # events (pymmu/include/events.h): recorded beside the counters they mirror
 
     cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,
                            int64_t slot) noexcept nogil:
@@ -456,7 +458,7 @@ cdef class Core:
 
         cdef int64_t i, n = self.ev.n, first
         if DTYPE.itemsize != sizeof(event_t):
-            raise SystemError("pymmu.events.DTYPE does not match src_c/events.h")
+            raise SystemError("pymmu.events.DTYPE does not match pymmu/include/events.h")
         rows = np.empty(n, DTYPE)
         cdef char *out = <char *>cnp.PyArray_DATA(rows)
         if n:
@@ -1437,10 +1439,30 @@ cdef class Core:
     cdef object _raise_status(self, int st, int64_t pid):
         """The one place a status code becomes an exception (and, while
         recording, the refused access's event)."""
-        access = _ACCESS_NAMES[self.fault_kind]
-        if self.ev.on and (st == ST_SEGV or st == ST_PROT or st == ST_OOM):
+        self._refusal_event(st, pid)
+        self._status_error(st, pid)
+
+    cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil:
+        """While recording: the event of an access refused with ``st``."""
+        if unlikely(self.ev.on) and (st == ST_SEGV or st == ST_PROT or st == ST_OOM):
             self._event(E_SEGV if st == ST_SEGV else E_PROTECTION if st == ST_PROT else E_OOM,
                         pid, self.fault_addr & ~(<uint64_t>self.page_size - 1), -1, -1)
+
+    cdef object _status_error(self, int st, int64_t pid):
+        """Raise the exception of status ``st`` (the last fault's address and access)."""
+        access = _ACCESS_NAMES[self.fault_kind]
+        if st == ST_BUSY:
+            self._enter()
+            raise RuntimeError("this Machine is busy")
+        if st == ST_STATE:
+            raise ProcessStateError(f"pid {pid} is not running, or is a vfork child "
+                                    "whose writes are refused (strict_vfork)")
+        if st == ST_HOOK or st == ST_HOOK_LATE:
+            # victim() failed (nothing changed), or a later hook raised (done)
+            error = self.victim_error if self.victim_error is not None else self.hook_error
+            self.victim_error = self.hook_error = None
+            self.hook_failed = False
+            raise error
         if st == ST_SEGV:
             raise SegmentationFault(self.fault_addr, access, pid)
         if st == ST_PROT:
@@ -1451,9 +1473,6 @@ cdef class Core:
             raise ValueError("the opt policy needs the future: it runs only in Machine.replay")
         if st == ST_BAD_RECORD:
             raise TraceError("bad trace record: kind code over 3 or size 0")
-        if st == ST_HOOK:
-            error, self.victim_error = self.victim_error, None
-            raise error
         raise SystemError(f"unknown core status {st}")
 
     cdef inline int _enter(self) except -1:
@@ -1706,12 +1725,15 @@ cdef class Core:
             self._opt_begin(next_use.shape[0])
         self.cur_pid = pid
         self.ps = self._counters(ps)
-        self.busy = True
+        if not busy_acquire(&self.busy):
+            self.ps = self.scratch
+            self._opt_end()
+            raise RuntimeError("this Machine is busy")
         try:
             with nogil:
                 st = self._replay(mm, addr, kind, size, next_use, &index)
         finally:
-            self.busy = False
+            busy_release(&self.busy)
             self.ps = self.scratch
             self._opt_end()
         if st == ST_OK:
@@ -1992,7 +2014,7 @@ cdef class Core:
         budget), from the sizes of its structures.
 
         Returns a dict: ``frame`` per frame in all, and its parts ``frame_record``
-        (src_c/frame.h; the free sets live inside the free frames' records) and
+        (pymmu/include/frame.h; the free sets live inside the free frames' records) and
         ``policy`` (fifo/lru list links); ``slot`` per swap slot; ``pte`` per
         mapped page; ``nodes``, every page-table node now allocated. opt keeps
         state only while a replay runs: ``replay_frame`` per frame (its key) and
@@ -2244,15 +2266,7 @@ cdef class ProcessCore:
     rules.
     """
 
-    cdef Core _c
-    cdef public int64_t _mm            # address space (0 once released)
-    cdef public int64_t pid
-    cdef public bint _active           # state == "running"
-    cdef public bint _borrowing        # a vfork child using its parent's space
-    cdef bint _strict                  # the machine refuses vfork child writes
-    cdef uint64_t _top                 # 2**va_bits
-    cdef readonly object _stats        # int64[S_COUNT] counters of this process
-    cdef int64_t *_ps
+    # (fields: declared in _core.pxd)
 
     def __init__(self, Core core, int64_t pid, int64_t mm, bint strict):
         self._c = core
@@ -2335,6 +2349,72 @@ cdef class ProcessCore:
                        <const uint8_t *>PyBytes_AS_STRING(data), self._ps)
         self._wrote()
         c._hook_check()
+
+    # ---- the C-level API (pymmu/core.pxd): no GIL, statuses instead of exceptions
+
+    cdef int _io(self, uint64_t addr, uint8_t *buf, int64_t n, int kind) noexcept nogil:
+        """One read, fetch or write of ``n`` bytes, as the Python calls do it
+        (checks, faults, counters, events), holding the machine's busy flag."""
+        cdef int st
+        if n <= 0:
+            return ST_OK
+        if not self._active or (kind == ACC_WRITE and self._borrowing and self._strict):
+            return ST_STATE
+        if self._c.in_hook or not busy_acquire(&self._c.busy):
+            return ST_BUSY
+        if addr >= self._top:
+            self._c.fault_addr = addr
+            self._c.fault_kind = kind
+            st = ST_SEGV
+        else:
+            st = self._c._check(self._mm, addr, n, kind)
+            if st == ST_OK:
+                self._c.ps = self._ps
+                self._c.cur_pid = self.pid
+                st = self._c._access(self._mm, addr, n, kind, buf)
+                self._c.ps = self._c.scratch
+        if st != ST_OK:
+            self._c._refusal_event(st, self.pid)
+            self._c.hook_failed = False   # the access's own error is the one raised
+        elif self._c.hook_failed:
+            st = ST_HOOK                  # done; a policy hook raised meanwhile
+        if (st == ST_OK or self._c.hook_failed) and kind == ACC_WRITE and self._borrowing:
+            self._c.stats[S_VFORK_CHILD_WRITES] += 1
+            self._ps[S_VFORK_CHILD_WRITES] += 1
+        busy_release(&self._c.busy)
+        return st
+
+    cdef int read_into(self, uint64_t addr, uint8_t *buf, int64_t n) noexcept nogil:
+        """Read ``n`` bytes at ``addr`` into ``buf``: ``p.read(addr, n)`` without
+        the GIL. Returns a status (PYMMU_OK, or one for ``raise_status``)."""
+        return self._io(addr, buf, n, ACC_READ)
+
+    cdef int fetch_into(self, uint64_t addr, uint8_t *buf, int64_t n) noexcept nogil:
+        """``p.fetch(addr, n)`` (an execute access) into ``buf``, without the GIL."""
+        return self._io(addr, buf, n, ACC_EXEC)
+
+    cdef int write_from(self, uint64_t addr, const uint8_t *buf, int64_t n) noexcept nogil:
+        """``p.write(addr, buf[:n])`` without the GIL."""
+        return self._io(addr, <uint8_t *>buf, n, ACC_WRITE)
+
+    cdef int64_t translate(self, uint64_t addr) noexcept nogil:
+        """The physical address of ``addr``, or -1 when not present (never faults)."""
+        cdef pte_t *p
+        if self._mm == 0 or addr >= self._top or not busy_acquire(&self._c.busy):
+            return -1
+        p = self._c._walk(self._mm, addr >> self._c.page_shift, False)
+        busy_release(&self._c.busy)
+        if p == NULL or not (p[0] & PTE_PRESENT):
+            return -1
+        return <int64_t>((pte_pfn(p[0]) << self._c.page_shift)
+                         | (addr & <uint64_t>(self._c.page_size - 1)))
+
+    cdef int raise_status(self, int st) except -1:
+        """Raise the exception the Python API raises for status ``st`` (nothing
+        for PYMMU_OK)."""
+        if st != ST_OK:
+            self._c._status_error(st, self.pid)
+        return 0
 
     cdef void _wrote(self) noexcept:
         """Count a completed write by a vfork child (it lands in its parent)."""

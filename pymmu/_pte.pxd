@@ -1,7 +1,7 @@
-# Cython view of src_c/pte.h, src_c/frame.h and src_c/lowset.h: nothing here but extern blocks.
+# Cython view of pymmu/include/pte.h, pymmu/include/frame.h and pymmu/include/lowset.h: nothing here but extern blocks.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-cdef extern from "pte.h" nogil:
+cdef extern from "pymmu/include/pte.h" nogil:
     ctypedef uint64_t pte_t
     pte_t PTE_PRESENT
     pte_t PTE_WRITABLE
@@ -25,7 +25,7 @@ cdef extern from "pte.h" nogil:
     void page_copy(uint8_t *dst, const uint8_t *src, size_t size)
     int page_is_zero(const uint8_t *page, size_t size)
 
-cdef extern from "frame.h" nogil:
+cdef extern from "pymmu/include/frame.h" nogil:
     ctypedef struct frame_heap_t:
         int32_t child
         int32_t sibling
@@ -47,12 +47,14 @@ cdef extern from "frame.h" nogil:
     uint32_t FRAME_REF_MAX
     void prefetch(const void *p)
     bint unlikely(bint x)
+    bint busy_acquire(int *flag)
+    void busy_release(int *flag)
     ctypedef struct slot_t:
         int32_t count
         int32_t cache
         uint8_t zero
 
-cdef extern from "lowset.h" nogil:
+cdef extern from "pymmu/include/lowset.h" nogil:
     ctypedef struct lowset_t:
         uint64_t nwords[6]             # words per level
         int levels                     # 0 until lowset_init
@@ -68,7 +70,7 @@ cdef extern from "lowset.h" nogil:
     int64_t lowset_next(const lowset_t *s, uint64_t i)
     const uint64_t *lowset_word(const lowset_t *s, uint64_t i)
 
-cdef extern from "events.h" nogil:
+cdef extern from "pymmu/include/events.h" nogil:
     ctypedef struct event_t:
         int64_t seq
         int64_t t_ns

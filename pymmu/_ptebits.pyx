@@ -1,4 +1,4 @@
-"""The PTE bit constants of src_c/pte.h, as Python ints (see pymmu.pte)."""
+"""The PTE bit constants of pymmu/include/pte.h, as Python ints (see pymmu.pte)."""
 from pymmu._pte cimport *
 
 PRESENT = PTE_PRESENT

@@ -50,7 +50,7 @@ CODES = {name: code for code, name in enumerate(KINDS)}
 DTYPE = np.dtype({
     "names": ["seq", "t_ns", "pid", "vaddr", "kind", "pfn", "slot"],
     "formats": [np.int64, np.int64, np.int64, np.uint64, np.uint8, np.int64, np.int64],
-    # the core's own record (src_c/events.h), so that a log is copied out in bulk
+    # the core's own record (pymmu/include/events.h), so that a log is copied out in bulk
     "offsets": [0, 8, 16, 24, 48, 32, 40],
     "itemsize": 56,
 })

@@ -1,6 +1,6 @@
 """PTE bit layout and a decoder for raw page-table entries.
 
-The constants come from ``src_c/pte.h`` through the compiled ``_ptebits``
+The constants come from ``pymmu/include/pte.h`` through the compiled ``_ptebits``
 module, so C and Python cannot disagree about the layout.
 
 >>> from pymmu import pte
