@@ -1254,40 +1254,11 @@ def measure_events(ctx: Context) -> list[Row]:
 
 
 def python_policies():
-    """(clock, fifo): Policy subclasses written in Python that evict exactly as the
-    built-in "clock" and "fifo" do (the clock is pymmu/policy.py's docstring's)."""
-    import collections
+    """(clock, fifo): the Policy subclasses written in Python that pymmu ships as
+    examples (pymmu/policy.py), which evict exactly as the built-in "clock" and "fifo"."""
+    from pymmu.policy import Clock, Fifo
 
-    import pymmu
-
-    class PyClock(pymmu.Policy):
-        def __init__(self):
-            self.hand = 0
-
-        def victim(self, view):
-            for _ in range(2 * view.frames):
-                pfn, self.hand = self.hand, (self.hand + 1) % view.frames
-                if view.evictable(pfn) and not view.clear_accessed(pfn):
-                    return pfn
-            return None
-
-    class PyFifo(pymmu.Policy):
-        def __init__(self):
-            self.queue = collections.OrderedDict()      # pfn -> None, oldest first
-
-        def on_map(self, pfn):
-            self.queue[pfn] = None
-
-        def on_free(self, pfn):
-            self.queue.pop(pfn, None)
-
-        def victim(self, view):
-            for pfn in self.queue:
-                if view.evictable(pfn):
-                    return pfn
-            return None
-
-    return {"clock": PyClock, "fifo": PyFifo}
+    return {"clock": Clock, "fifo": Fifo}
 
 
 @measurement("policy")

@@ -17,31 +17,25 @@ three leave the machine unchanged. An exception from a later hook propagates
 once the operation completes, with the machine consistent. A hook that calls
 any method of the machine gets ``RuntimeError``.
 
-A second-chance clock in a dozen lines gives exactly the faults of the built-in
-``"clock"``:
+Three policies written this way ship as examples (read their source): :class:`Clock`
+(second chance), :class:`Fifo` and :class:`Lru`. Each gives exactly the faults of
+the built-in policy of the same rule:
 
 >>> import pymmu
->>> class Clock(pymmu.Policy):
-...     def __init__(self):
-...         self.hand = 0
-...     def victim(self, view):
-...         for _ in range(2 * view.frames):
-...             pfn, self.hand = self.hand, (self.hand + 1) % view.frames
-...             if view.evictable(pfn) and not view.clear_accessed(pfn):
-...                 return pfn
-...         return None
 >>> trace = pymmu.traces.read_lackey(pymmu.traces.sample("ls"))[:50_000]
 >>> faults = []
->>> for policy in (Clock(), "clock"):
+>>> for policy in (Clock(), "clock", Fifo(), "fifo"):
 ...     m = pymmu.Machine(16, swap_slots=300, zero_page=False, policy=policy)
 ...     r = m.replay(trace)
 ...     faults.append(r["minor_faults"] + r["major_faults"])
->>> faults[0] == faults[1]
-True
+>>> faults[0] == faults[1], faults[2] == faults[3]
+(True, True)
 """
 from __future__ import annotations
 
-__all__ = ["Policy"]
+import collections
+
+__all__ = ["Policy", "Clock", "Fifo", "Lru"]
 
 
 class Policy:
@@ -88,3 +82,45 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class Clock(Policy):
+    """Second chance over frames in ascending pfn order, circular: the built-in
+    "clock" (DESIGN.md section 6) in a dozen lines."""
+
+    def __init__(self):
+        self.hand = 0
+
+    def victim(self, view):
+        for _ in range(2 * view.frames):
+            pfn, self.hand = self.hand, (self.hand + 1) % view.frames
+            if view.evictable(pfn) and not view.clear_accessed(pfn):
+                return pfn
+        return None
+
+
+class Fifo(Policy):
+    """The frames in the order their pages were loaded; the oldest evictable one
+    goes: the built-in "fifo"."""
+
+    def __init__(self):
+        self.order = collections.OrderedDict()     # pfn -> None, oldest first
+
+    def on_map(self, pfn):
+        self.order[pfn] = None
+
+    def on_free(self, pfn):
+        self.order.pop(pfn, None)
+
+    def victim(self, view):
+        return next((pfn for pfn in self.order if view.evictable(pfn)), None)
+
+
+class Lru(Fifo):
+    """Exact LRU: every reference moves its frame to the back (``wants_access``:
+    a Python call per reference, slow); the built-in "lru"."""
+
+    wants_access = True
+
+    def on_access(self, pfn):
+        self.order.move_to_end(pfn)

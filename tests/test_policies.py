@@ -18,52 +18,12 @@ import pytest
 
 import pymmu
 from pymmu import pte as P
-from pymmu.policy import Policy
+from pymmu.policy import Clock, Fifo, Lru, Policy
 
 PS = 4096
 
 
 # --- policies written with the API -------------------------------------------------
-
-
-class Clock(Policy):
-    """Second chance, as in policy.py's docstring."""
-
-    def __init__(self):
-        self.hand = 0
-
-    def victim(self, view):
-        for _ in range(2 * view.frames):
-            pfn, self.hand = self.hand, (self.hand + 1) % view.frames
-            if view.evictable(pfn) and not view.clear_accessed(pfn):
-                return pfn
-        return None
-
-
-class Fifo(Policy):
-    """The frames in the order their pages were loaded; the oldest evictable goes."""
-
-    def __init__(self):
-        self.order = collections.deque()
-
-    def on_map(self, pfn):
-        self.order.append(pfn)
-
-    def on_free(self, pfn):
-        self.order.remove(pfn)
-
-    def victim(self, view):
-        return next((pfn for pfn in self.order if view.evictable(pfn)), None)
-
-
-class Lru(Fifo):
-    """Exact LRU: every reference moves the frame to the back."""
-
-    wants_access = True
-
-    def on_access(self, pfn):
-        self.order.remove(pfn)
-        self.order.append(pfn)
 
 
 class Lowest(Policy):

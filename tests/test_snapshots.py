@@ -5,7 +5,6 @@ identical results on both. The state machine also snapshots at random steps
 """
 from __future__ import annotations
 
-import collections
 import copy
 import pickle
 import random
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 import pymmu
+from pymmu.policy import Fifo
 from pymmu.traces import Trace
 
 PS = 4096
@@ -25,22 +25,6 @@ def pickled(x):
 
 
 SNAPSHOTS = {"deepcopy": copy.deepcopy, "pickle": pickled}
-
-
-class PyFifo(pymmu.Policy):
-    """A FIFO in Python (module level, so that it pickles with its machine)."""
-
-    def __init__(self):
-        self.order = collections.OrderedDict()
-
-    def on_map(self, pfn):
-        self.order[pfn] = None
-
-    def on_free(self, pfn):
-        self.order.pop(pfn, None)
-
-    def victim(self, view):
-        return next((pfn for pfn in self.order if view.evictable(pfn)), None)
 
 
 def workload(m, seed, steps):
@@ -87,7 +71,7 @@ def workload(m, seed, steps):
 @pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "random", "python-fifo"])
 def test_a_snapshot_goes_on_exactly_like_its_original(Machine, how, policy):
     for seed in range(3):
-        pol = PyFifo() if policy == "python-fifo" else policy
+        pol = Fifo() if policy == "python-fifo" else policy
         m = Machine(6, swap_slots=64, policy=pol, tlb_entries=8, seed=seed)
         workload(m, seed, 150)                  # half a workload, under pressure
         twin = SNAPSHOTS[how](m)
@@ -132,14 +116,14 @@ def test_shallow_copies_are_refused(Machine, what):
 
 
 def test_the_python_policy_is_copied_along():
-    pol = PyFifo()
+    pol = Fifo()
     m = pymmu.Machine(3, swap_slots=16, policy=pol, zero_page=False)
     p = m.spawn()
     a = p.mmap(8 * PS)
     for i in range(5):
         p.write(a + i * PS, b"x")
     m2 = pickled(m)
-    assert m2.policy is not pol and isinstance(m2.policy, PyFifo)
+    assert m2.policy is not pol and isinstance(m2.policy, Fifo)
     assert list(m2.policy.order) == list(pol.order)
     for mm in (m, m2):
         q = mm.process(p.pid)

@@ -55,18 +55,7 @@ def pressure_machine(frames, distinct, policy="clock"):
 
 def python_clock():
     """A new instance of the second-chance clock written in Python (one per machine)."""
-    import pymmu
-
-    class Clock(pymmu.Policy):
-        def __init__(self):
-            self.hand = 0
-
-        def victim(self, view):
-            for _ in range(2 * view.frames):
-                pfn, self.hand = self.hand, (self.hand + 1) % view.frames
-                if view.evictable(pfn) and not view.clear_accessed(pfn):
-                    return pfn
-            return None
+    from pymmu.policy import Clock
 
     return Clock()
 
