@@ -268,9 +268,15 @@ cdef class Core:
     cdef inline int64_t *_vma(self, int64_t mm, uint64_t vpn) noexcept nogil
     cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t *p) except -1 nogil
-    cdef int _fault_shared(self, int64_t mm, uint64_t vpn, int64_t *vma,
+    cdef int _do_wp_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
+                         pte_t *p) except -1 nogil
+    cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
+                           pte_t *p) except -1 nogil
+    cdef int _do_anonymous_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                                pte_t *p) except -1 nogil
+    cdef int _do_shared_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
                            pte_t *p) except -1
-    cdef int _fault_file(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+    cdef int _do_file_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                          pte_t *p) except -1
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
                          uint64_t vpn, cnp.int64_t[::1] pages) noexcept

@@ -1124,83 +1124,111 @@ cdef class Core:
 
     cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t *p) except -1 nogil:
-        """Resolve one fault on the PTE at ``p`` (semantics.md section 5)."""
-        cdef pte_t pte = p[0], base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
-        cdef int64_t old, new, slot
-        cdef uint8_t saved
+        """Resolve one fault on the PTE at ``p`` (semantics.md section 5), by what
+        the PTE holds, as Linux's handle_pte_fault dispatches: a present page the
+        access may not write (``_do_wp_page``), a swap entry (``_do_swap_page``),
+        nothing yet: a shared object's page (``_do_shared_page``), an image's file
+        page (``_do_file_page``), or anonymous memory (``_do_anonymous_page``)."""
         cdef int st
-        if pte & PTE_PRESENT:
-            # A write to a present page the PTE does not let us write.
-            if pte & PTE_ZERO:
-                new = self._alloc_frame(True)
-                if new < 0:
-                    return _alloc_status(new)
-                self._put_frame(self.zero_pfn)
-                self._own(new, F_ANON, mm, vpn)
-                p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
-                self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
-            else:
-                old = pte_pfn(pte)
-                if self.fm[old].refcnt == 1:
-                    # Nobody else maps it: write in place (do_wp_page's reuse).
-                    slot = self.fm[old].link
-                    if slot >= 0:       # other swap entries keep the slot's data
-                        self.fm[old].link = -1
-                        self.sl[slot].cache = -1
-                    self.fm[old].state = F_ANON
-                    p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
-                    self._note(S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
-                else:
-                    saved = self.fm[old].pinned
-                    self.fm[old].pinned = 1
-                    new = self._alloc_frame(False)
-                    self.fm[old].pinned = saved
-                    if new < 0:
-                        return _alloc_status(new)
-                    self._copy_page(new, old)
-                    self._own(new, F_ANON, mm, vpn)
-                    self._put_frame(old)
-                    p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
-                    self._note(S_COW_COPIES, E_COW_COPIES, vpn, new, -1)
-            self._tlb_invalidate(mm, vpn)
-            self._count(S_MINOR)
-            return ST_OK
-        if pte_is_swap(pte):
-            slot = pte_pfn(pte)
-            new = self.sl[slot].cache
-            if new >= 0:
-                self.fm[new].refcnt += 1
-                p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-                self._slot_put(slot, 1)
-                self._note(S_SWAP_CACHE_HITS, E_SWAP_CACHE_HITS, vpn, new, slot)
-                self._count(S_MINOR)
-                return ST_OK
-            new = self._alloc_frame(False)
-            if new < 0:
-                return _alloc_status(new)
-            self._swap_read(new, slot)
-            self._own(new, F_ANON, mm, vpn)
-            if self.sl[slot].count == 1:
-                self._slot_put(slot, 1)
-                p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
-            else:
-                self._slot_put(slot, 1)
-                self.sl[slot].cache = <int32_t>new
-                self.fm[new].link = <int32_t>slot
-                p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-            self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
-            self._count(S_MAJOR)
-            return ST_OK
+        if p[0] & PTE_PRESENT:
+            return self._do_wp_page(mm, vpn, vma, p)
+        if pte_is_swap(p[0]):
+            return self._do_swap_page(mm, vpn, vma, p)
         if vma[V_KIND] == K_SHARED:
             with gil:
-                return self._fault_shared(mm, vpn, vma, p)
+                return self._do_shared_page(mm, vpn, vma, p)
         if vma[V_KIND] == K_FILE:
             with gil:
-                st = self._fault_file(mm, vpn, kind, vma, p)
+                st = self._do_file_page(mm, vpn, kind, vma, p)
             if st != ST_NOT_FILE:
                 return st
-        # Private anonymous memory (or bss) touched for the first time.
+        return self._do_anonymous_page(mm, vpn, kind, vma, p)
+
+    cdef int _do_wp_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
+                         pte_t *p) except -1 nogil:
+        """What a write fault on a present page does (rule 4): a zero-page PTE gets
+        a zeroed frame; a COW frame nobody else maps (refcount 1) is reused in
+        place, leaving the swap cache; a shared COW frame is copied into a new
+        one and loses a reference. The result is writable; a minor fault."""
+        cdef pte_t pte = p[0], base = prot_bits(vma[V_PROT])
+        cdef int64_t old, new, slot
+        cdef uint8_t saved
+        if pte & PTE_ZERO:
+            new = self._alloc_frame(True)
+            if new < 0:
+                return _alloc_status(new)
+            self._put_frame(self.zero_pfn)
+            self._own(new, F_ANON, mm, vpn)
+            p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
+            self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
+        else:
+            old = pte_pfn(pte)
+            if self.fm[old].refcnt == 1:
+                # Nobody else maps it: write in place (do_wp_page's reuse).
+                slot = self.fm[old].link
+                if slot >= 0:       # other swap entries keep the slot's data
+                    self.fm[old].link = -1
+                    self.sl[slot].cache = -1
+                self.fm[old].state = F_ANON
+                p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
+                self._note(S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
+            else:
+                saved = self.fm[old].pinned
+                self.fm[old].pinned = 1
+                new = self._alloc_frame(False)
+                self.fm[old].pinned = saved
+                if new < 0:
+                    return _alloc_status(new)
+                self._copy_page(new, old)
+                self._own(new, F_ANON, mm, vpn)
+                self._put_frame(old)
+                p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
+                self._note(S_COW_COPIES, E_COW_COPIES, vpn, new, -1)
+        self._tlb_invalidate(mm, vpn)
+        self._count(S_MINOR)
+        return ST_OK
+
+    cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
+                           pte_t *p) except -1 nogil:
+        """A swapped-out page (rule 6): mapped from the swap cache if a sharer
+        brought it in (minor), else read from its slot (major). Writable at once
+        when this PTE is the slot's only swap entry; else read-only + cow, the
+        frame kept in the swap cache for the other entries."""
+        cdef pte_t base = prot_bits(vma[V_PROT])
+        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef int64_t slot = pte_pfn(p[0]), new = self.sl[slot].cache
+        if new >= 0:
+            self.fm[new].refcnt += 1
+            p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+            self._slot_put(slot, 1)
+            self._note(S_SWAP_CACHE_HITS, E_SWAP_CACHE_HITS, vpn, new, slot)
+            self._count(S_MINOR)
+            return ST_OK
+        new = self._alloc_frame(False)
+        if new < 0:
+            return _alloc_status(new)
+        self._swap_read(new, slot)
+        self._own(new, F_ANON, mm, vpn)
+        if self.sl[slot].count == 1:
+            self._slot_put(slot, 1)
+            p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
+        else:
+            self._slot_put(slot, 1)
+            self.sl[slot].cache = <int32_t>new
+            self.fm[new].link = <int32_t>slot
+            p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+        self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
+        self._count(S_MAJOR)
+        return ST_OK
+
+    cdef int _do_anonymous_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+                                pte_t *p) except -1 nogil:
+        """Private anonymous memory (or bss) touched for the first time (rule 5):
+        a read maps the shared zero page, a write (or any touch without the zero
+        page) gets a zeroed frame. A minor fault."""
+        cdef pte_t base = prot_bits(vma[V_PROT])
+        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef int64_t new
         if kind == ACC_WRITE or not self.zero_page_on:
             new = self._alloc_frame(True)
             if new < 0:
@@ -1215,7 +1243,7 @@ cdef class Core:
         self._count(S_MINOR)
         return ST_OK
 
-    cdef int _fault_shared(self, int64_t mm, uint64_t vpn, int64_t *vma,
+    cdef int _do_shared_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
                            pte_t *p) except -1:
         """Rule 5 for a shared mapping: the object's page, swapped in or new."""
         cdef pte_t base = prot_bits(vma[V_PROT])
@@ -1249,7 +1277,7 @@ cdef class Core:
         p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
         return ST_OK
 
-    cdef int _fault_file(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
+    cdef int _do_file_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                          pte_t *p) except -1:
         """Rule 7: read a page of an exec image (ST_NOT_FILE for a bss page)."""
         cdef pte_t base = prot_bits(vma[V_PROT])
