@@ -305,7 +305,6 @@ cdef class Core:
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
     cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *
     cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept
-    cdef str _check_free_heap(self, freeheap_t *heap, bint pool, dict members)
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
     cdef object _status_error(self, int st, int64_t pid)
 
