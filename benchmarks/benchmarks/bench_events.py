@@ -22,21 +22,11 @@ import functools
 
 import numpy as np
 
-from .common import PAGE, machine_class
+from .common import PAGE, lackey_trace, machine_class
 
 LACKEY_RECORDS = None           # None: the whole ls sample (873,174 records)
 CYCLE_RECORDS = 1_000_000       # accesses of the cycle over frames + 1 pages
 SMOKE = {"LACKEY_RECORDS": 2_000, "CYCLE_RECORDS": 2_000}
-
-
-@functools.lru_cache(maxsize=2)
-def lackey_trace(records):
-    """(Trace, distinct 4 KiB pages) of the ls sample, or its first ``records`` records."""
-    from pymmu.traces import read_lackey, sample
-    trace = read_lackey(sample("ls"))
-    if records is not None:
-        trace = trace[:records]
-    return trace, trace.distinct_pages(PAGE)
 
 
 @functools.lru_cache(maxsize=2)

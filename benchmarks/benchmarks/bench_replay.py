@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .common import PAGE, machine_class, resident
+from .common import PAGE, lackey_trace, machine_class, resident
 
 ZIPF_RECORDS = 200_000          # accesses of the Zipf trace
 ZIPF_PAGES = 20_000             # pages it draws from
@@ -50,16 +50,6 @@ def zipf_trace(records, pages):
     page_numbers = zipf_pages(records, pages)
     distinct = int(np.unique(page_numbers).shape[0])
     return Trace(page_numbers << np.uint64(PAGE.bit_length() - 1), kind=LOAD), distinct
-
-
-@functools.lru_cache(maxsize=2)
-def lackey_trace(records):
-    """(Trace, distinct 4 KiB pages) of the ls sample, or its first ``records`` records."""
-    from pymmu.traces import read_lackey, sample
-    trace = read_lackey(sample("ls"))
-    if records is not None:
-        trace = trace[:records]
-    return trace, trace.distinct_pages(PAGE)
 
 
 def pressure_machine(frames, distinct, policy):

@@ -1,9 +1,11 @@
-"""What the asv modules share: the implementation under test and resident-page setup.
+"""What the asv modules share: the implementation under test, resident-page setup and
+the shipped ls trace.
 
 The suite measures ``pymmu.Machine``. ``PYMMU_BENCH_IMPL`` may name another class with
 the same API (``reference`` for ``pymmu.reference.Machine``, or ``module:Class``), the
 way ``compare.py --impl`` does, to exercise the suite itself.
 """
+import functools
 import importlib
 import os
 
@@ -33,3 +35,13 @@ def resident(pages, page_size=PAGE, frames=None):
     for a in range(base, base + pages * page_size, page_size):
         write(a, b"\x01")
     return m, p, base
+
+
+@functools.lru_cache(maxsize=2)
+def lackey_trace(records):
+    """(Trace, distinct 4 KiB pages) of the ls sample, or its first ``records`` records."""
+    from pymmu.traces import read_lackey, sample
+    trace = read_lackey(sample("ls"))
+    if records is not None:
+        trace = trace[:records]
+    return trace, trace.distinct_pages(PAGE)
