@@ -301,7 +301,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
 
     from pymmu._args import STAT_NAMES
     from pymmu.errors import MMUError
-    from pymmu.simulate import _policies_list, default_frames, parse_frames, sweep
+    from pymmu.simulate import _policies_list, parse_frames, sweep
 
     # Check every option before reading the trace and running the grid.
     if args.show not in ("fault_rate", "faults", *STAT_NAMES):

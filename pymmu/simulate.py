@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from pymmu._args import POLICIES, STAT_NAMES, as_int, check_machine_args, positive_int
+from pymmu._args import POLICIES, as_int, check_machine_args, positive_int
 
 __all__ = [
     "DEFAULT_CHUNK", "DEFAULT_POLICIES", "SweepResult", "default_frames",

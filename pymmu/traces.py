@@ -494,7 +494,7 @@ def replay_parts(trace, *, single: bool = False):
 def bad_record_error(trace: Trace, index: int, offset: int = 0) -> "TraceError":
     """The ``TraceError`` for record ``index`` of ``trace``, which replay refused
     (``.index`` = ``offset + index``, its position in the whole replay)."""
-    code, size = int(trace.kind[index]), int(trace.size[index])
+    code = int(trace.kind[index])
     why = (f"kind code {code} is not one of 0..3" if code > 3 else
            "size 0: a record covers at least one byte")
     return TraceError(why, index=offset + index)
