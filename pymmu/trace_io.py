@@ -557,15 +557,15 @@ def stream(path, *, format=None, chunk=DEFAULT_CHUNK, _progress=None):
     >>> [len(c) for c in chunks]
     [500000, 373174]
     """
+    # (a function, not a generator: bad arguments and unreadable files raise here)
     _check_format(format)
     chunk = _chunk_arg(chunk)
     path = os.fspath(path)
     if format is None:
         format = detect_format(path)
     if format == "binary":
-        yield from _stream_binary(path, chunk, _progress)
-        return
-    yield from _stream_text(path, format, chunk, _progress)
+        return _stream_binary(path, chunk, _progress)
+    return _stream_text(path, format, chunk, _progress)
 
 
 def _stream_text(path, format, chunk, progress):
