@@ -43,7 +43,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_ptebits"), ext("_core"), ext("_invariants"), ext("_tracefile")],
+        [ext("_ptebits"), ext("_core"), ext("_invariants"), ext("_testing"), ext("_tracefile")],
         compiler_directives=directives,
         include_path=["pymmu"],
     ),
