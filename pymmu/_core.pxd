@@ -130,8 +130,6 @@ cdef class Core:
     cdef int policy
     cdef int64_t zero_pool_target
     cdef bint zero_page_on
-    cdef int64_t tlb_n
-    cdef uint64_t tlb_mask            # tlb_n - 1 when a power of two (>1), else 0
     cdef uint64_t rng
     # physical memory: frames + 1 rows, the last is the zero page
     cdef readonly object mem_array
@@ -167,9 +165,7 @@ cdef class Core:
     cdef list obj_family
     cdef list images                  # id -> Layout
     # TLB: direct-mapped, tagged (mm, vpn), caching the PTE's address
-    cdef int64_t *tlb_mm
-    cdef uint64_t *tlb_vpn
-    cdef pte_t **tlb_pte
+    cdef tlb_t tlb                    # the TLB (include/tlb.h)
     # counters and the last fault
     cdef readonly object stats_array
     cdef int64_t[::1] stats
@@ -217,9 +213,6 @@ cdef class Core:
     cdef int64_t _collect_node(self, uint64_t *node, int level, uint64_t base, uint64_t lo,
                                uint64_t hi, uint64_t[::1] vpns, uint64_t[::1] ptes,
                                int64_t n) except -1
-    cdef inline int64_t _tlb_index(self, uint64_t vpn) noexcept nogil
-    cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept nogil
-    cdef void _tlb_flush(self, int64_t mm) noexcept nogil
     cdef inline void _count(self, int stat) noexcept nogil
     cdef inline void _add(self, int stat, int64_t n) noexcept nogil
     cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,

@@ -122,9 +122,10 @@ cdef class Core:
         self.fam_head = NULL
         self.vma_rows = NULL
         self.vma_count = NULL
-        self.tlb_mm = NULL
-        self.tlb_vpn = NULL
-        self.tlb_pte = NULL
+        self.tlb.n = 0
+        self.tlb.mm = NULL
+        self.tlb.vpn = NULL
+        self.tlb.pte = NULL
         self.pins = NULL
         self.lnext = NULL
         self.lprev = NULL
@@ -160,9 +161,6 @@ cdef class Core:
         self.policy = policy
         self.zero_pool_target = zero_pool
         self.zero_page_on = zero_page
-        self.tlb_n = tlb_entries
-        self.tlb_mask = tlb_entries - 1 if tlb_entries > 1 and not (
-            tlb_entries & (tlb_entries - 1)) else 0
         self.rng = seed
         self.mem_array = np.zeros((frames + 1, page_size), np.uint8)
         self.mem = self.mem_array
@@ -209,12 +207,8 @@ cdef class Core:
         self._grow_mm(16)
         self.vma_keep = [None] * 16
         self.objects, self.obj_base, self.obj_family, self.images = [], [], [], []
-        if tlb_entries:
-            self.tlb_mm = <int64_t *>calloc(tlb_entries, sizeof(int64_t))
-            self.tlb_vpn = <uint64_t *>calloc(tlb_entries, sizeof(uint64_t))
-            self.tlb_pte = <pte_t **>calloc(tlb_entries, sizeof(pte_t *))
-            if self.tlb_mm == NULL or self.tlb_vpn == NULL or self.tlb_pte == NULL:
-                raise MemoryError()
+        if tlb_init(&self.tlb, tlb_entries):
+            raise MemoryError()
         self.stats_array = np.zeros(S_COUNT, np.int64)
         self.stats = self.stats_array
 
@@ -227,7 +221,7 @@ cdef class Core:
         lowset_free(&self.free_slots)
         free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
         free(self.vma_rows); free(self.vma_count)
-        free(self.tlb_mm); free(self.tlb_vpn); free(self.tlb_pte); free(self.pins)
+        tlb_free(&self.tlb); free(self.pins)
         free(self.lnext); free(self.lprev)
         self._opt_end()
         free(self.fm); free(self.sl)
@@ -367,25 +361,6 @@ cdef class Core:
 
     # ------------------------------------------------------------------
     # TLB
-
-    cdef inline int64_t _tlb_index(self, uint64_t vpn) noexcept nogil:
-        """The TLB entry ``vpn`` goes to: vpn mod entries (a mask for a power of two)."""
-        if self.tlb_mask:
-            return <int64_t>(vpn & self.tlb_mask)
-        return <int64_t>(vpn % <uint64_t>self.tlb_n)
-
-    cdef inline void _tlb_invalidate(self, int64_t mm, uint64_t vpn) noexcept nogil:
-        cdef int64_t i
-        if self.tlb_n:
-            i = self._tlb_index(vpn)
-            if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
-                self.tlb_mm[i] = 0
-
-    cdef void _tlb_flush(self, int64_t mm) noexcept nogil:
-        cdef int64_t i
-        for i in range(self.tlb_n):
-            if self.tlb_mm[i] == mm:
-                self.tlb_mm[i] = 0
 
     # ------------------------------------------------------------------
     # frames
@@ -635,7 +610,7 @@ cdef class Core:
                 elif op == RMAP_YOUNG:
                     if p[0] & PTE_ACCESSED:
                         p[0] &= ~PTE_ACCESSED
-                        self._tlb_invalidate(mm, vpn)
+                        tlb_invalidate(&self.tlb, mm, vpn)
                         n += 1
                 else:
                     if unlikely(self.ev.on):   # the victim's lowest pid, for its events
@@ -643,7 +618,7 @@ cdef class Core:
                         if owner < 0 or (0 <= pid < owner):
                             owner = pid
                     p[0] = arg
-                    self._tlb_invalidate(mm, vpn)
+                    tlb_invalidate(&self.tlb, mm, vpn)
                     n += 1
             mm = self.mm_fnext[mm]
         self.rmap_owner = owner
@@ -765,7 +740,7 @@ cdef class Core:
         and inside a policy hook."""
         self._enter()
         config = (self.frames, self.page_size, self.swap_slots, self.policy, self.va_bits,
-                  self.zero_pool_target, self.zero_page_on, self.tlb_n, self.rng)
+                  self.zero_pool_target, self.zero_page_on, self.tlb.n, self.rng)
         cdef int64_t mm, n = self.mm_next
         trees = [self._dump_tree(mm) for mm in range(n)]
         state = {
@@ -784,9 +759,9 @@ cdef class Core:
                    self._bytes(<char *>self.mm_pid, n * sizeof(int64_t))),
             "vmas": self.vma_keep[:n], "trees": trees,
             "objects": (self.objects, self.obj_base, self.obj_family, self.images),
-            "tlb": (self._bytes(<char *>self.tlb_mm, self.tlb_n * sizeof(int64_t)),
-                    self._bytes(<char *>self.tlb_vpn, self.tlb_n * sizeof(uint64_t)))
-                   if self.tlb_n else None,
+            "tlb": (self._bytes(<char *>self.tlb.mm, self.tlb.n * sizeof(int64_t)),
+                    self._bytes(<char *>self.tlb.vpn, self.tlb.n * sizeof(uint64_t)))
+                   if self.tlb.n else None,
             "policy": self.pypolicy,
         }
         return _restore_core, (config, state)
@@ -904,16 +879,16 @@ cdef class Core:
             self.mm_root[mm] = <uintptr_t>self._load_node(flat, 0, 0, flat.shape[0] // count)
         self.objects, self.obj_base, self.obj_family, self.images = [
             list(x) for x in state["objects"]]
-        if self.tlb_n:
+        if self.tlb.n:
             tlb_mm, tlb_vpn = state["tlb"]
-            self._copy_in(<char *>self.tlb_mm, tlb_mm, self.tlb_n * sizeof(int64_t))
-            self._copy_in(<char *>self.tlb_vpn, tlb_vpn, self.tlb_n * sizeof(uint64_t))
-            for i in range(self.tlb_n):
-                if self.tlb_mm[i]:
-                    if not 0 < self.tlb_mm[i] < n:
+            self._copy_in(<char *>self.tlb.mm, tlb_mm, self.tlb.n * sizeof(int64_t))
+            self._copy_in(<char *>self.tlb.vpn, tlb_vpn, self.tlb.n * sizeof(uint64_t))
+            for i in range(self.tlb.n):
+                if self.tlb.mm[i]:
+                    if not 0 < self.tlb.mm[i] < n:
                         raise ValueError("snapshot: a TLB entry names no address space")
-                    self.tlb_pte[i] = self._walk(self.tlb_mm[i], self.tlb_vpn[i], False)
-                    if self.tlb_pte[i] == NULL:
+                    self.tlb.pte[i] = self._walk(self.tlb.mm[i], self.tlb.vpn[i], False)
+                    if self.tlb.pte[i] == NULL:
                         raise ValueError("snapshot: a TLB entry caches no PTE")
         if state["policy"] is not None:
             self.set_policy(state["policy"])
@@ -1184,7 +1159,7 @@ cdef class Core:
                 self._put_frame(old)
                 p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
                 self._note(S_COW_COPIES, E_COW_COPIES, vpn, new, -1)
-        self._tlb_invalidate(mm, vpn)
+        tlb_invalidate(&self.tlb, mm, vpn)
         self._count(S_MINOR)
         return ST_OK
 
@@ -1313,11 +1288,11 @@ cdef class Core:
         """Make page ``vpn`` allow ``kind``: TLB, walk, faults; set A/D."""
         cdef int64_t i = 0
         cdef pte_t *p = NULL
-        if self.tlb_n:
-            i = self._tlb_index(vpn)
-            if self.tlb_mm[i] == mm and self.tlb_vpn[i] == vpn:
+        if self.tlb.n:
+            i = tlb_slot(&self.tlb, vpn)
+            if self.tlb.mm[i] == mm and self.tlb.vpn[i] == vpn:
                 self._count(S_TLB_HITS)
-                p = self.tlb_pte[i]
+                p = self.tlb.pte[i]
             else:
                 self._count(S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
@@ -1353,10 +1328,8 @@ cdef class Core:
             self._list_append(pfn)
         if unlikely(self.py_access) and pfn != self.zero_pfn:
             self._hook(HOOK_ACCESS, pfn)
-        if self.tlb_n:
-            self.tlb_mm[i] = mm
-            self.tlb_vpn[i] = vpn
-            self.tlb_pte[i] = p
+        if self.tlb.n:
+            tlb_fill(&self.tlb, i, mm, vpn, p)
         out[0] = p
         return ST_OK
 
@@ -1625,11 +1598,11 @@ cdef class Core:
         # pointer could alias any field of self, so the compiler would reload them.
         cdef int shift = self.page_shift
         # (a Python policy that wants every reference: each goes through _touch)
-        cdef int64_t tn = 0 if self.py_access else self.tlb_n
-        cdef uint64_t tmask = self.tlb_mask
-        cdef int64_t *tlb_mm = self.tlb_mm
-        cdef uint64_t *tlb_vpn = self.tlb_vpn
-        cdef pte_t **tlb_pte = self.tlb_pte
+        cdef int64_t tn = 0 if self.py_access else self.tlb.n
+        cdef uint64_t tmask = self.tlb.mask
+        cdef int64_t *tlb_mm = self.tlb.mm
+        cdef uint64_t *tlb_vpn = self.tlb.vpn
+        cdef pte_t **tlb_pte = self.tlb.pte
         cdef int64_t zero_pfn = self.zero_pfn
         cdef int64_t key, npos = next_use.shape[0] if opt else 0
         cdef int64_t refs = self.references   # page references, in a register
@@ -1675,7 +1648,7 @@ cdef class Core:
             while vpn <= last:
                 p = walked = NULL
                 if tn:
-                    t = <int64_t>(vpn & tmask) if tmask else self._tlb_index(vpn)
+                    t = <int64_t>(vpn & tmask) if tmask else tlb_slot(&self.tlb, vpn)
                     if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
                         if pte_allows(tlb_pte[t][0], acc):
                             p = tlb_pte[t]
@@ -1820,7 +1793,7 @@ cdef class Core:
         if self.mm_root[parent]:
             self._fork_node(<uint64_t *>self.mm_root[parent],
                             <uint64_t *>self.mm_root[child], 0)
-        self._tlb_flush(parent)
+        tlb_flush(&self.tlb, parent)
         return child
 
     cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *:
@@ -1862,7 +1835,7 @@ cdef class Core:
         for k in range(PWC_N):
             if self.pwc_mm[k] == mm:
                 self.pwc_mm[k] = 0
-        self._tlb_flush(mm)
+        tlb_flush(&self.tlb, mm)
         cur = self.fam_head[fam]
         while cur and cur != mm:
             prev, cur = cur, self.mm_fnext[cur]
@@ -1889,7 +1862,7 @@ cdef class Core:
             else:
                 self._slot_put(pte_pfn(ptes[i]), 1)
             p[0] = 0
-            self._tlb_invalidate(mm, vpns[i])
+            tlb_invalidate(&self.tlb, mm, vpns[i])
 
     def protect(self, int64_t mm, uint64_t lo, uint64_t hi, int64_t prot):
         """Rewrite the present PTEs of ``[lo, hi)`` for a new ``prot``."""
@@ -1913,11 +1886,11 @@ cdef class Core:
                 pte |= PTE_COW
             p = self._walk(mm, vpns[i], False)
             p[0] = pte
-            self._tlb_invalidate(mm, vpns[i])
+            tlb_invalidate(&self.tlb, mm, vpns[i])
 
     def tlb_flush(self, int64_t mm):
         self._enter()
-        self._tlb_flush(mm)
+        tlb_flush(&self.tlb, mm)
 
     # ------------------------------------------------------------------
     # shared objects and images
@@ -2022,7 +1995,7 @@ cdef class Core:
         self._enter()
         if self.mm_root[mm] != 0:
             n = self._clear_accessed_node(<uint64_t *>self.mm_root[mm], 0)
-        self._tlb_flush(mm)
+        tlb_flush(&self.tlb, mm)
         return n
 
     cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept:

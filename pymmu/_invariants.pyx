@@ -118,15 +118,15 @@ def check(Core self, list mms):
             return f"swap slot {slot}: cache link broken"
     if counted != self.free_slots.count:
         return "the free-slot count disagrees with its members"
-    for i in range(self.tlb_n):
-        mm = self.tlb_mm[i]
+    for i in range(self.tlb.n):
+        mm = self.tlb.mm[i]
         if mm == 0:
             continue
         if mm not in mms:
             return f"TLB entry {i} belongs to a dead address space"
-        if self._walk(mm, self.tlb_vpn[i], False) != self.tlb_pte[i] or not (
-                self.tlb_pte[i][0] & PTE_PRESENT):
-            return f"TLB entry {i} (vpn {self.tlb_vpn[i]:#x}) disagrees with the page table"
+        if self._walk(mm, self.tlb.vpn[i], False) != self.tlb.pte[i] or not (
+                self.tlb.pte[i][0] & PTE_PRESENT):
+            return f"TLB entry {i} (vpn {self.tlb.vpn[i]:#x}) disagrees with the page table"
     # reverse map: each used anon/file frame is found through its family
     for pfn in range(frames):
         if self.fm[pfn].state != F_FREE and self.fm[pfn].refcnt:

@@ -88,4 +88,4 @@ def evlog_run(int64_t limit, int64_t events):
 
 def tlb_slots(Core core, list vpns):
     """The TLB entry each vpn would go to in ``core`` (vpn mod entries)."""
-    return [core._tlb_index(v) for v in vpns]
+    return [tlb_slot(&core.tlb, v) for v in vpns]

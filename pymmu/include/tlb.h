@@ -1,0 +1,70 @@
+/* tlb.h: the software TLB (DESIGN.md section 3), one unit: a direct-mapped cache
+ * of translations tagged (address space, virtual page), holding the address of the
+ * PTE it caches. An entry whose mm is 0 is empty (address space 0 is never used).
+ * Every change that makes a translation stale drops its entry (tlb_invalidate) or
+ * the whole space's (tlb_flush). */
+#ifndef PYMMU_TLB_H
+#define PYMMU_TLB_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef struct {
+    int64_t n;              /* entries; 0: no TLB is modelled                  */
+    uint64_t mask;          /* n - 1 when n is a power of two above 1, else 0  */
+    int64_t *mm;            /* per entry: the address space tag, 0 when empty  */
+    uint64_t *vpn;          /* per entry: the virtual page tag                 */
+    uint64_t **pte;         /* per entry: the address of the cached PTE        */
+} tlb_t;
+
+/* An empty TLB of n entries: 0, or -1 if memory ran out. */
+static inline int tlb_init(tlb_t *t, int64_t n) {
+    t->n = n;
+    t->mask = (n > 1 && !(n & (n - 1))) ? (uint64_t)(n - 1) : 0;
+    t->mm = NULL;
+    t->vpn = NULL;
+    t->pte = NULL;
+    if (n <= 0) return 0;
+    t->mm = (int64_t *)calloc((size_t)n, sizeof(int64_t));
+    t->vpn = (uint64_t *)calloc((size_t)n, sizeof(uint64_t));
+    t->pte = (uint64_t **)calloc((size_t)n, sizeof(uint64_t *));
+    return (t->mm && t->vpn && t->pte) ? 0 : -1;
+}
+
+static inline void tlb_free(tlb_t *t) {
+    free(t->mm);
+    free(t->vpn);
+    free(t->pte);
+    t->mm = NULL;
+    t->vpn = NULL;
+    t->pte = NULL;
+}
+
+/* The entry vpn goes to: vpn mod n (a mask for a power of two). */
+static inline int64_t tlb_slot(const tlb_t *t, uint64_t vpn) {
+    return t->mask ? (int64_t)(vpn & t->mask) : (int64_t)(vpn % (uint64_t)t->n);
+}
+
+/* Remember that (mm, vpn) translates through the PTE at pte, in entry i. */
+static inline void tlb_fill(tlb_t *t, int64_t i, int64_t mm, uint64_t vpn, uint64_t *pte) {
+    t->mm[i] = mm;
+    t->vpn[i] = vpn;
+    t->pte[i] = pte;
+}
+
+/* Drop the entry of (mm, vpn), if it is cached. */
+static inline void tlb_invalidate(tlb_t *t, int64_t mm, uint64_t vpn) {
+    int64_t i;
+    if (!t->n) return;
+    i = tlb_slot(t, vpn);
+    if (t->mm[i] == mm && t->vpn[i] == vpn) t->mm[i] = 0;
+}
+
+/* Drop every entry of address space mm. */
+static inline void tlb_flush(tlb_t *t, int64_t mm) {
+    int64_t i;
+    for (i = 0; i < t->n; i++)
+        if (t->mm[i] == mm) t->mm[i] = 0;
+}
+
+#endif
