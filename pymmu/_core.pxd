@@ -255,6 +255,14 @@ cdef class Core:
     cdef void _hook(self, int which, int64_t pfn) noexcept nogil
     cdef int _hook_check(self) except -1
     cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil
+    cdef inline void _policy_alloc(self, int64_t pfn) noexcept nogil
+    cdef inline void _policy_map(self, int64_t pfn) noexcept nogil
+    cdef inline void _policy_use(self, int64_t pfn) noexcept nogil
+    cdef inline void _policy_free(self, int64_t pfn) noexcept nogil
+    cdef int64_t _policy_victim(self) noexcept nogil
+    cdef int64_t _clock_victim(self) noexcept nogil
+    cdef int64_t _list_victim(self) noexcept nogil
+    cdef int64_t _random_victim(self) noexcept nogil
     cdef int _reclaim(self) except -1 nogil
     cdef int _evict(self, int64_t pfn) except -1 nogil
     cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) except *

@@ -478,12 +478,8 @@ cdef class Core:
         f.state = F_FREE
         f.pinned = 0
         f.link = -1
-        self._list_unlink(pfn)
-        if self.opt_active:
-            self._opt_unset(pfn)
         freeheap_push(&self.dirty, self.fm, <int32_t>pfn)
-        if unlikely(self.py_hooks):
-            self._hook(HOOK_FREE, pfn)
+        self._policy_free(pfn)
 
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
         """Add one PTE reference to a frame."""
@@ -530,8 +526,7 @@ cdef class Core:
             else:
                 pfn = freeheap_pop(&self.pool, self.fm)
         self.fm[pfn].pool = 0
-        if self.policy == P_FIFO or self.policy == P_LRU:
-            self._list_append(pfn)
+        self._policy_alloc(pfn)
         return pfn
 
     cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil:
@@ -549,8 +544,7 @@ cdef class Core:
         f.state = state
         f.rmap = (<uint64_t>self.mm_family[mm] << self.vpn_bits) | vpn
         f.refcnt = 1
-        if unlikely(self.py_hooks):
-            self._hook(HOOK_MAP, pfn)
+        self._policy_map(pfn)
 
     cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil:
         return <int64_t>(self.fm[pfn].rmap >> self.vpn_bits)
@@ -987,49 +981,101 @@ cdef class Core:
             mm = self.mm_fnext[mm]
         return False
 
+    # ------------------------------------------------------------------
+    # replacement policies: one interface (alloc, map, use, free, victim); each
+    # policy's part of it is here, chosen by self.policy, fixed for the machine
+
+    cdef inline void _policy_alloc(self, int64_t pfn) noexcept nogil:
+        """A free frame was taken for a page: fifo and lru queue it last."""
+        if self.policy == P_FIFO or self.policy == P_LRU:
+            self._list_append(pfn)
+
+    cdef inline void _policy_map(self, int64_t pfn) noexcept nogil:
+        """A frame got its first mapping: a Python policy's on_map."""
+        if unlikely(self.py_hooks):
+            self._hook(HOOK_MAP, pfn)
+
+    cdef inline void _policy_use(self, int64_t pfn) noexcept nogil:
+        """A page reference to frame ``pfn`` (not the zero page): lru moves it
+        last; a Python policy that wants references hears of it. (The replay
+        loop does lru's part inline.)"""
+        if self.policy == P_LRU:
+            self._list_unlink(pfn)
+            self._list_append(pfn)
+        if unlikely(self.py_access):
+            self._hook(HOOK_ACCESS, pfn)
+
+    cdef inline void _policy_free(self, int64_t pfn) noexcept nogil:
+        """A frame was freed (evicted, unmapped, exited): out of fifo/lru's
+        list, out of opt's sets, and a Python policy's on_free."""
+        self._list_unlink(pfn)
+        if self.opt_active:
+            self._opt_unset(pfn)
+        if unlikely(self.py_hooks):
+            self._hook(HOOK_FREE, pfn)
+
+    cdef int64_t _policy_victim(self) noexcept nogil:
+        """The frame to reclaim: a pfn, -1 when none can be (OutOfMemory), -2 when
+        a Python policy's victim() failed, -3 for opt without the future."""
+        if self.policy == P_CLOCK:
+            return self._clock_victim()
+        if self.policy == P_FIFO or self.policy == P_LRU:
+            return self._list_victim()
+        if self.policy == P_RANDOM:
+            return self._random_victim()
+        if self.policy == P_PYTHON:
+            return self._py_victim()
+        if self.opt_active:
+            return self._opt_victim()
+        return -3
+
+    cdef int64_t _clock_victim(self) noexcept nogil:
+        """Second chance over the frames in pfn order, circular (DESIGN.md section
+        6): a referenced frame has its A bits cleared and is passed over."""
+        cdef int64_t pfn, ahead = (self.clock_hand + PF_CLOCK) % self.frames
+        for _ in range(2 * self.frames):
+            pfn = self.clock_hand
+            self.clock_hand = pfn + 1 if pfn + 1 < self.frames else 0
+            self._prefetch_rmap(ahead)
+            ahead = ahead + 1 if ahead + 1 < self.frames else 0
+            if not self._evictable(pfn):
+                continue
+            if self._rmap(pfn, RMAP_YOUNG, 0):      # referenced: second chance
+                continue
+            return pfn
+        return -1
+
+    cdef int64_t _list_victim(self) noexcept nogil:
+        """fifo and lru: the oldest evictable frame of the list, by load order
+        (fifo) or last use (lru), O(1) per step."""
+        cdef int64_t pfn = self.lnext[self.frames]
+        while pfn != self.frames:
+            if self._evictable(pfn):
+                return pfn
+            pfn = self.lnext[pfn]
+        return -1
+
+    cdef int64_t _random_victim(self) noexcept nogil:
+        """An evictable frame drawn uniformly by the machine's seeded generator."""
+        cdef int64_t pfn, count = 0, k
+        for pfn in range(self.frames):
+            count += self._evictable(pfn)
+        if count == 0:
+            return -1
+        k = <int64_t>(splitmix64(&self.rng) % <uint64_t>count)
+        for pfn in range(self.frames):
+            if self._evictable(pfn):
+                if k == 0:
+                    return pfn
+                k -= 1
+        return -1
+
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
-        cdef int64_t pfn, victim = -1, count, k, ahead
-        if self.policy == P_CLOCK:
-            ahead = (self.clock_hand + PF_CLOCK) % self.frames
-            for _ in range(2 * self.frames):
-                pfn = self.clock_hand
-                self.clock_hand = pfn + 1 if pfn + 1 < self.frames else 0
-                self._prefetch_rmap(ahead)
-                ahead = ahead + 1 if ahead + 1 < self.frames else 0
-                if not self._evictable(pfn):
-                    continue
-                if self._rmap(pfn, RMAP_YOUNG, 0):      # referenced: second chance
-                    continue
-                victim = pfn
-                break
-        elif self.policy == P_FIFO or self.policy == P_LRU:
-            # Oldest first: load order (fifo) or last use (lru), O(1) per step.
-            pfn = self.lnext[self.frames]
-            while pfn != self.frames:
-                if self._evictable(pfn):
-                    victim = pfn
-                    break
-                pfn = self.lnext[pfn]
-        elif self.policy == P_RANDOM:
-            count = 0
-            for pfn in range(self.frames):
-                count += self._evictable(pfn)
-            if count:
-                k = <int64_t>(splitmix64(&self.rng) % <uint64_t>count)
-                for pfn in range(self.frames):
-                    if self._evictable(pfn):
-                        if k == 0:
-                            victim = pfn
-                            break
-                        k -= 1
-        elif self.policy == P_PYTHON:
-            victim = self._py_victim()
-            if victim == -2:
-                return ST_HOOK
-        elif self.opt_active:
-            victim = self._opt_victim()
-        else:
+        cdef int64_t victim = self._policy_victim()
+        if victim == -2:
+            return ST_HOOK
+        if victim == -3:
             return ST_OPT
         if victim < 0:
             return ST_OOM
@@ -1323,11 +1369,8 @@ cdef class Core:
                 return st
         p[0] |= PTE_ACCESSED | (PTE_DIRTY if kind == ACC_WRITE else 0)
         pfn = pte_pfn(p[0])
-        if pfn != self.zero_pfn and self.policy == P_LRU:
-            self._list_unlink(pfn)
-            self._list_append(pfn)
-        if unlikely(self.py_access) and pfn != self.zero_pfn:
-            self._hook(HOOK_ACCESS, pfn)
+        if pfn != self.zero_pfn:
+            self._policy_use(pfn)
         if self.tlb.n:
             tlb_fill(&self.tlb, i, mm, vpn, p)
         out[0] = p
