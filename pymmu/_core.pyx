@@ -7,11 +7,17 @@ One ``Core`` is one physical machine. It knows address spaces only by number
 Where to read what:
 
 * ``_touch`` / ``_fault``: what one access to one page does (DESIGN.md section 4,
-  docs/semantics.md section 5). "What a write fault does" is the first branch
-  of ``_fault``.
-* ``_alloc_frame`` / ``_reclaim`` / ``_evict``: free sets and memory pressure.
+  docs/semantics.md section 5); ``_fault`` dispatches to one handler per fault
+  kind, named as Linux's: ``_do_wp_page`` says what a write fault does.
+* ``_alloc_frame`` / ``_reclaim`` / ``_evict``: free sets and memory pressure; the
+  replacement policies behind one interface (``_policy_*``, ``_*_victim``).
 * ``mm_fork`` / ``mm_destroy`` / ``unmap`` / ``protect``: address-space operations.
-* ``check``: every invariant, for tests.
+* The C units the core holds: the TLB (include/tlb.h), the event log
+  (include/events.h), free heaps and frame records (include/frame.h), lowsets.
+* ``check``: every invariant, for tests (pymmu/_invariants.pyx).
+
+docs/architecture.md maps every section. The fields and C methods are declared in
+``_core.pxd``, which other Cython modules (``pymmu.core``, ``_invariants``) cimport.
 
 Each frame has one 16-byte record (``frame_t``, pymmu/include/frame.h): refcount, state
 and flags, a swap-cache or shared-object link, and the reverse map, or, while
