@@ -187,8 +187,8 @@ cdef class Core:
     cdef bint py_access               # ... and it wants on_access
     cdef readonly int in_hook         # a Python policy hook runs: refuse re-entry
     cdef object victim_error          # why victim() failed (raised as ST_HOOK)
-    cdef object hook_error            # the first exception of a later hook
-    cdef bint hook_failed             # ... there is one (nogil code tests this)
+    cdef object hook_error            # the first exception of a later hook ...
+    cdef bint hook_failed             # ... when this is set (nogil code clears it)
     cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
     cdef uint64_t pwc_hi[PWC_N]
     cdef uint64_t *pwc_leaf[PWC_N]
@@ -288,6 +288,8 @@ cdef class Core:
     cdef int _check(self, int64_t mm, uint64_t addr, int64_t n, int kind) except -1 nogil
     cdef int _access(self, int64_t mm, uint64_t addr, int64_t n, int kind,
                      uint8_t *buf) except -1 nogil
+    cdef int _access_for(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
+                         uint8_t *buf, int64_t *ps) noexcept nogil
     cdef inline void _move(self, int64_t pfn, int64_t off, uint8_t *buf, int64_t n,
                            int kind) noexcept nogil
     cdef int _reserve_pins(self, int64_t n) except -1 nogil

@@ -953,7 +953,7 @@ cdef class Core:
                 else:
                     self.pypolicy.on_access(pfn)
             except BaseException as e:
-                if self.hook_error is None:
+                if not self.hook_failed:     # the first one is raised
                     self.hook_error = e
                     self.hook_failed = True
             finally:
@@ -961,7 +961,7 @@ cdef class Core:
 
     cdef int _hook_check(self) except -1:
         """Raise the exception a later hook raised during the operation just done."""
-        if self.hook_error is not None:
+        if self.hook_failed:
             error, self.hook_error = self.hook_error, None
             self.hook_failed = False
             raise error
@@ -1546,16 +1546,24 @@ cdef class Core:
         """Touch the pages of an access ``_check`` passed and move the bytes,
         counting into ``ps``; raises the access's error. Every read, fetch and
         write ends here."""
+        cdef int st = self._access_for(mm, pid, addr, n, kind, buf, ps)
+        if st != ST_OK:
+            self._raise_status(st, pid)
+        return 0
+
+    cdef int _access_for(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
+                         uint8_t *buf, int64_t *ps) noexcept nogil:
+        """``_access`` on behalf of process ``pid`` (counting into ``ps``, naming
+        it in events); a failed access's own error is the one to raise, so a
+        policy hook's exception of the same access is dropped."""
         cdef int st
         self.ps = ps
         self.cur_pid = pid
         st = self._access(mm, addr, n, kind, buf)
         self.ps = self.scratch
         if st != ST_OK:
-            self.hook_error = None      # the access's own error is the one raised
             self.hook_failed = False
-            self._raise_status(st, pid)
-        return 0
+        return st
 
     cdef bytes _read_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                            int kind, int64_t *ps):
@@ -2301,13 +2309,9 @@ cdef class ProcessCore:
         else:
             st = self._c._check(self._mm, addr, n, kind)
             if st == ST_OK:
-                self._c.ps = self._ps
-                self._c.cur_pid = self.pid
-                st = self._c._access(self._mm, addr, n, kind, buf)
-                self._c.ps = self._c.scratch
+                st = self._c._access_for(self._mm, self.pid, addr, n, kind, buf, self._ps)
         if st != ST_OK:
             self._c._refusal_event(st, self.pid)
-            self._c.hook_failed = False   # the access's own error is the one raised
         elif self._c.hook_failed:
             st = ST_HOOK                  # done; a policy hook raised meanwhile
         if (st == ST_OK or self._c.hook_failed) and kind == ACC_WRITE and self._borrowing:

@@ -138,3 +138,26 @@ def test_busy_while_a_replay_runs(cysim):
     worker.join()
     m.check()
     assert cysim.read(p, 0, 1) == b"\0"
+
+
+class _MapRaises(pymmu.Policy):
+    def on_map(self, pfn):
+        raise KeyError(f"on_map {pfn}")
+
+    def victim(self, view):
+        return None
+
+
+def test_a_failed_access_drops_its_hooks_error(cysim):
+    # page 1 maps (on_map raises), page 2 finds no frame: OutOfMemory is what the
+    # access raises, and the hook's exception must not surface on a later call
+    m = pymmu.Machine(1, policy=_MapRaises())
+    p = m.spawn()
+    a = p.mmap(2 * PS)
+    with pytest.raises(pymmu.OutOfMemory):
+        cysim.write(p, a + PS - 1, b"xy")
+    assert p.read(a, 1) == b"\0" and cysim.read(p, a, 1) == b"\0"
+    with pytest.raises(pymmu.OutOfMemory):
+        p.write(a + PS - 1, b"xy")          # the Python path, the same rule
+    assert p.read(a, 1) == b"\0"
+    m.check()
