@@ -1123,12 +1123,14 @@ def ls_trace(records: int | None):
 
 
 def cyclic_trace(records: int, pages: int):
-    """LOADs of pages 0, 1, ..., pages-1, 0, 1, ...: on ``pages - 1`` frames every
-    access (clock, fifo or lru) evicts, swaps out and faults its page back in."""
-    from pymmu.traces import LOAD, Trace
+    """STOREs to pages 0, 1, ..., pages-1, 0, 1, ...: on ``pages - 1`` frames every
+    access (clock, fifo or lru) evicts, swaps out and faults its page back in.
+    Stores, so that each evicted page is dirty: a page that came back clean would
+    be dropped with no swap-out (section 4 rule 6)."""
+    from pymmu.traces import STORE, Trace
 
     page_numbers = np.arange(records, dtype=np.uint64) % np.uint64(pages)
-    return Trace(page_numbers << np.uint64(PAGE.bit_length() - 1), kind=LOAD)
+    return Trace(page_numbers << np.uint64(PAGE.bit_length() - 1), kind=STORE)
 
 
 def events_case(ctx: Context, label: str, trace, frames: int, distinct: int,

@@ -231,6 +231,7 @@ cdef class Core:
     cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil
     cdef inline uint64_t _rmap_vpn(self, int64_t pfn) noexcept nogil
     cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil
+    cdef void _uncache(self, int64_t pfn) noexcept nogil
     cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil
     cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept nogil
     cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil
@@ -271,7 +272,7 @@ cdef class Core:
                     pte_t *p) except -1 nogil
     cdef int _do_wp_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
                          pte_t *p) except -1 nogil
-    cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
+    cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                            pte_t *p) except -1 nogil
     cdef int _do_anonymous_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                                 pte_t *p) except -1 nogil

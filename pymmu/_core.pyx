@@ -480,7 +480,7 @@ cdef class Core:
         """Return a frame nobody maps to the dirty set."""
         cdef frame_t *f = &self.fm[pfn]
         if f.state == F_ANON and f.link >= 0:
-            self.sl[f.link].cache = -1
+            self._uncache(pfn)
         f.state = F_FREE
         f.pinned = 0
         f.link = -1
@@ -562,13 +562,21 @@ cdef class Core:
     # swap slots
 
     cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil:
-        """Drop ``n`` references to a slot; free it (and its cache link) at 0."""
+        """Drop ``n`` swap entries naming a slot. At 0 the slot is free, unless a
+        frame still caches it (rule 6: a clean copy keeps its slot, so that
+        evicting it again writes nothing); ``_uncache`` frees it then."""
         cdef slot_t *s = &self.sl[slot]
         s.count -= <int32_t>n
-        if s.count == 0:
-            if s.cache >= 0:
-                self.fm[s.cache].link = -1
-                s.cache = -1
+        if s.count == 0 and s.cache < 0:
+            lowset_add(&self.free_slots, slot)
+
+    cdef void _uncache(self, int64_t pfn) noexcept nogil:
+        """Take frame ``pfn`` out of the swap cache (freed, or about to be written
+        in place); its slot is free once no swap entry names it either."""
+        cdef int64_t slot = self.fm[pfn].link
+        self.fm[pfn].link = -1
+        self.sl[slot].cache = -1
+        if self.sl[slot].count == 0:
             lowset_add(&self.free_slots, slot)
 
     cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil:
@@ -1089,21 +1097,25 @@ cdef class Core:
         return ST_OK
 
     cdef int _evict(self, int64_t pfn) except -1 nogil:
-        """Evict ``pfn``: drop a clean file page or swap-cache copy, else write
-        it to a new swap slot; every PTE that maps it names the slot then."""
+        """Evict ``pfn`` (rule 6, section 6): drop a file page; a swap-cache page
+        is dropped if no PTE mapping it is dirty, else written back to its own
+        slot; any other anonymous or shared-object page is written to a new
+        slot. Every PTE that maps it names the slot then (a file page: none)."""
         cdef frame_t *f = &self.fm[pfn]
         cdef int64_t slot = -1, n
-        cdef bint written = f.state == F_SHMEM or (f.state == F_ANON and f.link < 0)
-        if f.state == F_ANON and not written:
-            slot = f.link           # clean swap-cache copy: no second write
-        if written:
+        cdef bint cached = f.state == F_ANON and f.link >= 0
+        cdef bint written = f.state == F_SHMEM or (f.state == F_ANON and not cached)
+        if cached:
+            slot = f.link           # page out only if needed: its slot holds it
+            written = self._rmap_bits(pfn, PTE_DIRTY)
+        elif written:
             slot = lowset_pop(&self.free_slots)
         if f.state == F_FILE:
             self._rmap(pfn, RMAP_REPLACE, 0)
         elif f.state == F_ANON:
             if written:
                 self._swap_write(slot, pfn)
-            else:
+            if cached:
                 f.link = -1
                 self.sl[slot].cache = -1
             n = self._rmap(pfn, RMAP_REPLACE, pte_make_swap(slot))
@@ -1160,7 +1172,7 @@ cdef class Core:
         if p[0] & PTE_PRESENT:
             return self._do_wp_page(mm, vpn, vma, p)
         if pte_is_swap(p[0]):
-            return self._do_swap_page(mm, vpn, vma, p)
+            return self._do_swap_page(mm, vpn, kind, vma, p)
         if vma[V_KIND] == K_SHARED:
             with gil:
                 return self._do_shared_page(mm, vpn, vma, p)
@@ -1178,7 +1190,7 @@ cdef class Core:
         place, leaving the swap cache; a shared COW frame is copied into a new
         one and loses a reference. The result is writable; a minor fault."""
         cdef pte_t pte = p[0], base = prot_bits(vma[V_PROT])
-        cdef int64_t old, new, slot
+        cdef int64_t old, new
         cdef uint8_t saved
         if pte & PTE_ZERO:
             new = self._alloc_frame(True)
@@ -1192,10 +1204,8 @@ cdef class Core:
             old = pte_pfn(pte)
             if self.fm[old].refcnt == 1:
                 # Nobody else maps it: write in place (do_wp_page's reuse).
-                slot = self.fm[old].link
-                if slot >= 0:       # other swap entries keep the slot's data
-                    self.fm[old].link = -1
-                    self.sl[slot].cache = -1
+                if self.fm[old].link >= 0:  # its slot's data stays as it was
+                    self._uncache(old)
                 self.fm[old].state = F_ANON
                 p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
                 self._note(S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
@@ -1215,12 +1225,15 @@ cdef class Core:
         self._count(S_MINOR)
         return ST_OK
 
-    cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
+    cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                            pte_t *p) except -1 nogil:
         """A swapped-out page (rule 6): mapped from the swap cache if a sharer
-        brought it in (minor), else read from its slot (major). Writable at once
-        when this PTE is the slot's only swap entry; else read-only + cow, the
-        frame kept in the swap cache for the other entries."""
+        brought it in (minor), else read from its slot (major). When this PTE
+        is the slot's only swap entry it is mapped writable at once: by a write
+        fault dirty, the slot freed; by a read or execute fault clean, the
+        frame kept in the swap cache with its slot, so that evicting it again
+        unwritten costs no write. Else read-only + cow, the frame kept in the
+        swap cache for the other entries."""
         cdef pte_t base = prot_bits(vma[V_PROT])
         cdef bint vma_w = (vma[V_PROT] & 2) != 0
         cdef int64_t slot = pte_pfn(p[0]), new = self.sl[slot].cache
@@ -1236,14 +1249,14 @@ cdef class Core:
             return _alloc_status(new)
         self._swap_read(new, slot)
         self._own(new, F_ANON, mm, vpn)
-        if self.sl[slot].count == 1:
-            self._slot_put(slot, 1)
-            p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
-        else:
-            self._slot_put(slot, 1)
+        if kind != ACC_WRITE or self.sl[slot].count > 1:
             self.sl[slot].cache = <int32_t>new
             self.fm[new].link = <int32_t>slot
+        if self.sl[slot].count == 1:
+            p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
+        else:
             p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+        self._slot_put(slot, 1)
         self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
         self._count(S_MAJOR)
         return ST_OK

@@ -39,6 +39,14 @@ cdef str _check_free_heap(Core self, freeheap_t *heap, bint pool, dict members):
 
 
 
+cdef bint _same_page(Core self, int64_t pfn, int64_t slot):
+    """Whether frame ``pfn`` holds what swap slot ``slot`` holds."""
+    frame = np.asarray(self.mem[pfn])
+    if self.sl[slot].zero:
+        return not frame.any()
+    return bool(np.array_equal(frame, np.asarray(self.swapmem[slot])))
+
+
 def check(Core self, list mms):
     """Return the first broken invariant as a string, or None.
 
@@ -104,15 +112,20 @@ def check(Core self, list mms):
         if self.fm[pfn].czero and mem[pfn].any():
             return f"frame {pfn} is flagged all-zero but holds nonzero bytes"
         slot = self.fm[pfn].link if self.fm[pfn].state == F_ANON else -1
-        if slot >= 0 and (self.sl[slot].cache != pfn or self.sl[slot].count == 0):
+        if slot >= 0 and self.sl[slot].cache != pfn:
             return f"frame {pfn}: swap cache link to slot {slot} is broken"
+        if slot >= 0 and not self._rmap_bits(pfn, PTE_DIRTY) and not _same_page(self, pfn, slot):
+            # eviction would drop it unwritten (rule 6): its slot must hold it
+            return f"frame {pfn}: clean in the swap cache but differs from slot {slot}"
     if mem[frames].any():
         return "the zero page holds nonzero bytes"
     counted = 0
     for slot in range(self.swap_slots):
         counted += lowset_has(&self.free_slots, slot)
-        if (self.sl[slot].count == 0) != lowset_has(&self.free_slots, slot):
-            return f"swap slot {slot}: count {self.sl[slot].count} disagrees with the free list"
+        if (self.sl[slot].count == 0 and self.sl[slot].cache < 0) \
+                != lowset_has(&self.free_slots, slot):
+            return (f"swap slot {slot}: count {self.sl[slot].count} and cache "
+                    f"{self.sl[slot].cache} disagree with the free list")
         pfn = self.sl[slot].cache
         if pfn >= 0 and (self.fm[pfn].state != F_ANON or self.fm[pfn].link != slot):
             return f"swap slot {slot}: cache link broken"

@@ -403,7 +403,7 @@ class Machine:
     @property
     @_api
     def swap_free(self) -> int:
-        return sum(1 for c in self._slot_count if c == 0)
+        return sum(1 for i in range(self._swap_slots) if self._slot_is_free(i))
 
     @property
     @_api
@@ -537,7 +537,7 @@ class Machine:
     def _record(self, kind: str, pid: int, vaddr: int, pfn: int = -1, slot: int = -1) -> None:
         """Record one event (inside an events() block), seq = references so far."""
         if self._recorder is not None:
-            self._recorder.record(kind, self._references, pid, vaddr, pfn, slot)
+            self._recorder.record(kind, self._references, pid, vaddr, pfn, slot, self._t_ns)
 
     def _page(self, pfn: int) -> slice:
         return slice(pfn * self._page_size, (pfn + 1) * self._page_size)
@@ -600,9 +600,8 @@ class Machine:
         ``on_free``: every frame that returns to the free sets comes here)."""
         self._state[pfn] = "free"
         self._rmap[pfn] = None
-        slot = self._frame_slot.pop(pfn, None)
-        if slot is not None:
-            del self._swap_cache[slot]
+        if pfn in self._frame_slot:
+            self._uncache(pfn)
         self._dirty.add(pfn)
         self._hook("on_free", pfn)
 
@@ -611,14 +610,23 @@ class Machine:
         if pfn != self._zero_pfn and self._ref[pfn] == 0 and self._state[pfn] != "shmem":
             self._free_frame(pfn)
 
+    def _slot_is_free(self, slot: int) -> bool:
+        """Rule 6: a slot is free once no swap entry names it and no frame caches it."""
+        return self._slot_count[slot] == 0 and slot not in self._swap_cache
+
     def _put_slot(self, slot: int) -> None:
-        """Drop one reference to a swap slot; at 0 it is free and leaves the cache."""
+        """Drop one swap entry naming a slot; it may free the slot."""
         self._slot_count[slot] -= 1
-        if self._slot_count[slot] == 0:
+        if self._slot_is_free(slot):
             del self._slot_data[slot]
-            pfn = self._swap_cache.pop(slot, None)
-            if pfn is not None:
-                del self._frame_slot[pfn]
+
+    def _uncache(self, pfn: int) -> None:
+        """Take ``pfn`` out of the swap cache (freed, or about to be written in
+        place); its slot keeps its bytes while swap entries still name it."""
+        slot = self._frame_slot.pop(pfn)
+        del self._swap_cache[slot]
+        if self._slot_is_free(slot):
+            del self._slot_data[slot]
 
     def _drop_pte(self, space: _AddressSpace, vpn: int, pte: int) -> None:
         """Remove one PTE and the reference it held (frame or swap slot)."""
@@ -677,7 +685,7 @@ class Machine:
         return out
 
     def _free_slot(self) -> int | None:
-        return next((i for i, c in enumerate(self._slot_count) if c == 0), None)
+        return next((i for i in range(self._swap_slots) if self._slot_is_free(i)), None)
 
     def _evictable(self, pfn: int) -> bool:
         if pfn in self._pinned:
@@ -787,7 +795,12 @@ class Machine:
         if state == "file":
             new, slot = 0, -1             # clean: the image still has it
         elif state == "anon" and pfn in self._frame_slot:
-            slot = self._frame_slot[pfn]  # the slot still holds these bytes
+            # Page out only if needed: the slot holds these bytes unless a
+            # mapping wrote them since; then write back to that same slot.
+            slot = self._frame_slot[pfn]
+            if any(s.get(vpn) & DIRTY for s, vpn in mappers):
+                self._slot_data[slot] = bytes(self._mem[self._page(pfn)])
+                written = True
             new = SWAP | (slot << PFN_SHIFT)
         else:
             slot = self._free_slot()
@@ -903,6 +916,37 @@ class Machine:
                 proc.exit()
         return {k: self._stats[k] - before[k] for k in STAT_NAMES}
 
+    # The simulated time of the reference under way inside run (the events'
+    # t_ns, DESIGN.md section 11); 0 elsewhere. A class default, so that
+    # machines made before run existed (snapshots) read 0 too.
+    _t_ns = 0
+
+    @_api
+    def run(self, jobs, *, quantum=10_000, cost=None, load_control=None):
+        """Run jobs on one CPU in simulated time (DESIGN.md section 12).
+
+        The readable model of ``pymmu.Machine.run``: ``pymmu.reference_run``
+        follows docs/semantics.md ("Many processes in time") rule by rule.
+
+        Parameters
+        ----------
+        jobs : sequence of pymmu.Job
+            One per process, in order (a bare Trace stands for ``Job(trace)``).
+        quantum : int
+            Page references per time slice.
+        cost : pymmu.Cost, optional
+            Nanoseconds of each event; None means ``pymmu.Cost()``.
+        load_control : pymmu.WorkingSet, optional
+            Working-set load control.
+
+        Returns
+        -------
+        pymmu.RunResult
+        """
+        from pymmu.reference_run import run
+
+        return run(self, jobs, quantum=quantum, cost=cost, load_control=load_control)
+
     def _replay_part(self, proc, trace, offset: int) -> bool:
         """Replay one Trace whose first record is record ``offset`` of the whole.
 
@@ -997,9 +1041,8 @@ class Machine:
                 self._count(proc, "minor_faults")
                 self._event(proc, "cow_reuses", vpn, old)
                 self._state[old] = "anon"     # a file page written is private now
-                slot = self._frame_slot.pop(old, None)
-                if slot is not None:          # others keep the slot and its bytes
-                    del self._swap_cache[slot]
+                if old in self._frame_slot:   # others keep the slot and its bytes
+                    self._uncache(old)
                 new = (pte | WRITABLE) & ~COW
                 self._set_pte(space, vpn, new)
                 return new
@@ -1029,12 +1072,13 @@ class Machine:
                 self._mem[self._page(pfn)] = self._slot_data[slot]
                 self._count(proc, "major_faults")
                 self._event(proc, "swap_ins", vpn, pfn, slot)
-                if self._slot_count[slot] == 1:
-                    flags = WRITABLE if writable else 0
-                else:
+                if kind != "write" or self._slot_count[slot] > 1:
+                    # Keep the slot with the frame in the swap cache: a clean
+                    # page evicted again needs no write (rule 6).
                     self._swap_cache[slot] = pfn
                     self._frame_slot[pfn] = slot
-                    flags = ro_flags
+                flags = (WRITABLE if writable else 0) if self._slot_count[slot] == 1 \
+                    else ro_flags
             new = self._make_pte(vma, pfn, flags)
             self._set_pte(space, vpn, new)
             self._ref[pfn] += 1
@@ -1237,12 +1281,13 @@ class Machine:
             slot = next(i for i in range(self._swap_slots) if slots[i] != self._slot_count[i])
             fail(f"swap slot {slot} count is {self._slot_count[slot]} but {slots[slot]} "
                  "references name it")
-        if set(self._slot_data) != {i for i, c in enumerate(self._slot_count) if c}:
+        if set(self._slot_data) != {i for i in range(self._swap_slots)
+                                    if not self._slot_is_free(i)}:
             fail("swap slot data does not match the used slots")
         for slot, pfn in self._swap_cache.items():
+            clean = not any(s.get(vpn) & DIRTY for s, vpn in self._mappers(pfn))
             if self._frame_slot.get(pfn) != slot or self._state[pfn] != "anon" \
-                    or not self._slot_count[slot] \
-                    or self._slot_data[slot] != bytes(self._mem[self._page(pfn)]):
+                    or (clean and self._slot_data[slot] != bytes(self._mem[self._page(pfn)])):
                 fail(f"swap cache entry for slot {slot} is inconsistent")
         if len(self._frame_slot) != len(self._swap_cache):
             fail("swap cache maps are out of sync")

@@ -334,7 +334,8 @@ def test_eviction_writes_a_slot_and_swap_in_is_a_major_fault(Machine):
     assert d.get("minor_faults", 0) == 0
     # the frame came from evicting page B into the lowest free slot (0 was still A's)
     assert swapped_slot(p, a + PS) == 1
-    assert m.swap_free == 3                       # A's slot freed (its only user), B's taken
+    # A came back clean by a read: it keeps slot 0 in the swap cache (rule 6); B took 1
+    assert m.swap_free == 2
     assert p.read(a + PS, 1) == b"B"
     m.check()
     p.exit()
@@ -418,7 +419,8 @@ def test_swap_cache_sharers_keep_one_frame(Machine):
     assert p.translate(a) == c.translate(a)
     pfn = pfn_of(p, a)
     assert m.refcount(pfn) == 2
-    assert m.swap_free == 7        # slot 0's count reached 0; slot 1 holds page b
+    # slot 0's count reached 0 but the frame caches it (rule 6); slot 1 holds page b
+    assert m.swap_free == 6
     cc = dec(c, a)
     assert cc.present and not cc.writable and cc.cow
     m.check()
@@ -560,7 +562,9 @@ def test_out_of_memory_when_swap_is_full(Machine):
     assert _state(m, [(p, pages)]) == before
     p.munmap(a + 2 * PS, PS)                       # frees a frame
     assert p.read(a, 4) == b"\x01" * 4
-    assert m.swap_free == 1
+    assert m.swap_free == 0                        # back clean by a read: it keeps slot 0
+    p.write(a, b"\x05")                            # no fault: cached and dirty now
+    assert m.swap_free == 0 and p.read(a, 1) == b"\x05"
     m.check()
     p.exit()
     assert all_free(m)
@@ -743,10 +747,13 @@ def test_swapped_page_of_an_unmapped_sharer_comes_back_writable(Machine):
         k += 1
     assert c.pte(a) == 0
     slots_used = m.swap_slots - m.swap_free
-    assert p.read(a, 4) == b"mine"                 # sole user: slot freed, writable
+    slot = swapped_slot(p, a)
+    assert p.read(a, 4) == b"mine"                 # sole user: writable at once, clean
     d = dec(p, a)
-    assert d.writable and not d.cow
-    assert m.swap_slots - m.swap_free <= slots_used  # the page's slot was given back
+    assert d.writable and not d.cow and not d.dirty
+    assert m.frame_table()["swap_slot"][pfn_of(p, a)] == slot   # kept in the swap cache
+    p.write(a, b"MINE")                            # no fault; now dirty
+    assert dec(p, a).dirty and m.swap_slots - m.swap_free >= slots_used
     m.check()
     c.exit()
     p.wait(c)
