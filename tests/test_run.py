@@ -584,3 +584,12 @@ def test_result_table_and_dtype(impl):
     assert not r.jobs.flags.writeable
     d = r.as_dict()
     assert d["jobs"][1]["end_ns"] == 1122 and d["elapsed_ns"] == 2622
+
+
+def test_module_examples():
+    import doctest
+
+    import pymmu.run
+
+    result = doctest.testmod(pymmu.run, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
