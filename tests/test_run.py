@@ -277,6 +277,33 @@ def test_a_zero_ns_burst_still_gives_up_the_cpu(impl):
     assert r.switches == 2
 
 
+def test_a_page_whose_read_is_in_flight_may_be_evicted(impl):
+    # frames=1; A has a 100 ns burst after each reference but its last.
+    # [0,11) A s0 (pool); burst [11,111). [11,16) switch, [16,127) B s0 evicts
+    # a0 (write [127,627)); B blocks. A woke at 111 (ready until 127):
+    # [127,132) switch, [132,153) A l0 evicts b0 (write [627,1127)) and swaps a0
+    # in (read [1127,2127)); A waits, then bursts [2127,2227). B wakes at 627: [627,632)
+    # switch, [632,653) B l0 evicts a0, resident although its read is still in
+    # flight: clean in the swap cache, dropped with no write (section 4 rule 6);
+    # b0's read [2127,3127); B ends at 3127. [2227,2232) switch, [2232,2253) A
+    # l0 again (b0, clean, dropped): read [3127,4127), A ends at 4127.
+    m = make_machine(impl, 1, swap_slots=8, zero_page=False)
+    a = Job(T(("S", 0), ("L", 0), ("L", 0)), io_every=1, io_ns=100)
+    b = Job(T(("S", 0), ("L", 0)))
+    r = m.run([a, b], cost=C)
+    assert rows(r) == [
+        dict(pid=1, references=3, minor_faults=1, major_faults=2, cpu_ns=11 + 5 + 21 + 5 + 21,
+             disk_wait_ns=(2127 - 153) + (4127 - 2253), io_ns=200, ready_ns=127 - 111,
+             end_ns=4127),
+        dict(pid=2, references=2, minor_faults=1, major_faults=1, cpu_ns=5 + 111 + 5 + 21,
+             disk_wait_ns=(627 - 127) + (3127 - 653), ready_ns=11, end_ns=3127),
+    ]
+    assert (r.disk_busy_ns, r.switches) == (500 + 500 + 1000 + 1000 + 1000, 4)
+    s = r.stats
+    assert (s["evictions"], s["swap_outs"], s["swap_ins"]) == (4, 2, 3)
+    check_partition(r)
+
+
 # ---------------------------------------------------------------- rule 8: ends, exits, faults
 
 @pytest.mark.parametrize("n_loads, store_at", [(485, 622), (484, 621)])
@@ -532,6 +559,137 @@ def test_load_control_evicts_on_suspension_and_holds_the_wakeup(impl):
     ev = [(int(e["seq"]), int(e["t_ns"]), KINDS[e["kind"]], int(e["pid"]), int(e["vaddr"]))
           for e in log.array if e["t_ns"] == 138]
     assert ev == [(3, 138, "evictions", 2, 0), (3, 138, "swap_outs", 2, 0)]
+
+
+def test_a_resumed_process_counts_as_admitted_at_its_resumption(impl):
+    # frames=2, window=2, quantum 2, unit references to the zero page.
+    # [0,2) A a0 a1 (ws 2) -> tail. [2,4) B b0 b1 (ws 2) -> tail. At 4: 2+2+0 >
+    # 2: suspend C (admitted last, ws 0), still 4: suspend B. [4,5) A a0: A ends.
+    # At 5 nothing is active: C resumes (admitted 4th), then B fits (2+0):
+    # admitted 5th. [5,7) C c0 c1 (ws 2) -> tail behind B. At 7: 2+2 > 2:
+    # suspend B, admitted last (by job order it would be C). [7,9) C ends; at 9
+    # B resumes, [9,10) b0: B ends.
+    m = make_machine(impl, 2)
+    jobs = [Job(loads(0, 1, 0)), Job(loads(0, 1, 0)), Job(loads(0, 1, 0, 1))]
+    r = m.run(jobs, quantum=2, cost=U, load_control=WorkingSet(2))
+    assert rows(r) == [
+        dict(pid=1, references=3, minor_faults=2, cpu_ns=3, ready_ns=2, end_ns=5),
+        dict(pid=2, references=3, minor_faults=2, cpu_ns=3, ready_ns=2 + 2,
+             suspended_ns=1 + 2, end_ns=10),
+        dict(pid=3, references=4, minor_faults=2, cpu_ns=4, ready_ns=4, suspended_ns=1,
+             end_ns=9),
+    ]
+    assert r.switches == 4                  # B@2 A@4 C@5 B@9
+    check_partition(r)
+
+
+@pytest.mark.parametrize("swap_slots", [8, 0])
+def test_suspension_keeps_pages_an_active_process_maps(impl, swap_slots):
+    # P wrote its page 0 before forking Q: both map that frame. frames=3,
+    # window=2, quantum 2. [0,12) P l0 (hit, 1), l4 (pool zero fill, 11) ->
+    # tail. [12,17) switch, [17,29) Q l0 (hit, 1), s1 (pool, 11) -> tail. At
+    # 29: 2+2 > 3: suspend Q. Its page 0 stays (P, active, maps it); its page 1
+    # is evicted (write [29,529)), unless there is no swap to write it to: then
+    # it stays. [29,34) switch, [34,35) P l0: P ends (a given process: no exit).
+    # At 35 Q resumes: [35,40) switch, then l1: a swap-in (21, read queued at 61
+    # behind the suspension's write: [529,1529)), or a hit (1).
+    m = make_machine(impl, 3, swap_slots=swap_slots, zero_page=False)
+    p = m.spawn()
+    base = p.mmap(8 * PS)
+    p.write(base, b"x")
+    q = p.fork()
+    jobs = [Job(loads(0, 4, 0, base=base), process=p),
+            Job(T(("L", 0), ("S", 1), ("L", 1), base=base), process=q)]
+    with m.events() as log:
+        r = m.run(jobs, quantum=2, cost=C, load_control=WorkingSet(2))
+    assert rows(r)[0] == dict(pid=p.pid, references=3, minor_faults=1, cpu_ns=18,
+                              ready_ns=29 - 12, end_ns=35)
+    if swap_slots:
+        assert rows(r)[1] == dict(pid=q.pid, references=3, minor_faults=1,
+                                  major_faults=1, cpu_ns=5 + 12 + 5 + 21,
+                                  disk_wait_ns=1529 - 61, ready_ns=12, suspended_ns=6,
+                                  end_ns=1529)
+        assert [e for e in events(log) if e[0] == 29] == [
+            (29, "evictions", q.pid, base + PS), (29, "swap_outs", q.pid, base + PS)]
+        assert r.disk_busy_ns == 1500
+    else:
+        assert rows(r)[1] == dict(pid=q.pid, references=3, minor_faults=1,
+                                  cpu_ns=5 + 12 + 5 + 1, ready_ns=12, suspended_ns=6,
+                                  end_ns=41)
+        assert r.stats["evictions"] == 0
+    assert p.translate(base) == q.translate(base) is not None
+    check_partition(r)
+    m.check()
+
+
+def test_random_runs_keep_the_books(impl):
+    # Not hand-computed: invariants of any run. Each job's time adds up to its
+    # end; the counters moved by exactly r.stats; every event is recorded in
+    # time order and matches its counter; the machine is consistent and every
+    # fresh process has exited.
+    import random
+
+    for seed in range(12):
+        rnd = random.Random(seed)
+        m = make_machine(impl, rnd.randint(1, 5), swap_slots=rnd.choice([0, 4, 32]),
+                         zero_page=rnd.random() < 0.5,
+                         policy=rnd.choice(["clock", "fifo", "lru", "random"]))
+        jobs = []
+        for _ in range(rnd.randint(1, 4)):
+            n = rnd.randint(0, 30)
+            t = Trace([rnd.randrange(6) * PS + rnd.randrange(PS) for _ in range(n)],
+                      [rnd.choice("ILSM") for _ in range(n)],
+                      [rnd.choice([1, 8, 64]) for _ in range(n)])
+            jobs.append(Job(t, io_every=rnd.choice([0, 0, 1, 3]),
+                            io_ns=rnd.choice([0, 70, 5000])))
+        lc = rnd.choice([None, WorkingSet(rnd.randint(1, 8))])
+        before = m.stats
+        with m.events() as log:
+            try:
+                r = m.run(jobs, quantum=rnd.randint(1, 6), cost=rnd.choice([C, U, Cost()]),
+                          load_control=lc)
+            except pymmu.OutOfMemory:
+                r = None
+        m.check()
+        assert m.processes() == []
+        t_ns = log.array["t_ns"].tolist()
+        assert t_ns == sorted(t_ns)
+        if r is None:
+            continue
+        check_partition(r)
+        assert r.stats == {k: m.stats[k] - before[k] for k in before}
+        counts = log.counts()
+        assert all(counts[k] == r.stats[k] for k in r.stats if k in counts)
+
+
+def test_python_policies_in_run(impl):
+    # A policy written in Python behaves as the built-in one it mirrors (same
+    # victims, so the same times); a hook that raises stops the run after that
+    # reference, its .index set, and the fresh processes exit.
+    from pymmu.policy import Clock, Lru, Policy
+
+    def go(policy):
+        m = make_machine(impl, 2, swap_slots=32, zero_page=False, policy=policy)
+        t1 = T(*[("S" if i % 3 else "L", i % 5) for i in range(40)])
+        t2 = T(*[("M", (i * 7) % 4) for i in range(30)])
+        r = m.run([Job(t1), Job(t2, io_every=4, io_ns=300)], quantum=5, cost=C,
+                  load_control=WorkingSet(3))
+        return r.jobs.tolist(), r.stats, r.disk_busy_ns
+
+    assert go(Clock()) == go("clock")
+    assert go(Lru()) == go("lru")
+
+    class Grumpy(Clock):
+        def on_map(self, pfn):
+            super().on_map(pfn)
+            if pfn == 1:
+                raise KeyError("no frame 1 for me")
+
+    m = make_machine(impl, 2, swap_slots=8, policy=Grumpy())
+    with pytest.raises(KeyError) as e:
+        m.run([Job(T(("S", 0), ("S", 1), ("S", 2)))], cost=C)
+    assert e.value.index == 1           # the second record mapped frame 1
+    assert m.processes() == []
 
 
 # ---------------------------------------------------------------- the argument types
