@@ -29,7 +29,7 @@ from collections import Counter, deque
 from pymmu._args import STAT_NAMES
 from pymmu.errors import MemoryFault, OutOfMemory
 from pymmu.pte import PFN_SHIFT, PRESENT, ZERO
-from pymmu.run import JOBS_DTYPE, RunResult, check_run_args
+from pymmu.run import RunResult, check_run_args
 
 __all__ = ["run"]
 
@@ -51,7 +51,7 @@ def _set_index(exc: BaseException, index: int) -> None:
 class _Job:
     """One job's progress and its row of the result."""
 
-    def __init__(self, index: int, job, process, trace, window: int):
+    def __init__(self, index: int, job, process, trace):
         self.index = index
         self.job = job
         self.proc = process                  # None until spawned (fresh)
@@ -91,7 +91,7 @@ class _Run:
     def __init__(self, m, entries, quantum: int, cost, window: int):
         self.m = m
         self.quantum, self.cost, self.window = quantum, cost, window
-        self.jobs = [_Job(i, job, proc, trace, window)
+        self.jobs = [_Job(i, job, proc, trace)
                      for i, (job, proc, trace) in enumerate(entries)]
         self.now = 0                 # the CPU's clock
         self.disk_free = 0           # rule 1: when the paging disk finishes its queue

@@ -666,7 +666,7 @@ def test_python_policies_in_run(impl):
     # A policy written in Python behaves as the built-in one it mirrors (same
     # victims, so the same times); a hook that raises stops the run after that
     # reference, its .index set, and the fresh processes exit.
-    from pymmu.policy import Clock, Lru, Policy
+    from pymmu.policy import Clock, Lru
 
     def go(policy):
         m = make_machine(impl, 2, swap_slots=32, zero_page=False, policy=policy)
