@@ -59,9 +59,11 @@ class _CoreRecorder:
         self.core.events_start(limit)
 
     def snapshot(self):
+        self.core.check_idle()       # a replay in another thread is recording
         return self.core.events_snapshot()
 
     def stop(self):
+        self.core.check_idle()
         return self.core.events_stop()
 
 
@@ -181,7 +183,7 @@ class Machine:
 
     def reset_stats(self) -> None:
         """Zero the machine's counters (processes keep theirs)."""
-        self._guard()
+        self._core.check_idle()      # refused during a replay, or inside a hook
         self._stats[:] = 0
 
     def refcount(self, pfn) -> int:

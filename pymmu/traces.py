@@ -399,7 +399,15 @@ class Trace:
         """
         shift = np.uint64(_page_shift(page_size))
         first = self._addr >> shift
-        last = (self._addr + (self._size.astype(np.uint64) - np.uint64(1))) >> shift
+        # (a record of a loaded file or a subclass may have size 0, or run past
+        # 2**64: replay refuses or faults it before it touches a page; here it
+        # covers its first page, or the pages up to the last one)
+        span = np.maximum(self._size, np.uint32(1)).astype(np.uint64) - np.uint64(1)
+        end = self._addr + span
+        wrapped = end < self._addr
+        if wrapped.any():
+            end[wrapped] = np.uint64(_U64_MAX)
+        last = end >> shift
         count = last - first
         if not count.any():
             return first
@@ -467,7 +475,7 @@ def replay_parts(trace, *, single: bool = False):
         Items that are not Traces raise ``TypeError`` when reached.
     """
     if isinstance(trace, Trace):
-        return iter((trace,))
+        return iter((replay_columns(trace),))
     if isinstance(trace, (str, bytes, os.PathLike)):
         raise TypeError("replay needs a Trace or an iterable of Traces, not a path: "
                         "use pymmu.traces.stream(path) or pymmu.traces.read(path)")
@@ -487,8 +495,46 @@ def replay_parts(trace, *, single: bool = False):
             if not isinstance(t, Trace):
                 raise TypeError(f"replay: item {i} of the iterable is a "
                                 f"{type(t).__name__}, not a Trace")
-            yield t
+            yield replay_columns(t)
     return checked()
+
+
+_COLUMN_DTYPES = (("addr", np.dtype(np.uint64)), ("kind", np.dtype(np.uint8)),
+                  ("size", np.dtype(np.uint32)))
+
+
+def replay_columns(trace: Trace) -> Trace:
+    """The Trace a replay hands the core, whose loop walks the columns without
+    the GIL and without re-checking their types or lengths.
+
+    ``trace`` itself when it is a plain Trace holding what a Trace holds: 1-D,
+    C-contiguous, read-only numpy arrays of uint64, uint8 and uint32 of one
+    length (O(1)). Otherwise (a subclass, whose properties and methods may return
+    anything, or a Trace whose storage was tampered with) a plain Trace of the
+    columns, read once and checked (``TypeError``: not such an array;
+    ``ValueError``: lengths differ), copied unless read-only: a replay, opt's
+    look-ahead and the errors then all see the same records. Kind codes and sizes
+    stay the core's to check per record (``TraceError`` with the record's index).
+    """
+    plain = type(trace) is Trace
+    cols = []
+    for name, dtype in _COLUMN_DTYPES:
+        col = getattr(trace, "_" + name, None) if plain else getattr(trace, name)
+        if not isinstance(col, np.ndarray):
+            what = "missing (an uninitialised Trace)" if col is None else (
+                f"a {type(col).__name__}, not a numpy array")
+            raise TypeError(f"trace column {name} is {what}")
+        if col.ndim != 1 or col.dtype != dtype:
+            raise TypeError(f"trace column {name} must be a 1-D {dtype} array, "
+                            f"not {col.ndim}-D {col.dtype}")
+        cols.append(col)
+    n = {len(c) for c in cols}
+    if len(n) != 1:
+        raise ValueError("trace columns of different lengths: " + ", ".join(
+            f"{name} {len(c)}" for (name, _), c in zip(_COLUMN_DTYPES, cols)))
+    if plain and all(c.flags.c_contiguous and not c.flags.writeable for c in cols):
+        return trace
+    return Trace._from_columns(*cols)
 
 
 def bad_record_error(trace: Trace, index: int, offset: int = 0) -> "TraceError":
