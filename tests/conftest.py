@@ -11,9 +11,14 @@ raising ``NotImplementedError``, makes its params skip with a reason that says
 so. Any other problem (an import that fails inside the module, a constructor that
 raises something else) is an error, never a silent skip.
 
-Hypothesis profiles: ``dev`` (the default, about 50 examples) and ``ci``
-(500 examples, 60 stateful steps, no deadline). Pick one with the
-``HYPOTHESIS_PROFILE`` environment variable.
+Hypothesis profiles, picked with the ``HYPOTHESIS_PROFILE`` environment variable:
+
+* ``dev`` (the default): about 50 examples;
+* ``ci``: 500 examples, 60 stateful steps, no deadline (``.ci/run``);
+* ``sanitize``: 150 examples, 60 stateful steps, no deadline: ``.ci/sanitize``,
+  whose AddressSanitizer build runs two to three times slower;
+* ``long``: 20,000 examples, 100 stateful steps, no deadline: the differential
+  fuzzer's long local run (docs/testing.md), hours rather than minutes.
 """
 from __future__ import annotations
 
@@ -34,6 +39,20 @@ settings.register_profile(
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "sanitize",
+    max_examples=150,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "long",
+    max_examples=20_000,
+    stateful_step_count=100,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
