@@ -37,14 +37,15 @@ def ext(name):
         define_macros=macros,
         extra_compile_args=cflags,
         depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
-                 "pymmu/include/tlb.h",
+                 "pymmu/include/tlb.h", "pymmu/include/wset.h",
                  "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd"],
     )
 
 
 setup(
     ext_modules=cythonize(
-        [ext("_ptebits"), ext("_core"), ext("_invariants"), ext("_testing"), ext("_tracefile")],
+        [ext("_ptebits"), ext("_core"), ext("_invariants"), ext("_testing"), ext("_tracefile"),
+         ext("_run")],
         compiler_directives=directives,
         include_path=["pymmu"],
     ),

@@ -32,6 +32,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+from cpython.pythread cimport PyThread_get_thread_ident
 
 cimport cython
 import numpy as np
@@ -395,7 +396,7 @@ cdef class Core:
         cdef event_t e
         memset(&e, 0, sizeof(e))            # the padding too: logs compare as bytes
         e.seq = self.references
-        e.t_ns = 0
+        e.t_ns = self.now_ns
         e.pid = pid
         e.vaddr = vaddr
         e.pfn = pfn
@@ -1541,11 +1542,16 @@ cdef class Core:
     cdef inline int _enter(self) except -1:
         """Refuse to touch the machine while a replay runs without the GIL (in
         another thread): the core's state is not safe to share mid-replay."""
-        if self.busy:
+        if self.busy and not (self.cb_thread and PyThread_get_thread_ident() == self.cb_thread):
+            # (m.run's exit callback, on the running thread, may use the machine)
             raise RuntimeError("this Machine is busy replaying a trace in another thread")
         if self.in_hook:
             raise RuntimeError("a policy hook may not call the machine it serves")
         return 0
+
+    def enter(self):
+        """Raise RuntimeError if this machine may not be used now (``_enter``)."""
+        self._enter()
 
     cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL:
         """The data of a per-process counter array (int64, S_COUNT long)."""

@@ -334,6 +334,86 @@ class Machine:
             proc.exit()
         return dict(zip(STAT_NAMES, (self._stats - before).tolist()))
 
+    def run(self, jobs, *, quantum=10_000, cost=None, load_control=None):
+        """Run jobs on one CPU in simulated time (DESIGN.md section 12).
+
+        Each job's records run in its own address space, with every access's
+        full MMU semantics and this machine's policy, interleaved by a
+        round-robin scheduler over one paging disk (first come, first served)
+        and a private I/O device per job; time is integer nanoseconds, exact
+        and deterministic (docs/semantics.md, "Many processes in time"). The
+        loop runs in the core without the GIL.
+
+        Parameters
+        ----------
+        jobs : sequence of pymmu.Job
+            One per process, in order (a bare Trace stands for ``Job(trace)``).
+            A job without a process runs in a fresh one (one private rwx mapping
+            over the whole space, as ``replay``) that exits when the job ends.
+        quantum : int
+            Page references per time slice.
+        cost : pymmu.Cost, optional
+            Nanoseconds of each event; None means ``pymmu.Cost()``.
+        load_control : pymmu.WorkingSet, optional
+            Working-set load control: suspend the last admitted process while
+            the active working sets exceed the frames.
+
+        Returns
+        -------
+        pymmu.RunResult
+
+        Raises
+        ------
+        ValueError
+            The ``opt`` policy, a job whose process is not a running process of
+            this machine, two jobs with one process (nothing changes).
+        pymmu.OutOfMemory
+            No frame could be freed: the run stops (``.index``: the record's
+            position in its job's trace, ``.pid``), after the fresh processes
+            of the run exit. A ``MemoryFault`` does not stop the run: it kills
+            the job's process (exit status 139, ``faulted`` in its row).
+        """
+        from pymmu._run import Scheduler
+        from pymmu.run import JOBS_DTYPE, RunResult, check_run_args
+
+        self._guard()
+        entries, quantum, cost, window = check_run_args(self, jobs, quantum, cost,
+                                                        load_control)
+        procs = []
+        for job, proc, trace in entries:
+            if proc is None:                    # rule 1: spawned now, in job order
+                proc = self.spawn()
+                proc.mmap(self._top, "rwx", addr=0)
+                procs.append((proc, True))
+            else:
+                procs.append((proc, False))
+
+        def on_exit(j: int, status: int) -> None:
+            procs[j][0].exit(status)            # (the core lets this thread in)
+
+        specs = [(proc._mm, proc.pid, trace.addr, trace.kind, trace.size, proc._stats,
+                  job.io_every, job.io_ns, fresh)
+                 for (job, _, trace), (proc, fresh) in zip(entries, procs)]
+        costs = (cost.ref, cost.tlb_miss, cost.minor, cost.zero, cost.copy, cost.major,
+                 cost.disk_read, cost.disk_write, cost.switch)
+        before = self._stats.copy()
+        try:
+            rows, disk_busy, switches = Scheduler(self._core, specs, quantum, costs,
+                                                  window, on_exit).run()
+        except BaseException:
+            for proc, fresh in procs:           # rule 8: the fresh ones exit
+                if fresh and proc.state == "running":
+                    try:
+                        proc.exit()
+                    except Exception:           # (a policy hook again): the first wins
+                        pass
+            raise
+        table = np.zeros(len(rows), dtype=JOBS_DTYPE)
+        for i, name in enumerate(table.dtype.names):
+            table[name] = rows[:, i]
+        return RunResult(table, disk_busy_ns=disk_busy, switches=switches,
+                         stats=dict(zip(STAT_NAMES, (self._stats - before).tolist())))
+
     def _replay_part(self, proc: "Process", trace, offset: int) -> None:
         """Replay one Trace whose first record is record ``offset`` of the whole."""
         from pymmu.traces import bad_record_error, first_bad_record
@@ -567,10 +647,7 @@ class Process(ProcessCore):
         return dict(zip(STAT_NAMES, self._stats.tolist()))
 
     def _running(self, what: str) -> None:
-        if self._core.busy:      # checked before anything changes, unlike the core's guard
-            raise RuntimeError("this Machine is busy replaying a trace in another thread")
-        if self._core.in_hook:
-            raise RuntimeError("a policy hook may not call the machine it serves")
+        self._core.enter()       # busy or in a hook: before anything changes
         state = self.state
         if state != "running":
             raise ProcessStateError(f"pid {self.pid} is {state}: cannot {what}")

@@ -26,7 +26,7 @@ from pymmu.run import JOBS_DTYPE
 from pymmu.traces import Trace
 
 # Add "core" once pymmu.Machine.run exists: every test then runs on both.
-IMPLS = ["reference"]
+IMPLS = ["reference", "core"]
 
 PS = 4096
 C = Cost(ref=1, tlb_miss=0, minor=10, zero=100, copy=1000, major=20,

@@ -1,0 +1,613 @@
+"""``m.run``'s time model (DESIGN.md section 12), in the core and without the GIL.
+
+One CPU, one first-come-first-served paging disk, a private I/O device per job,
+a round-robin ready queue, and working-set load control. Every page reference is
+the core's own ``Core._touch`` (full MMU semantics, the machine's policy); its
+CPU time and disk operations come from the counters it moved (rules 3 and 4).
+
+Time only moves forward, and the scheduler is event-driven around the running
+process: wake-ups and job ends that fall due while a reference runs are applied
+(``_advance``) before anything that can observe them: the next reference (the
+machine changes at the instant a reference starts), a dispatch, or a quantum
+expiry's push to the ready queue. Rule numbers in comments are section 12's.
+
+``machine.Machine.run`` owns the arguments, the processes and the result; this
+module owns the loop. Exits (a fresh job's end, a killed job) call back into
+Python with the GIL at their instant, since they change the machine.
+"""
+from cpython.pythread cimport PyThread_get_thread_ident
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+
+cimport cython
+import numpy as np
+cimport numpy as cnp
+
+from pymmu._core cimport *
+from pymmu._pte cimport *
+
+cnp.import_array()
+
+cdef extern from "pymmu/include/wset.h" nogil:
+    ctypedef struct wset_t:
+        int64_t window
+        int64_t distinct
+    int wset_init(wset_t *w, int64_t window)
+    void wset_free(wset_t *w)
+    void wset_add(wset_t *w, uint64_t vpn)
+
+# Trace kind codes (FETCH, LOAD, STORE, MODIFY) to access kinds, as in replay.
+cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
+cdef int[3] _ACC_STAT = [S_READS, S_WRITES, S_FETCHES]
+
+# A job's state.
+cdef enum:
+    J_READY = 0         # in the ready queue (held out of it while suspended)
+    J_RUNNING = 1
+    J_BLOCKED = 2       # waiting until `wake` (paging disk, then its I/O device)
+    J_ENDING = 3        # its last record's disk operations end at `wake`: it ends then
+    J_DONE = 4
+
+# The columns of a job's row (pymmu.run.JOBS_DTYPE, in order).
+cdef enum:
+    C_PID = 0
+    C_REFS
+    C_MINOR
+    C_MAJOR
+    C_CPU
+    C_DISK
+    C_IO
+    C_READY
+    C_SUSP
+    C_END
+    C_FAULTED
+    C_N
+
+# The counters a reference's cost and disk operations are read from (rules 3, 4).
+cdef enum:
+    D_TLB = 0
+    D_MINOR
+    D_MAJOR
+    D_ZERO_FILLS
+    D_POOL_HITS
+    D_COPIES
+    D_SWAP_OUTS
+    D_SWAP_INS
+    D_FILE_READS
+    D_N
+
+cdef int[9] _D_STAT = [S_TLB_MISSES, S_MINOR, S_MAJOR, S_ZERO_FILLS, S_ZERO_POOL_HITS,
+                       S_COW_COPIES, S_SWAP_OUTS, S_SWAP_INS, S_FILE_READS]
+
+ctypedef struct job_t:
+    int64_t mm
+    int64_t pid
+    const uint64_t *addr
+    const uint8_t *kind
+    const uint32_t *size
+    int64_t n               # records
+    int64_t rec             # the record running (or next)
+    uint64_t vpn            # inside a record: its page referenced next ...
+    uint64_t last           # ... and its last page
+    bint mid                # inside a record (its pages were checked)
+    int acc
+    int64_t *ps             # the process's counters
+    int state
+    bint fresh              # a process spawned for the run: exits at its end
+    bint suspended
+    int64_t wake            # blocked or ending: when the wait ends ...
+    int64_t disk_until      # ... and when its paging-disk part ends (then I/O)
+    int64_t ready_since
+    int64_t susp_since
+    int64_t susp_order      # when suspended, in suspension order
+    int64_t admitted        # admission order (rule 10)
+    int64_t ws_at_susp
+    int64_t io_every
+    int64_t io_ns
+    int64_t col[C_N]
+    wset_t ws
+
+
+@cython.final
+cdef class Scheduler:
+    """One ``m.run``: the jobs, the clock, the ready queue and the disk."""
+
+    cdef Core core
+    cdef job_t *jobs
+    cdef int64_t nj
+    cdef int64_t *queue                 # the ready queue: a ring of job indices
+    cdef int64_t qhead, qlen
+    cdef int64_t now, disk_free, disk_busy, switches
+    cdef int64_t running, last_ran, since
+    cdef int64_t quantum, window
+    cdef int64_t next_wake              # earliest due time of a blocked or ending job
+    cdef int64_t admit_seq, susp_seq
+    cdef int64_t cost[9]
+    cdef object on_exit                 # on_exit(job index, status): a process exits
+    cdef list keep                      # the trace columns and counter arrays
+    cdef readonly int64_t err_job, err_rec
+
+    def __cinit__(self):
+        self.jobs = NULL
+        self.queue = NULL
+
+    def __init__(self, Core core, list jobs, int64_t quantum, tuple cost, int64_t window,
+                 object on_exit):
+        """``jobs``: per job ``(mm, pid, addr, kind, size, ps, io_every, io_ns, fresh)``
+        with the trace columns as numpy arrays (uint64, uint8, uint32) and ``ps`` the
+        process's counters; ``cost``: ref, tlb_miss, minor, zero, copy, major,
+        disk_read, disk_write, switch (pymmu.Cost's order); ``window``: 0 without
+        load control."""
+        cdef int64_t j, k
+        cdef job_t *J
+        cdef const uint64_t[::1] addr
+        cdef const uint8_t[::1] kind
+        cdef const uint32_t[::1] size
+        self.core = core
+        self.nj = len(jobs)
+        self.quantum = quantum
+        self.window = window
+        self.on_exit = on_exit
+        self.keep = []
+        for k in range(9):
+            self.cost[k] = cost[k]
+        self.jobs = <job_t *>calloc(max(self.nj, 1), sizeof(job_t))
+        self.queue = <int64_t *>calloc(max(self.nj, 1), sizeof(int64_t))
+        if self.jobs == NULL or self.queue == NULL:
+            raise MemoryError()
+        for j in range(self.nj):
+            mm, pid, a, kd, sz, ps, io_every, io_ns, fresh = jobs[j]
+            addr, kind, size = a, kd, sz
+            if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
+                raise ValueError(f"job {j}: trace columns of different lengths")
+            self.keep.append((a, kd, sz, ps))
+            J = &self.jobs[j]
+            J.mm, J.pid = mm, pid
+            J.n = addr.shape[0]
+            J.addr = &addr[0] if J.n else NULL
+            J.kind = &kind[0] if J.n else NULL
+            J.size = &size[0] if J.n else NULL
+            J.ps = core._counters(ps)
+            J.io_every, J.io_ns, J.fresh = io_every, io_ns, fresh
+            J.admitted = j
+            J.col[C_PID] = pid
+            if wset_init(&J.ws, window) != 0:
+                raise MemoryError()
+        self.admit_seq = self.nj
+        self.err_job = self.err_rec = -1
+
+    def __dealloc__(self):
+        cdef int64_t j
+        if self.jobs != NULL:
+            for j in range(self.nj):
+                wset_free(&self.jobs[j].ws)
+            free(self.jobs)
+        free(self.queue)
+
+    # ------------------------------------------------------------------
+    # the ready queue (rule 2: first in, first out)
+
+    cdef inline void _push(self, int64_t j, int64_t t) noexcept nogil:
+        self.queue[(self.qhead + self.qlen) % self.nj] = j
+        self.qlen += 1
+        self.jobs[j].state = J_READY
+        self.jobs[j].ready_since = t
+
+    cdef inline int64_t _pop(self) noexcept nogil:
+        cdef int64_t j = self.queue[self.qhead]
+        self.qhead = (self.qhead + 1) % self.nj
+        self.qlen -= 1
+        return j
+
+    cdef void _unqueue(self, int64_t j) noexcept nogil:
+        """Take job ``j`` out of the ready queue, keeping the others' order."""
+        cdef int64_t i, k = 0, x
+        for i in range(self.qlen):
+            x = self.queue[(self.qhead + i) % self.nj]
+            if x != j:
+                self.queue[(self.qhead + k) % self.nj] = x
+                k += 1
+        self.qlen = k
+
+    # ------------------------------------------------------------------
+    # time: wake-ups and ends that fall due
+
+    cdef void _recompute_next(self) noexcept nogil:
+        """The earliest instant a blocked job wakes or an ending job ends (a
+        suspended job's wake-up is held: it is not an event)."""
+        cdef int64_t j, t = INT64_MAX
+        cdef job_t *J
+        for j in range(self.nj):
+            J = &self.jobs[j]
+            if J.state == J_ENDING or (J.state == J_BLOCKED and not J.suspended):
+                if J.wake < t:
+                    t = J.wake
+        self.next_wake = t
+
+    cdef int _advance(self, int64_t t) except -1 nogil:
+        """Apply everything due at or before ``t``: jobs end (rule 8: before
+        anything else at their instant), then blocked jobs join the ready
+        queue, by wake-up time, at the same instant in pid order (rule 7)."""
+        cdef int64_t j, best
+        cdef job_t *J
+        if t < self.next_wake:
+            return 0
+        while True:
+            best = self._earliest(t, J_ENDING)
+            if best < 0:
+                break
+            self._end(best, self.jobs[best].wake, 0)
+        while True:
+            best = self._earliest(t, J_BLOCKED)
+            if best < 0:
+                break
+            J = &self.jobs[best]
+            self._push(best, J.wake)
+        self._recompute_next()
+        return 0
+
+    cdef int64_t _earliest(self, int64_t t, int state) noexcept nogil:
+        """The job in ``state`` (not suspended, unless ending) due at or before
+        ``t`` with the earliest (time, pid); -1 if none."""
+        cdef int64_t j, best = -1
+        cdef job_t *J
+        for j in range(self.nj):
+            J = &self.jobs[j]
+            if J.state != state or J.wake > t or (state == J_BLOCKED and J.suspended):
+                continue
+            if best < 0 or J.wake < self.jobs[best].wake or (
+                    J.wake == self.jobs[best].wake and J.pid < self.jobs[best].pid):
+                best = j
+        return best
+
+    cdef int _end(self, int64_t j, int64_t t, int status) except -1 nogil:
+        """Job ``j`` ends at ``t`` (rule 8); its process exits then if it was
+        spawned for the run, or if it is killed (``status`` 139)."""
+        cdef job_t *J = &self.jobs[j]
+        J.state = J_DONE
+        J.col[C_END] = t
+        if J.suspended:
+            J.col[C_SUSP] += t - J.susp_since
+            J.suspended = False
+        if J.fresh or status != 0:
+            with gil:
+                return self._exit(j, t, status)
+        return 0
+
+    cdef int _exit(self, int64_t j, int64_t t, int status) except -1:
+        self.core.now_ns = t
+        self.core.cb_thread = PyThread_get_thread_ident()   # it may use the busy machine
+        try:
+            self.on_exit(j, status)
+        finally:
+            self.core.cb_thread = 0
+        return 0
+
+    # ------------------------------------------------------------------
+    # dispatch and load control
+
+    cdef int _dispatch(self) except -1 nogil:
+        """Give the CPU to the ready queue's head at ``now`` (rule 2), idling
+        until the earliest wake-up while nothing is ready (rule 7). Returns 1
+        when every job has ended."""
+        cdef int64_t j
+        cdef job_t *J
+        while True:
+            self._advance(self.now)
+            if self.window:
+                self._load_control()        # rule 10: at every dispatch, and before idling
+            if self.qlen:
+                break
+            if self._all_done():
+                return 1
+            if self.next_wake == INT64_MAX:   # (cannot happen: load control resumes)
+                with gil:
+                    raise SystemError("m.run: no job can make progress")
+            self.now = self.next_wake
+        j = self._pop()
+        J = &self.jobs[j]
+        J.col[C_READY] += self.now - J.ready_since
+        if self.last_ran >= 0 and self.last_ran != j:
+            self.now += self.cost[8]
+            J.col[C_CPU] += self.cost[8]
+            self.switches += 1
+        self.last_ran = j
+        self.running = j
+        self.since = 0
+        J.state = J_RUNNING
+        return 0
+
+    cdef bint _all_done(self) noexcept nogil:
+        cdef int64_t j
+        for j in range(self.nj):
+            if self.jobs[j].state != J_DONE:
+                return False
+        return True
+
+    cdef bint _active(self, int64_t j) noexcept nogil:
+        return self.jobs[j].state != J_DONE and not self.jobs[j].suspended
+
+    cdef int _load_control(self) except -1 nogil:
+        """Rule 10: resume the suspended that fit, first suspended first and
+        stopping at the first that does not; then suspend the active admitted
+        last while several are active and their working sets exceed memory."""
+        cdef int64_t j, k, total, nact
+        while True:
+            j = -1
+            for k in range(self.nj):
+                if self.jobs[k].suspended and self.jobs[k].state != J_DONE and (
+                        j < 0 or self.jobs[k].susp_order < self.jobs[j].susp_order):
+                    j = k
+            if j < 0:
+                break
+            self._active_total(&total, &nact)
+            if nact and self.jobs[j].ws_at_susp + total > self.core.frames:
+                break
+            self._resume(j)
+        while True:
+            self._active_total(&total, &nact)
+            if nact <= 1 or total <= self.core.frames:
+                break
+            j = -1
+            for k in range(self.nj):
+                if self._active(k) and (j < 0 or self.jobs[k].admitted > self.jobs[j].admitted):
+                    j = k
+            with gil:
+                self._suspend(j)
+        return 0
+
+    cdef void _active_total(self, int64_t *total, int64_t *nact) noexcept nogil:
+        cdef int64_t k
+        total[0] = nact[0] = 0
+        for k in range(self.nj):
+            if self._active(k):
+                total[0] += self.jobs[k].ws.distinct
+                nact[0] += 1
+
+    cdef void _resume(self, int64_t j) noexcept nogil:
+        """A suspended job becomes active (admitted now); a ready one, or one
+        whose wake-up was held, joins the ready queue's tail."""
+        cdef job_t *J = &self.jobs[j]
+        J.suspended = False
+        J.col[C_SUSP] += self.now - J.susp_since
+        J.admitted = self.admit_seq
+        self.admit_seq += 1
+        if J.state == J_READY or (J.state == J_BLOCKED and J.wake <= self.now):
+            self._push(j, self.now)
+        elif J.state == J_BLOCKED or J.state == J_ENDING:
+            self._wait_time(J, 1)               # the rest of its wait counts again
+        self._recompute_next()
+
+    cdef int _suspend(self, int64_t j) except -1:
+        """Suspend job ``j`` at ``now``: out of the ready queue, its resident
+        pages that no active process maps evicted in ascending address (those
+        that cannot be stay); their writes go on the disk, nobody waits."""
+        cdef job_t *J = &self.jobs[j]
+        cdef Core c = self.core
+        cdef int64_t i, n, k, pfn, writes
+        cdef uint64_t vpn
+        cdef pte_t *p
+        cdef uint64_t[::1] vpns
+        J.suspended = True
+        J.susp_since = self.now
+        J.susp_order = self.susp_seq
+        self.susp_seq += 1
+        J.ws_at_susp = J.ws.distinct
+        if J.state == J_READY:
+            self._unqueue(j)
+            J.col[C_READY] += self.now - J.ready_since
+        elif J.state == J_BLOCKED or J.state == J_ENDING:
+            self._wait_time(J, -1)              # suspended time is not waiting time
+        self._recompute_next()
+        n = c._collect(J.mm, 0, c.max_vpn, None, None)
+        vpns = np.empty(n, np.uint64)
+        c._collect(J.mm, 0, c.max_vpn, vpns, np.empty(n, np.uint64))
+        c.cur_pid = J.pid
+        c.ps = J.ps
+        c.now_ns = self.now
+        for i in range(n):
+            vpn = vpns[i]
+            p = c._walk(J.mm, vpn, False)
+            if p == NULL or not (p[0] & PTE_PRESENT):
+                continue
+            pfn = <int64_t>pte_pfn(p[0])
+            if pfn == c.zero_pfn or self._mapped_by_active(pfn, vpn, j) \
+                    or not c._evictable(pfn):
+                continue
+            writes = c.stats[S_SWAP_OUTS]
+            c._evict(pfn)
+            for k in range(c.stats[S_SWAP_OUTS] - writes):
+                self._disk(self.cost[7])
+        return 0
+
+    cdef void _wait_time(self, job_t *J, int64_t sign) noexcept nogil:
+        """Add (``sign`` 1) or take back (-1) the part of a blocked job's wait
+        that lies after ``now``: its disk part, then its I/O part (rule 9: every
+        instant counts in one field, and suspended time is its own)."""
+        cdef int64_t io_from = J.disk_until if J.disk_until > self.now else self.now
+        if J.disk_until > self.now:
+            J.col[C_DISK] += sign * (J.disk_until - self.now)
+        if J.wake > io_from:
+            J.col[C_IO] += sign * (J.wake - io_from)
+
+    cdef bint _mapped_by_active(self, int64_t pfn, uint64_t vpn, int64_t j) noexcept nogil:
+        """Whether an active job other than ``j`` maps frame ``pfn`` (sharers map
+        a page at one address: COW through fork, shared objects at their base)."""
+        cdef int64_t k
+        cdef pte_t *p
+        for k in range(self.nj):
+            if k == j or not self._active(k):
+                continue
+            p = self.core._walk(self.jobs[k].mm, vpn, False)
+            if p != NULL and (p[0] & PTE_PRESENT) and <int64_t>pte_pfn(p[0]) == pfn:
+                return True
+        return False
+
+    cdef inline int64_t _disk(self, int64_t duration) noexcept nogil:
+        """Queue one disk operation now (rule 4: FIFO, one at a time); returns
+        when it completes."""
+        if self.disk_free < self.now:
+            self.disk_free = self.now
+        self.disk_free += duration
+        self.disk_busy += duration
+        return self.disk_free
+
+    # ------------------------------------------------------------------
+    # one page reference of the running job
+
+    cdef int _reference(self) except -1 nogil:
+        """Run the running job's next page reference at ``now`` (rules 2-6, 8)."""
+        cdef int64_t j = self.running, k, c, t, zero
+        cdef job_t *J = &self.jobs[j]
+        cdef int64_t before[9]
+        cdef uint64_t a
+        cdef int st
+        cdef pte_t *p
+        self._advance(self.now)                 # ends and wake-ups due: first
+        a = J.addr[J.rec]
+        self.core.cur_pid = J.pid
+        self.core.ps = J.ps
+        self.core.now_ns = self.now
+        if not J.mid:
+            # rule 2: a record's pages are checked when it starts
+            if J.kind[J.rec] > 3 or J.size[J.rec] == 0:
+                self.err_job, self.err_rec = j, J.rec
+                return ST_BAD_RECORD
+            J.acc = _KIND_ACCESS[J.kind[J.rec]]
+            st = self.core._check(J.mm, a, J.size[J.rec], J.acc)
+            if st != ST_OK:
+                # rule 8: a MemoryFault costs nothing and kills the job's process
+                self.core._refusal_event(st, J.pid)
+                J.col[C_FAULTED] = 1
+                self.running = -1
+                self._end(j, self.now, 139)
+                return ST_OK
+            J.vpn = a >> self.core.page_shift
+            J.last = (a + <uint64_t>(J.size[J.rec] - 1)) >> self.core.page_shift
+            J.mid = True
+        for k in range(D_N):
+            before[k] = self.core.stats[_D_STAT[k]]
+        self.core.fault_addr = a if J.vpn == a >> self.core.page_shift else J.vpn << self.core.page_shift
+        self.core.fault_kind = J.acc
+        self.core.references += 1
+        st = self.core._touch(J.mm, J.vpn, J.acc, self.core._vma(J.mm, J.vpn), &p)
+        if st != ST_OK:
+            self.err_job, self.err_rec = j, J.rec
+            return st
+        wset_add(&J.ws, J.vpn)
+        for k in range(D_N):
+            before[k] = self.core.stats[_D_STAT[k]] - before[k]
+        # rule 3: its CPU time
+        zero = before[D_ZERO_FILLS] - before[D_POOL_HITS]
+        c = (self.cost[0] + self.cost[1] * before[D_TLB] + self.cost[2] * before[D_MINOR]
+             + self.cost[3] * (zero if zero > 0 else 0) + self.cost[4] * before[D_COPIES]
+             + self.cost[5] * before[D_MAJOR])
+        self.now += c
+        J.col[C_CPU] += c
+        J.col[C_REFS] += 1
+        J.col[C_MINOR] += before[D_MINOR]
+        J.col[C_MAJOR] += before[D_MAJOR]
+        if J.vpn == J.last:
+            J.mid = False
+            J.rec += 1
+            self.core._count(_ACC_STAT[J.acc])
+        else:
+            J.vpn += 1
+        self.since += 1
+        if unlikely(self.core.hook_failed):          # a policy hook raised: stop here
+            self.err_job, self.err_rec = j, J.rec - (0 if J.mid else 1)
+            return ST_HOOK_LATE
+        # rule 4: its disk operations, writes first
+        t = self.now
+        for k in range(before[D_SWAP_OUTS]):
+            t = self._disk(self.cost[7])
+        if before[D_SWAP_INS] or before[D_FILE_READS]:
+            t = self._disk(self.cost[6])
+        J.col[C_DISK] += t - self.now
+        J.disk_until = t
+        if J.rec == J.n:                        # rule 8: it ends with its disk wait
+            self.running = -1
+            if t > self.now:
+                J.state = J_ENDING
+                J.wake = t
+                if t < self.next_wake:
+                    self.next_wake = t
+                return ST_OK
+            self._end(j, self.now, 0)
+            return ST_OK
+        if J.io_every > 0 and J.col[C_REFS] % J.io_every == 0:
+            t += J.io_ns                        # rule 5: after the disk wait
+            J.col[C_IO] += J.io_ns
+        elif t == self.now:
+            # rule 6: the quantum, after wake-ups due now (they queue first)
+            if self.since >= self.quantum:
+                self._advance(self.now)
+                if self.qlen:
+                    self._push(j, self.now)
+                    self.running = -1
+                else:
+                    self.since = 0
+            return ST_OK
+        J.state = J_BLOCKED
+        J.wake = t
+        self.running = -1
+        if t < self.next_wake:
+            self.next_wake = t
+        return ST_OK
+
+    cdef int _loop(self) except -1 nogil:
+        """Run until every job has ended; returns a status."""
+        cdef int st
+        cdef int64_t j
+        self.running = self.last_ran = -1
+        self.next_wake = INT64_MAX
+        for j in range(self.nj):
+            if self.jobs[j].n == 0:
+                self._end(j, 0, 0)              # an empty trace ends at once
+            else:
+                self._push(j, 0)                # rule 2: the jobs in order
+        while True:
+            if self.running < 0:
+                if self._dispatch() == 1:
+                    return ST_OK
+            st = self._reference()
+            if st != ST_OK:
+                return st
+
+    def run(self):
+        """Run the jobs. Returns ``(rows, disk_busy_ns, switches)``, ``rows`` one
+        int64 row per job in ``C_*`` order; raises the run's error, with
+        ``.index``, ``.pid`` and ``.job`` when a record caused it."""
+        cdef Core core = self.core
+        cdef int st = ST_OK
+        cdef int64_t j, k
+        core._enter()
+        if not busy_acquire(&core.busy):
+            raise RuntimeError("this Machine is busy")
+        try:
+            try:
+                with nogil:
+                    st = self._loop()
+            finally:
+                busy_release(&core.busy)
+                core.ps = core.scratch
+            if st != ST_OK:
+                pid = self.jobs[self.err_job].pid
+                try:
+                    if st == ST_BAD_RECORD:
+                        from pymmu.errors import TraceError
+                        raise TraceError("bad trace record: kind code over 3 or size 0")
+                    core._raise_status(st, pid)     # (the oom event, at its instant)
+                except Exception as e:
+                    e.index = self.err_rec
+                    e.pid = pid
+                    e.job = self.err_job
+                    raise
+            core._hook_check()
+        finally:
+            core.now_ns = 0
+        rows = np.empty((self.nj, C_N), np.int64)
+        for j in range(self.nj):
+            for k in range(C_N):
+                rows[j, k] = self.jobs[j].col[k]
+        return rows, self.disk_busy, self.switches
