@@ -35,6 +35,14 @@ def nonneg_int(value, name: str) -> int:
     return value
 
 
+def count_int(value, name: str) -> int:
+    """An int from 0 to 2**63 - 1: a count or limit the core keeps in 64 bits."""
+    value = nonneg_int(value, name)
+    if value >= 1 << 63:
+        raise ValueError(f"{name} must be below 2**63, got {value:,}")
+    return value
+
+
 def positive_int(value, name: str) -> int:
     """An int >= 1."""
     value = as_int(value, name)
@@ -109,8 +117,11 @@ def check_machine_args(frames, page_size, swap_slots, policy, va_bits, zero_pool
     if va_bits not in VA_BITS:
         raise ValueError(f"va_bits must be 32, 39 or 48, got {va_bits}")
     if zero_pool is not None:
-        zero_pool = nonneg_int(zero_pool, "zero_pool")
+        zero_pool = count_int(zero_pool, "zero_pool")
     tlb_entries = nonneg_int(tlb_entries, "tlb_entries")
+    if tlb_entries > TLB_MAX:   # allocated up front, and flushed entry by entry
+        raise ValueError(f"tlb_entries must be at most {TLB_MAX:,} (2**20), "
+                         f"got {tlb_entries:,}")
     seed = as_int(seed, "seed")
     return frames, page_size, swap_slots, policy, va_bits, zero_pool, tlb_entries, seed
 
@@ -123,11 +134,31 @@ def as_buffer(data) -> memoryview:
         view = memoryview(data)
     except TypeError:
         raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+    if "O" in view.format:
+        # the bytes of an object array are pointers into this interpreter
+        raise TypeError("data must be bytes-like, not an array of Python objects")
+    if view.nbytes == 0:
+        # cast() refuses a view with a 0 in its shape (numpy's empty((0, 4)))
+        return memoryview(b"")
     if not view.c_contiguous:
         view = memoryview(view.tobytes())
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view
+
+
+def check_shared_pages(npages: int, page_size: int) -> None:
+    """Refuse a shared mapping of more than ``MAX_SHARED_PAGES`` pages.
+
+    The core keeps a shared object's pages in an array of 8 bytes per virtual
+    page, allocated when the mapping is made, so a huge one would cost memory
+    it never uses (or fail deep in numpy); the reference model follows the same
+    rule so that both refuse the same calls.
+    """
+    if npages > MAX_SHARED_PAGES:
+        raise ValueError(f"a shared mapping may span at most {MAX_SHARED_PAGES:,} pages "
+                         f"({MAX_SHARED_PAGES * page_size:#x} bytes at this page size), "
+                         f"got {npages:,}")
 
 
 def levels_for(va_bits: int, page_shift: int) -> tuple[int, int]:
@@ -149,3 +180,8 @@ STAT_NAMES = (
 )
 
 MMAP_MIN = 0x10000   # lowest address mmap(addr=None) hands out, like Linux's mmap_min_addr
+
+TLB_MAX = 1 << 20        # the most TLB entries a Machine models
+
+# The largest shared (MAP_SHARED) mapping, in pages: see check_shared_pages.
+MAX_SHARED_PAGES = 1 << 24

@@ -49,6 +49,10 @@ class Segment:
                              f"({len(self.data)} bytes)")
         if self.memsz == 0:
             raise ValueError(f"Segment at {self.vaddr:#x} is empty (no data, memsz 0)")
+        if self.vaddr + self.memsz > 1 << 64:
+            # no address space is larger (and page numbers are 64-bit in a Layout)
+            raise ValueError(f"Segment at {self.vaddr:#x} of {self.memsz:#x} bytes ends "
+                             "beyond 2**64, past any address space")
 
     @property
     def end(self) -> int:
@@ -125,16 +129,43 @@ class Image:
         self._layouts = {}
 
     def layout(self, page_size: int) -> Layout:
-        """Lay the image out in pages of ``page_size`` bytes (cached per size)."""
+        """Lay the image out in pages of ``page_size`` bytes (cached per size).
+
+        Costs time and memory per segment and per page of file bytes, never per
+        page of bss: a segment of terabytes of zeros is one run.
+        """
         cached = self._layouts.get(page_size)
         if cached is not None:
             return cached
         shift = page_size.bit_length() - 1
-        prots: dict[int, int] = {}
+        # Segments do not overlap in bytes but may share pages, which then get
+        # the union of their protections. Sweep the segments' page ranges:
+        # between two consecutive boundaries, the pages are covered by the same
+        # segments, so they form (part of) one run.
+        edges: dict[int, list] = {}
+        for s in self.segments:
+            lo, hi = s.vaddr >> shift, ((s.end - 1) >> shift) + 1
+            edges.setdefault(lo, []).append((1, s.prot))
+            edges.setdefault(hi, []).append((-1, s.prot))
+        covering = 0
+        bits = {PROT_READ: 0, PROT_WRITE: 0, PROT_EXEC: 0}   # segments granting each
+        runs: list[list] = []
+        bounds = sorted(edges)
+        for vpn, nxt in zip(bounds, bounds[1:] + [None]):
+            for step, prot in edges[vpn]:
+                covering += step
+                for bit in bits:
+                    if prot & bit:
+                        bits[bit] += step
+            if not covering or nxt is None:
+                continue
+            prot = sum(bit for bit, n in bits.items() if n)
+            if runs and runs[-1][1] == vpn and runs[-1][2] == prot:
+                runs[-1][1] = nxt
+            else:
+                runs.append([vpn, nxt, prot])
         contents: dict[int, np.ndarray] = {}
         for s in self.segments:
-            for vpn in range(s.vaddr >> shift, ((s.end - 1) >> shift) + 1):
-                prots[vpn] = prots.get(vpn, 0) | s.prot
             if s.data:
                 lo, hi = s.vaddr, s.vaddr + len(s.data)
                 for vpn in range(lo >> shift, ((hi - 1) >> shift) + 1):
@@ -144,12 +175,6 @@ class Image:
                     a, b = max(lo, vpn << shift), min(hi, (vpn + 1) << shift)
                     page[a - (vpn << shift):b - (vpn << shift)] = np.frombuffer(
                         s.data, np.uint8, b - a, a - lo)
-        runs = []
-        for vpn in sorted(prots):
-            if runs and runs[-1][1] == vpn and runs[-1][2] == prots[vpn]:
-                runs[-1][1] = vpn + 1
-            else:
-                runs.append([vpn, vpn + 1, prots[vpn]])
         vpns = np.array(sorted(contents), dtype=np.uint64)
         pages = np.zeros((len(vpns), page_size), np.uint8)
         for i, vpn in enumerate(vpns.tolist()):

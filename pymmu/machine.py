@@ -7,6 +7,7 @@ Everything an access does happens in ``pymmu._core.Core``.
 """
 from __future__ import annotations
 
+import weakref
 from fractions import Fraction
 from typing import Mapping as TMapping
 
@@ -23,9 +24,11 @@ from pymmu._args import (
     as_buffer,
     as_int,
     check_machine_args,
-    nonneg_int,
+    check_shared_pages,
+    count_int,
     parse_prot,
 )
+from pymmu._children import Children
 from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
@@ -35,6 +38,8 @@ from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 __all__ = ["Machine", "Process"]
 
 _STAT_INDEX = {name: i for i, name in enumerate(STAT_NAMES)}
+# The counters of completed accesses: one of them goes up per completed record.
+_DONE = [_STAT_INDEX[name] for name in ("reads", "writes", "fetches")]
 
 
 class _Space:
@@ -47,6 +52,31 @@ class _Space:
         self.mm = mm
         self.amap = amap
         self.users = 1
+
+
+def _backings(amap: AddressMap) -> set:
+    """The shared objects and images an address space maps, as ``(kind, id)``."""
+    return {(v.kind, v.obj) for v in amap if v.kind in ("shared", "file")}
+
+
+class _ImageSlot:
+    """What the core reads an exec image's pages through.
+
+    ``Core.image_new`` keeps what it is given for the machine's lifetime, so it
+    is given a slot, not the layout: once no address space maps the image, the
+    slot lets go of the layout (its file pages) and a later image reuses the
+    slot. The core's list of images is then as long as the most images ever
+    in use at once, however many were exec'ed.
+    """
+
+    __slots__ = ("layout",)
+
+    def __init__(self, layout):
+        self.layout = layout
+
+    def page(self, vpn: int):
+        """The content of page ``vpn`` if it holds file bytes, else None."""
+        return self.layout.page(vpn)
 
 
 class _CoreRecorder:
@@ -130,10 +160,19 @@ class Machine:
         self.tlb_entries = tlb_entries
         self.strict_vfork = bool(strict_vfork)
         self.seed = seed
+        # Processes that have not exited; exited ones are kept only while
+        # something else holds them (a long-lived machine keeps no garbage).
         self._procs: dict[int, Process] = {}
+        self._gone: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._next_pid = 1
         self._spaces: dict[int, _Space] = {}
-        self._images: dict[int, tuple[Image, int]] = {}
+        # Shared objects and images in use: (kind, id) -> how many address
+        # spaces map some of it; freed when that reaches 0 (not by a rescan).
+        self._users: dict[tuple, int] = {}
+        self._images: dict[int, tuple[Image, int]] = {}     # id(image) -> (image, img)
+        self._image_of: dict[int, Image] = {}               # img -> image
+        self._image_slots: list[_ImageSlot] = []            # img -> its slot in the core
+        self._free_images: list[int] = []                   # slots no image uses
 
     def _guard(self) -> None:
         """Refuse a call from inside a Python policy's hook (DESIGN.md section 11)."""
@@ -220,7 +259,7 @@ class Machine:
             How many frames were zeroed.
         """
         if n is not None:
-            n = nonneg_int(n, "n")
+            n = count_int(n, "n")
         return self._core.idle(n)
 
     def check(self) -> None:
@@ -237,8 +276,29 @@ class Machine:
                 problem = p._check_state()
                 if problem:
                     break
+        if problem is None:
+            problem = self._check_backings()
         if problem:
             raise InvariantError(problem)
+
+    def _check_backings(self) -> str | None:
+        """The counts of address spaces per shared object and image are right,
+        and exactly the images in use are registered."""
+        users: dict[tuple, int] = {}
+        for space in self._spaces.values():
+            for key in _backings(space.amap):
+                users[key] = users.get(key, 0) + 1
+        if users != self._users:
+            return f"shared object / image users out of sync: {self._users} != {users}"
+        in_use = {obj for kind, obj in users if kind == "file"}
+        if set(self._image_of) != in_use or len(self._images) != len(in_use):
+            return f"images registered {sorted(self._image_of)} but in use {sorted(in_use)}"
+        if any(key != id(image) or self._image_of.get(img) is not image
+               for key, (image, img) in self._images.items()):
+            return "image index out of sync"
+        if any(self._image_slots[i].layout is not None for i in self._free_images):
+            return "a free image slot still holds a layout"
+        return None
 
     def _check_space(self, space: _Space) -> str | None:
         """Mappings sorted and disjoint; every PTE inside a mapping, with bits that
@@ -415,7 +475,45 @@ class Machine:
                          stats=dict(zip(STAT_NAMES, (self._stats - before).tolist())))
 
     def _replay_part(self, proc: "Process", trace, offset: int) -> None:
-        """Replay one Trace whose first record is record ``offset`` of the whole."""
+        """Replay one Trace whose first record is record ``offset`` of the whole.
+
+        A vfork child's STORE and MODIFY records write into its parent's
+        memory, as ``write`` does: each one that completes counts
+        ``vfork_child_writes``, and with ``strict_vfork`` the first one raises
+        ``ProcessStateError`` (``.index`` set) after the records before it ran.
+        """
+        if not proc._borrowing:
+            self._replay_run(proc, trace, offset)
+            return
+        from pymmu.traces import MODIFY, STORE
+
+        writes = (trace.kind == STORE) | (trace.kind == MODIFY)
+        refused = None
+        if self.strict_vfork and writes.any():
+            refused = int(np.argmax(writes))
+            trace = trace[:refused]
+        done = int(proc._stats[_DONE].sum())
+        try:
+            if len(trace):
+                self._replay_run(proc, trace, offset)
+        finally:
+            # the records that completed are the first ones (reads, writes and
+            # fetches count one per completed record, whatever stopped the rest)
+            completed = int(proc._stats[_DONE].sum()) - done
+            stores = int(np.count_nonzero(writes[:completed]))
+            if stores:
+                i = _STAT_INDEX["vfork_child_writes"]
+                self._stats[i] += stores
+                proc._stats[i] += stores
+        if refused is not None:
+            error = ProcessStateError(
+                f"pid {proc.pid} is a vfork child: trace record {offset + refused} writes "
+                "to the borrowed address space, refused (strict_vfork)")
+            error.index = offset + refused
+            raise error
+
+    def _replay_run(self, proc: "Process", trace, offset: int) -> None:
+        """Replay one Trace in the core (see ``_replay_part``)."""
         from pymmu.traces import bad_record_error, first_bad_record
 
         run = trace
@@ -445,7 +543,8 @@ class Machine:
         return self._new_process(0, space)
 
     def process(self, pid) -> "Process":
-        """The process with this pid, in any state.
+        """The process with this pid: one that has not exited, or an exited one
+        that something else still holds (the machine lets exited ones go).
 
         Parameters
         ----------
@@ -454,14 +553,23 @@ class Machine:
         Raises
         ------
         KeyError
-            If no process ever had this pid.
+            If no process ever had this pid, or it exited and nothing holds it.
         """
         self._guard()
         pid = as_int(pid, "pid")
-        try:
-            return self._procs[pid]
-        except KeyError:
-            raise KeyError(f"no process with pid {pid}") from None
+        p = self._procs.get(pid)
+        if p is None:
+            p = self._gone.get(pid)
+        if p is None:
+            if 0 < pid < self._next_pid:
+                raise KeyError(f"pid {pid} has exited and its Process was let go")
+            raise KeyError(f"no process with pid {pid}")
+        return p
+
+    def _forget(self, p: "Process") -> None:
+        """``p`` has exited (reaped, or parentless): keep it only while others do."""
+        del self._procs[p.pid]
+        self._gone[p.pid] = p
 
     def _new_process(self, ppid: int, space: _Space) -> "Process":
         p = Process(self, self._next_pid, ppid, space)
@@ -474,6 +582,8 @@ class Machine:
     def _new_space(self, mm: int, amap: AddressMap) -> _Space:
         space = _Space(mm, amap)
         self._spaces[mm] = space
+        for key in _backings(amap):
+            self._users[key] = self._users.get(key, 0) + 1
         self._push(space)
         return space
 
@@ -489,31 +599,54 @@ class Machine:
         space.users -= 1
         if space.users:
             return
-        objs = {v.obj for v in space.amap if v.shared}
+        keys = _backings(space.amap)
         self._core.mm_destroy(space.mm)
         del self._spaces[space.mm]
-        self._release_objects(objs)
+        self._unuse(keys)
 
-    def _release_objects(self, objs) -> None:
-        """Free shared objects that no mapping refers to any more."""
-        if not objs:
-            return
-        live = {v.obj for s in self._spaces.values() for v in s.amap if v.shared}
-        for obj in sorted(objs - live):
+    def _unuse(self, keys) -> None:
+        """One address space fewer maps each of ``keys`` (see ``_backings``):
+        free the shared objects and images that none maps any more."""
+        for key in sorted(keys):
+            n = self._users[key] - 1
+            if n:
+                self._users[key] = n
+            else:
+                del self._users[key]
+                self._release(key)
+
+    def _release(self, key) -> None:
+        """Free a shared object or an image that no address space maps."""
+        kind, obj = key
+        if kind == "shared":
             self._core.obj_release(obj)
+            return
+        image = self._image_of.pop(obj)
+        del self._images[id(image)]
+        self._image_slots[obj].layout = None
+        self._free_images.append(obj)
 
     def _image_id(self, image: Image) -> int:
+        """The core's id of ``image``, registered if no address space maps it
+        yet (it is let go again when none does: ``_release``)."""
         entry = self._images.get(id(image))
-        if entry is None or entry[0] is not image:
-            entry = (image, self._core.image_new(image.layout(self.page_size)))
-            self._images[id(image)] = entry
-        return entry[1]
+        if entry is not None and entry[0] is image:
+            return entry[1]
+        layout = image.layout(self.page_size)
+        if self._free_images:
+            img = self._free_images.pop()
+            self._image_slots[img].layout = layout
+        else:
+            slot = _ImageSlot(layout)
+            img = self._core.image_new(slot)
+            self._image_slots.append(slot)
+        self._images[id(image)] = (image, img)
+        self._image_of[img] = image
+        return img
 
     def _image_name(self, img_id: int) -> str:
-        for image, i in self._images.values():
-            if i == img_id:
-                return image.name
-        return ""
+        image = self._image_of.get(img_id)
+        return "" if image is None else image.name
 
     # ---- introspection -------------------------------------------------
 
@@ -599,7 +732,18 @@ class Machine:
 
     def __getstate__(self) -> dict:
         self._core.check_idle()           # refused during a replay, or inside a hook
-        return self.__dict__
+        state = dict(self.__dict__)
+        # weak references do not pickle: the exited processes still held go as
+        # a plain dict (a snapshot holds them only if it pickles them too)
+        state["_gone"] = dict(self._gone)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        gone = state.pop("_gone", {})
+        self.__dict__.update(state)
+        self._gone = weakref.WeakValueDictionary(gone)
+        # images are found by id(), which a copy does not keep
+        self._images = {id(image): (image, img) for image, img in self._images.values()}
 
     def __repr__(self) -> str:
         return (f"Machine(frames={self.frames}, page_size={self.page_size}, "
@@ -621,7 +765,7 @@ class Process(ProcessCore):
         self._core = machine._core
         self.ppid = ppid
         self._space: _Space | None = space
-        self._children: list[Process] = []
+        self._children = Children()
         self._lender: Process | None = None      # whom we borrow from (vfork child)
         self._borrower: Process | None = None    # who borrows from us (we are suspended)
         self._status: int | None = None
@@ -723,8 +867,10 @@ class Process(ProcessCore):
                 raise ValueError(f"range {addr:#x}-{(start + npages) << m._shift:#x} "
                                  "overlaps an existing mapping")
         if shared:
+            check_shared_pages(npages, m.page_size)
             obj = self._core.obj_new(npages, start, self._mm)
             vma = Vma(start, start + npages, prot, "shared", obj, 0)
+            m._users[("shared", obj)] = 1
         else:
             vma = Vma(start, start + npages, prot, "anon")
         amap.insert(vma)
@@ -743,10 +889,13 @@ class Process(ProcessCore):
         """
         self._running("munmap")
         lo, hi = self._range(addr, length)
-        removed = self._space.amap.remove(lo, hi)
+        amap = self._space.amap
+        removed = amap.remove(lo, hi)
         self._core.unmap(self._mm, lo, hi)
         self._m._push(self._space)
-        self._m._release_objects({v.obj for v in removed if v.shared})
+        # objects and images of which this space maps no piece any more (a
+        # scan of this space only)
+        self._m._unuse(_backings(AddressMap(removed)) - _backings(amap))
         self._core.hook_check()      # a policy's on_free that raised, now it is done
 
     def mprotect(self, addr, length, prot) -> None:
@@ -828,7 +977,7 @@ class Process(ProcessCore):
         mm = self._core.mm_fork(self._mm)
         space = m._new_space(mm, self._space.amap.copy())
         child = m._new_process(self.pid, space)
-        self._children.append(child)
+        self._children.add(child)
         m._count(self, "forks")
         return child
 
@@ -843,7 +992,7 @@ class Process(ProcessCore):
         child._borrowing = True
         self._borrower = child
         self._active = False
-        self._children.append(child)
+        self._children.add(child)
         m._count(self, "vforks")
         return child
 
@@ -876,18 +1025,29 @@ class Process(ProcessCore):
         if not isinstance(image, Image):
             raise TypeError(f"exec needs a pymmu.Image, not {type(image).__name__}")
         m = self._m
+        # checked on the segments before anything is laid out: a segment that
+        # ends past the address space is refused at once, however large
+        end = max((s.end for s in image.segments), default=0)
+        if end > m._top:
+            raise ValueError(f"image segment ends at {end:#x}, beyond the address space "
+                             f"(2**{m.va_bits})")
         layout = image.layout(m.page_size)
         top = m._top >> m._shift
         stack = (image.stack_size + m.page_size - 1) >> m._shift
-        if layout.runs and layout.runs[-1][1] > top:
-            raise ValueError(f"image segment ends beyond the address space (2**{m.va_bits})")
         if stack > top or (layout.runs and layout.runs[-1][1] > top - stack):
             raise ValueError("the stack would overlap an image segment")
-        img = m._image_id(image)
+        # (an image without segments maps nothing of it: it is not registered)
+        img = m._image_id(image) if layout.runs else None
         amap = AddressMap([Vma(s, e, prot, "file", img) for s, e, prot in layout.runs])
         if stack:
             amap.insert(Vma(top - stack, top, PROT_READ | PROT_WRITE, "stack"))
-        space = m._new_space(self._core.mm_new(), amap)
+        try:
+            mm = self._core.mm_new()
+        except BaseException:
+            if img is not None and ("file", img) not in m._users:   # for this exec only
+                m._release(("file", img))
+            raise
+        space = m._new_space(mm, amap)
         self._core.set_mm_pid(space.mm, self.pid)
         self._leave_space()
         self._space, self._mm = space, space.mm
@@ -905,17 +1065,22 @@ class Process(ProcessCore):
         """
         self._running("exit")
         status = as_int(status, "status")
+        m = self._m
         self._leave_space()
         for c in self._children:
             if c._status is not None:
-                c._exited = True
+                c._exited = True          # a zombie orphan is reaped
+                m._forget(c)
             else:
                 c.ppid = 0
-        self._children = []
+        self._children.clear()
         self._status = status
         self._active = False
         if self.ppid == 0:
             self._exited = True
+            m._forget(self)
+        else:                             # the parent has not exited (see above)
+            m._procs[self.ppid]._children.exited(self.pid)
         self._core.hook_check()
 
     def wait(self, child=None) -> int:
@@ -933,21 +1098,29 @@ class Process(ProcessCore):
             If there is no such exited child: an emulator never blocks.
         """
         self._running("wait")
+        kids = self._children
         if child is None:
-            zombies = [c for c in self._children if c._status is not None]
-            if not zombies:
+            pid = kids.lowest_exited()
+            if pid is None:
                 raise ProcessStateError(f"pid {self.pid} has no exited child to wait for")
-            target = min(zombies, key=lambda c: c.pid)
         else:
-            pid = child.pid if isinstance(child, Process) else as_int(child, "child")
-            target = next((c for c in self._children if c.pid == pid), None)
+            if isinstance(child, Process):
+                if child._m is not self._m:   # its pid names another process here
+                    raise ProcessStateError(
+                        f"child pid {child.pid} is a process of another Machine, not "
+                        f"a child of pid {self.pid}")
+                pid = child.pid
+            else:
+                pid = as_int(child, "child")
+            target = kids.get(pid)
             if target is None:
                 raise ProcessStateError(f"pid {pid} is not a child of pid {self.pid} "
                                         "that can be waited for")
             if target._status is None:
                 raise ProcessStateError(f"child pid {pid} has not exited")
-        self._children.remove(target)
+        target = kids.reap(pid)
         target._exited = True
+        self._m._forget(target)
         return target._status
 
     # ---- introspection (never raises for state) --------------------------

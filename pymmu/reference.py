@@ -68,14 +68,17 @@ from __future__ import annotations
 
 import functools
 import operator
+import weakref
 from fractions import Fraction
 
 import numpy as np
 
 from pymmu._args import (
     MMAP_MIN, PROT_EXEC, PROT_READ, PROT_WRITE, STAT_NAMES, as_buffer, as_int,
-    check_machine_args, levels_for, nonneg_int, parse_prot, positive_int,
+    check_machine_args, check_shared_pages, count_int, levels_for, nonneg_int, parse_prot,
+    positive_int,
 )
+from pymmu._children import Children
 from pymmu.errors import (
     InvariantError, MemoryFault, OutOfMemory, ProcessStateError, ProtectionFault,
     SegmentationFault,
@@ -361,7 +364,8 @@ class Machine:
 
         self._tlb: list = [None] * tlb_entries    # (asid, vpn, pte without A/D)
         self._spaces: dict[int, _AddressSpace] = {}
-        self._procs: dict[int, Process] = {}
+        self._procs: dict[int, Process] = {}     # those that have not exited
+        self._gone = weakref.WeakValueDictionary()   # exited ones, while others hold them
         self._next_pid = self._next_asid = self._next_family = 1
         self._stats = dict.fromkeys(STAT_NAMES, 0)
 
@@ -378,7 +382,13 @@ class Machine:
         state = self.__dict__.copy()
         state["_recorder"] = None
         state["_depth"] = 0                       # this very call is one
+        state["_gone"] = dict(self._gone)         # weak references do not pickle
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        gone = state.pop("_gone", {})
+        self.__dict__.update(state)
+        self._gone = weakref.WeakValueDictionary(gone)
 
     def __copy__(self):
         raise TypeError("copy.copy of a Machine would share its state: "
@@ -431,7 +441,7 @@ class Machine:
     @_api
     def idle(self, n=None) -> int:
         """Zero dirty free frames into the pool, lowest pfn first; returns how many."""
-        n = None if n is None else nonneg_int(n, "n")
+        n = None if n is None else count_int(n, "n")
         moved = 0
         while self._dirty and (n is None or moved < n) and (
                 self._zero_pool is None or len(self._pool) < self._zero_pool):
@@ -452,7 +462,12 @@ class Machine:
     @_api
     def process(self, pid) -> "Process":
         pid = as_int(pid, "pid")
-        return self._procs[pid]
+        p = self._procs.get(pid)
+        if p is None:
+            p = self._gone.get(pid)
+        if p is None:
+            raise KeyError(f"no process with pid {pid} (or it exited and was let go)")
+        return p
 
     # ------------------------------------------------------------------ observation
 
@@ -553,7 +568,14 @@ class Machine:
         p = Process(self, self._next_pid, ppid)
         self._procs[p.pid] = p
         self._next_pid += 1
+        if ppid:
+            self._procs[ppid]._children.add(p)
         return p
+
+    def _forget(self, p: "Process") -> None:
+        """``p`` has exited (reaped, or parentless): keep it only while others do."""
+        del self._procs[p.pid]
+        self._gone[p.pid] = p
 
     def _new_family(self) -> int:
         self._next_family += 1
@@ -969,6 +991,12 @@ class Machine:
         pos = 0
         for index, (addr, code, size) in enumerate(records):
             kind = _TRACE_ACCESS[code]
+            if kind == "write" and proc._lender is not None and self._strict_vfork:
+                # a vfork child's STORE or MODIFY writes into its parent, as write does
+                e = ProcessStateError(f"process {proc.pid} is a vfork child: trace record "
+                                      f"{offset + index} writes (strict_vfork)")
+                e.index = offset + index
+                raise e
             try:
                 vmas = self._check_pages(proc, addr, size, kind)
                 for i, vma in enumerate(vmas):
@@ -986,6 +1014,8 @@ class Machine:
                 raise
             self._count(proc, {"read": "reads", "write": "writes",
                                "execute": "fetches"}[kind])
+            if kind == "write" and proc._lender is not None:
+                self._count(proc, "vfork_child_writes")
             if self._hook_exc is not None:
                 _set_index(self._hook_exc, offset + index)
                 return False
@@ -1310,6 +1340,7 @@ class Process:
         self._lender: Process | None = None    # the vfork parent whose space we borrow
         self._status = None
         self._stats = dict.fromkeys(STAT_NAMES, 0)
+        self._children = Children()
 
     def __repr__(self) -> str:
         return f"<reference.Process pid={self.pid} ppid={self.ppid} {self.state}>"
@@ -1390,6 +1421,7 @@ class Process:
             if not space.vmas.is_free(start, start + npages):
                 raise ValueError(f"range at {addr:#x} overlaps a mapping")
         if shared:
+            check_shared_pages(npages, m._page_size)
             vma = Vma(start, start + npages, prot, "shared", _ShmObject(npages), 0)
         else:
             vma = Vma(start, start + npages, prot, "anon")
@@ -1536,15 +1568,19 @@ class Process:
         status = as_int(status, "status")
         m = self._m
         self._release()
-        for child in m._procs.values():
-            if child.ppid != self.pid:
-                continue
+        for child in self._children:
             if child.state == "zombie":
                 child.state = "exited"        # reaped: keeps its ppid, like a waited child
-            elif child.state != "exited":
+                m._forget(child)
+            else:
                 child.ppid = 0                # orphans are reaped when they exit
+        self._children.clear()
         self._status = status
         self.state = "exited" if self.ppid == 0 else "zombie"
+        if self.ppid == 0:
+            m._forget(self)
+        else:
+            m._procs[self.ppid]._children.exited(self.pid)
 
     @_api
     def wait(self, child=None) -> int:
@@ -1552,20 +1588,24 @@ class Process:
         self._running()
         m = self._m
         if child is None:
-            zombies = [p for p in m._procs.values()
-                       if p.ppid == self.pid and p.state == "zombie"]
-            if not zombies:
+            pid = self._children.lowest_exited()
+            if pid is None:
                 raise ProcessStateError(f"process {self.pid} has no exited child")
-            target = min(zombies, key=lambda p: p.pid)
         else:
             if isinstance(child, Process):
-                target = child if m._procs.get(child.pid) is child else None
+                if child._m is not m:
+                    raise ProcessStateError(f"child {child.pid} is a process of another "
+                                            f"Machine, not a child of process {self.pid}")
+                target = child if self._children.get(child.pid) is child else None
             else:
-                target = m._procs.get(as_int(child, "child"))
-            if target is None or target.ppid != self.pid or target.state != "zombie":
+                target = self._children.get(as_int(child, "child"))
+            if target is None or target.state != "zombie":
                 raise ProcessStateError(f"no exited child {getattr(child, 'pid', child)} "
                                         f"of process {self.pid} to wait for")
+            pid = target.pid
+        target = self._children.reap(pid)
         target.state = "exited"
+        m._forget(target)
         return target._status
 
     @_api
