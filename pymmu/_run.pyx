@@ -94,6 +94,7 @@ ctypedef struct job_t:
     int64_t *ps             # the process's counters
     int state
     bint fresh              # a process spawned for the run: exits at its end
+    bint vchild             # a vfork child: its stores count vfork_child_writes
     bint suspended
     int64_t wake            # blocked or ending: when the wait ends ...
     int64_t disk_until      # ... and when its paging-disk part ends (then I/O)
@@ -133,7 +134,8 @@ cdef class Scheduler:
 
     def __init__(self, Core core, list jobs, int64_t quantum, tuple cost, int64_t window,
                  object on_exit):
-        """``jobs``: per job ``(mm, pid, addr, kind, size, ps, io_every, io_ns, fresh)``
+        """``jobs``: per job ``(mm, pid, addr, kind, size, ps, io_every, io_ns, fresh,
+        vfork_child)``
         with the trace columns as numpy arrays (uint64, uint8, uint32) and ``ps`` the
         process's counters; ``cost``: ref, tlb_miss, minor, zero, copy, major,
         disk_read, disk_write, switch (pymmu.Cost's order); ``window``: 0 without
@@ -156,7 +158,7 @@ cdef class Scheduler:
         if self.jobs == NULL or self.queue == NULL:
             raise MemoryError()
         for j in range(self.nj):
-            mm, pid, a, kd, sz, ps, io_every, io_ns, fresh = jobs[j]
+            mm, pid, a, kd, sz, ps, io_every, io_ns, fresh, vchild = jobs[j]
             addr, kind, size = a, kd, sz
             if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
                 raise ValueError(f"job {j}: trace columns of different lengths")
@@ -168,7 +170,7 @@ cdef class Scheduler:
             J.kind = &kind[0] if J.n else NULL
             J.size = &size[0] if J.n else NULL
             J.ps = core._counters(ps)
-            J.io_every, J.io_ns, J.fresh = io_every, io_ns, fresh
+            J.io_every, J.io_ns, J.fresh, J.vchild = io_every, io_ns, fresh, vchild
             J.admitted = j
             J.col[C_PID] = pid
             if wset_init(&J.ws, window) != 0:
@@ -511,6 +513,8 @@ cdef class Scheduler:
             J.mid = False
             J.rec += 1
             self.core._count(_ACC_STAT[J.acc])
+            if J.vchild and J.acc == ACC_WRITE:   # it wrote into its parent (section 5)
+                self.core._count(S_VFORK_CHILD_WRITES)
         else:
             J.vpn += 1
         self.since += 1

@@ -452,7 +452,7 @@ class Machine:
             procs[j][0].exit(status)            # (the core lets this thread in)
 
         specs = [(proc._mm, proc.pid, trace.addr, trace.kind, trace.size, proc._stats,
-                  job.io_every, job.io_ns, fresh)
+                  job.io_every, job.io_ns, fresh, proc._lender is not None)
                  for (job, _, trace), (proc, fresh) in zip(entries, procs)]
         costs = (cost.ref, cost.tlb_miss, cost.minor, cost.zero, cost.copy, cost.major,
                  cost.disk_read, cost.disk_write, cost.switch)

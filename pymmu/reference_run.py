@@ -276,6 +276,8 @@ class _Run:
             j.pi += 1
             if j.pi == len(j.vmas):  # the record is complete: counted as replay does
                 m._count(j.proc, _COUNTER[kind])
+                if kind == "write" and j.proc._lender is not None:
+                    m._count(j.proc, "vfork_child_writes")   # lands in the parent (section 5)
                 j.ri, j.pi = j.ri + 1, 0
             delta = {k: m._stats[k] - before[k] for k in STAT_NAMES}
             j.references += 1

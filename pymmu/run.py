@@ -34,6 +34,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from pymmu.errors import ProcessStateError
+
 __all__ = ["Cost", "Job", "WorkingSet", "RunResult", "JOBS_DTYPE", "check_run_args"]
 
 # Times are int64 nanoseconds in the core: every argument that is a time or a
@@ -369,6 +371,9 @@ def check_run_args(machine, jobs, quantum, cost, load_control):
     pymmu.TraceError
         A record with a kind code over 3 or a size of 0 (``.index``: its
         position in its job's trace; the message names the job).
+    pymmu.ProcessStateError
+        With ``strict_vfork``, a job whose process is a vfork child and whose
+        trace has a STORE or MODIFY record (its writes would land in the parent).
     """
     from pymmu.traces import Trace
 
@@ -413,4 +418,13 @@ def check_run_args(machine, jobs, quantum, cost, load_control):
                              f"(pid {p.pid}): one job per process")
         seen[p.pid] = i
     entries = [(job, job.process, _job_trace(i, job.trace)) for i, job in enumerate(jobs)]
+    strict = getattr(machine, "strict_vfork", getattr(machine, "_strict_vfork", False))
+    for i, (job, p, trace) in enumerate(entries):
+        # A vfork child's stores land in its parent, as its writes do (section 5):
+        # counted (vfork_child_writes), or refused under strict_vfork, here, up
+        # front, since a refusal in the middle of a run has no rule of its own.
+        if p is not None and strict and getattr(p, "_lender", None) is not None \
+                and bool(np.any(trace.kind >= 2)):   # STORE, MODIFY
+            raise ProcessStateError(f"job {i}: process {p.pid} is a vfork child and its "
+                                    "trace writes (strict_vfork)")
     return entries, quantum, cost, window

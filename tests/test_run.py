@@ -751,3 +751,35 @@ def test_module_examples():
 
     result = doctest.testmod(pymmu.run, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_vfork_child_job_writes_into_its_parent(impl):
+    # Section 5: a vfork child's stores land in its parent; in run as in replay
+    # and write, each completed STORE/MODIFY record counts vfork_child_writes.
+    m = make_machine(impl, 4, swap_slots=4)
+    parent = m.spawn()
+    a = parent.mmap(2 * PS)
+    child = parent.vfork()
+    r = m.run([Job(T(("S", a, 4), ("L", a, 1), ("M", a + PS, 1)), process=child)], cost=U)
+    assert r.stats["vfork_child_writes"] == 2 and r.stats["writes"] == 2
+    assert child.stats["vfork_child_writes"] == 2
+    child.exit()
+    assert parent.read(a, 1) == b"\0"                 # (the store wrote zeros: a trace
+    assert parent.translate(a) is not None            # carries no data) into the parent
+    m.check()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_strict_vfork_child_job_that_writes_is_refused(impl):
+    m = make_machine(impl, 4, swap_slots=4, strict_vfork=True)
+    parent = m.spawn()
+    a = parent.mmap(PS)
+    child = parent.vfork()
+    before = dict(m.stats)
+    with pytest.raises(pymmu.ProcessStateError, match="vfork child"):
+        m.run([Job(T(("L", a, 1), ("S", a, 1)), process=child)])
+    assert dict(m.stats) == before and child.state == "running"
+    r = m.run([Job(T(("L", a, 1)), process=child)], cost=U)   # reads stay allowed
+    assert r.stats["reads"] == 1 and r.stats["vfork_child_writes"] == 0
+    m.check()

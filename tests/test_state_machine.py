@@ -25,10 +25,12 @@ machine must be back to its starting numbers.
 
 Which two implementations are compared is ``PAIR`` (environment variable
 ``PYMMU_PAIR``, default ``core,reference``); ``PYMMU_PAIR=reference,reference``
-tests the harness itself. Run::
+tests the harness itself. ``PYMMU_SM_EXAMPLES`` and ``PYMMU_SM_STEPS`` set the
+budget of ``test_differential`` whatever the profile. Run::
 
     pytest tests/test_state_machine.py                          # quick
-    HYPOTHESIS_PROFILE=ci pytest tests/test_state_machine.py    # thorough
+    HYPOTHESIS_PROFILE=ci pytest tests/test_state_machine.py    # thorough (CI)
+    HYPOTHESIS_PROFILE=long pytest tests/test_state_machine.py  # hours: docs/testing.md
 """
 from __future__ import annotations
 
@@ -99,18 +101,28 @@ def implementation(name: str):
     raise ValueError(f"PYMMU_PAIR names core or reference, not {name!r}")
 
 
+def budget() -> dict:
+    """``PYMMU_SM_EXAMPLES`` / ``PYMMU_SM_STEPS``, when set: examples and steps."""
+    out = {}
+    for var, key in (("PYMMU_SM_EXAMPLES", "max_examples"),
+                     ("PYMMU_SM_STEPS", "stateful_step_count")):
+        if os.environ.get(var):
+            out[key] = int(os.environ[var])
+    return out
+
+
 def hyp_settings(**extra) -> settings:
     """Settings for this file: the loaded profile, a quick default, or our own "ci"."""
     base = dict(deadline=None, suppress_health_check=list(HealthCheck), **extra)
     wanted = os.environ.get("HYPOTHESIS_PROFILE")
     current = settings.get_current_profile_name()
     if wanted is None and current == "default":
-        return settings(**QUICK, **base)
+        return settings(**{**QUICK, **base})
     if wanted == "ci" and current != "ci":   # conftest.py did not load it
         try:
             return settings(settings.get_profile("ci"), **base)
         except InvalidArgument:
-            return settings(**CI, **base)
+            return settings(**{**CI, **base})
     return settings(**base)
 
 
@@ -124,6 +136,8 @@ def outcome(fn):
         key = ("raises", type(e).__name__)
         if isinstance(e, (pymmu.MemoryFault, pymmu.OutOfMemory)):
             key += (e.addr, e.access, e.pid)
+        if getattr(e, "index", None) is not None:      # a replayed or run record
+            key += (("index", e.index),)
         return key, e
     except Exception as e:  # noqa: BLE001 - reported as a crash
         return ("CRASH", type(e).__name__, str(e), traceback.format_exc()), e
@@ -567,6 +581,44 @@ class DiffMachine(RuleBasedStateMachine):
             trace = f"(lambda t: iter([t[:{split}], t[{split}:]]))({trace})"
         self.run(f"m.replay({trace}, process=P[{pid}])" if own else f"m.replay({trace})")
 
+    @rule(jobs=st.lists(st.tuples(WHO, st.sampled_from([True, False, False]),
+                                  st.lists(st.tuples(REPLAY_TARGET, REPLAY_KIND,
+                                                     st.integers(1, 24)),
+                                           min_size=0, max_size=12),
+                                  st.sampled_from([0, 0, 1, 3]), st.sampled_from([0, 7, 50])),
+                        min_size=1, max_size=3),
+          quantum=st.integers(1, 6),
+          cost=st.lists(st.sampled_from([0, 1, 5, 10, 100]), min_size=9, max_size=9),
+          window=st.sampled_from([0, 0, 1, 2, 3, 6]))
+    def run_jobs(self, jobs, quantum, cost, window):
+        """m.run (DESIGN.md section 12): up to three jobs, in live processes or
+        fresh ones, interleaved in time under pressure, with I/O bursts, small
+        round costs (many ties at one instant) and load control; the whole
+        result (elapsed time, every job's row, counters) must agree, and the
+        machines after it."""
+        used, specs = set(), []
+        for who, own, recs, io_every, io_ns in jobs:
+            pid = self.pick(who) if own else None
+            if pid is not None and (pid in used or self.P0[pid].state != "running"):
+                pid = None
+            used.add(pid)
+            addrs = []
+            for at, _, _ in recs:
+                addr = self.addr(pid, at)[0] if pid is not None else \
+                    self.addr(self.pids[0], at)[0] % (1 << self.cfg["va_bits"])
+                addrs.append(addr % (1 << 64))
+            trace = (f"Trace({addrs!r}, kind={[r[1] for r in recs]!r}, "
+                     f"size={[r[2] for r in recs]!r})")
+            proc = f"P[{pid}]" if pid is not None else "None"
+            specs.append(f"pymmu.Job({trace}, process={proc}, io_every={io_every}, "
+                         f"io_ns={io_ns})")
+        names = ("ref", "tlb_miss", "minor", "zero", "copy", "major", "disk_read",
+                 "disk_write", "switch")
+        cost_src = ", ".join(f"{n}={v}" for n, v in zip(names, cost))
+        control = f"pymmu.WorkingSet({window})" if window else "None"
+        self.run(f"m.run([{', '.join(specs)}], quantum={quantum}, "
+                 f"cost=pymmu.Cost({cost_src}), load_control={control}).as_dict()")
+
     @rule(how=st.sampled_from(["deepcopy", "pickle"]))
     def snapshot(self, how):
         """Go on with a snapshot of the machine and its processes (the copy
@@ -722,7 +774,7 @@ def test_differential():
         pass
 
     Diff.impls, Diff.names = impls, names
-    run_state_machine_as_test(Diff, settings=hyp_settings())
+    run_state_machine_as_test(Diff, settings=hyp_settings(**budget()))
 
 
 def run_family(Machine, *, policy, page_size, nproc, seed, zero_page=True,
