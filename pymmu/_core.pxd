@@ -27,6 +27,18 @@ cdef enum:
     ACC_WRITE = 1
     ACC_EXEC = 2
 
+cdef inline bint pte_allows(pte_t pte, int kind) noexcept nogil:
+    """Whether a PTE lets access ``kind`` through without a fault (shared by the
+    core's paths and m.run's scheduler, pymmu/_run.pyx)."""
+    if not (pte & PTE_PRESENT):
+        return False
+    if kind == ACC_READ:
+        return (pte & PTE_READABLE) != 0
+    if kind == ACC_WRITE:
+        return (pte & PTE_WRITABLE) != 0
+    return (pte & PTE_EXECUTABLE) != 0
+
+
 # Frame states.
 cdef enum:
     F_FREE = 0

@@ -91,16 +91,6 @@ cdef inline int _alloc_status(int64_t failed) noexcept nogil:
     return ST_OOM if failed == -1 else ST_OPT if failed == -3 else ST_HOOK
 
 
-cdef inline bint pte_allows(pte_t pte, int kind) noexcept nogil:
-    if not (pte & PTE_PRESENT):
-        return False
-    if kind == ACC_READ:
-        return (pte & PTE_READABLE) != 0
-    if kind == ACC_WRITE:
-        return (pte & PTE_WRITABLE) != 0
-    return (pte & PTE_EXECUTABLE) != 0
-
-
 cdef void *realloc_or_raise(void *p, size_t size) except NULL:
     cdef void *q = realloc(p, size)
     if q == NULL:

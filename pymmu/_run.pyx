@@ -39,6 +39,7 @@ cdef extern from "pymmu/include/wset.h" nogil:
 # Trace kind codes (FETCH, LOAD, STORE, MODIFY) to access kinds, as in replay.
 cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
 cdef int[3] _ACC_STAT = [S_READS, S_WRITES, S_FETCHES]
+cdef int[3] _ACC_NEED = [1, 2, 4]      # the prot bit each access kind needs
 
 # A job's state.
 cdef enum:
@@ -90,6 +91,9 @@ ctypedef struct job_t:
     uint64_t vpn            # inside a record: its page referenced next ...
     uint64_t last           # ... and its last page
     bint mid                # inside a record (its pages were checked)
+    int64_t vstart          # the mapping the last checked record fell in:
+    int64_t vend            # [vstart, vend) with prot vprot (vend 0: none)
+    int64_t vprot
     int acc
     int64_t *ps             # the process's counters
     int state
@@ -172,6 +176,7 @@ cdef class Scheduler:
             J.ps = core._counters(ps)
             J.io_every, J.io_ns, J.fresh, J.vchild = io_every, io_ns, fresh, vchild
             J.admitted = j
+            J.vstart, J.vend = 1, 0
             J.col[C_PID] = pid
             if wset_init(&J.ws, window) != 0:
                 raise MemoryError()
@@ -458,45 +463,88 @@ cdef class Scheduler:
     # one page reference of the running job
 
     cdef int _reference(self) except -1 nogil:
-        """Run the running job's next page reference at ``now`` (rules 2-6, 8)."""
-        cdef int64_t j = self.running, k, c, t, zero
+        """Run the running job's next page reference at ``now`` (rules 2-6, 8).
+
+        A page whose TLB entry (or, on a TLB miss, the page-walk cache) allows
+        the access is handled inline, as replay's loop does: no fault, so its
+        cost is ``ref`` (+ ``tlb_miss``) and it queues nothing. Anything else
+        goes through ``Core._touch``, and its cost and disk operations are read
+        off the counters it moved."""
+        cdef int64_t j = self.running, k, c, t, zero, pfn, miss = 0
         cdef job_t *J = &self.jobs[j]
         cdef int64_t before[9]
-        cdef uint64_t a
+        cdef uint64_t a, vpn, last
         cdef int st
-        cdef pte_t *p
-        self._advance(self.now)                 # ends and wake-ups due: first
-        a = J.addr[J.rec]
+        cdef int64_t *vma
+        cdef pte_t *p = NULL
+        cdef pte_t *q
+        cdef tlb_t *tlb = &self.core.tlb
+        if self.now >= self.next_wake:
+            self._advance(self.now)             # ends and wake-ups due: first
         self.core.cur_pid = J.pid
         self.core.ps = J.ps
         self.core.now_ns = self.now
         if not J.mid:
-            # rule 2: a record's pages are checked when it starts
+            # rule 2: a record's pages are checked when it starts (the job's last
+            # mapping is remembered: most records fall inside it)
             if J.kind[J.rec] > 3 or J.size[J.rec] == 0:
                 self.err_job, self.err_rec = j, J.rec
                 return ST_BAD_RECORD
+            a = J.addr[J.rec]
             J.acc = _KIND_ACCESS[J.kind[J.rec]]
-            st = self.core._check(J.mm, a, J.size[J.rec], J.acc)
-            if st != ST_OK:
-                # rule 8: a MemoryFault costs nothing and kills the job's process
-                self.core._refusal_event(st, J.pid)
-                J.col[C_FAULTED] = 1
-                self.running = -1
-                self._end(j, self.now, 139)
-                return ST_OK
-            J.vpn = a >> self.core.page_shift
-            J.last = (a + <uint64_t>(J.size[J.rec] - 1)) >> self.core.page_shift
-            J.mid = True
+            vpn = a >> self.core.page_shift
+            last = (a + <uint64_t>(J.size[J.rec] - 1)) >> self.core.page_shift
+            if last < vpn or vpn < J.vstart or last >= J.vend or not (J.vprot & _ACC_NEED[J.acc]):
+                st = self.core._check(J.mm, a, J.size[J.rec], J.acc)
+                if st != ST_OK:
+                    # rule 8: a MemoryFault costs nothing and kills the job's process
+                    self.core._refusal_event(st, J.pid)
+                    J.col[C_FAULTED] = 1
+                    self.running = -1
+                    self._end(j, self.now, 139)
+                    return ST_OK
+                vma = self.core._vma(J.mm, vpn)
+                J.vstart, J.vend, J.vprot = vma[V_START], vma[V_END], vma[V_PROT]
+                if last >= <uint64_t>J.vend:    # spans mappings: check each record
+                    J.vstart, J.vend = 1, 0
+            J.vpn, J.last, J.mid = vpn, last, True
+        vpn = J.vpn
+        if tlb.n and not self.core.py_access:
+            t = tlb_slot(tlb, vpn)
+            if tlb.mm[t] == J.mm and tlb.vpn[t] == vpn:
+                if pte_allows(tlb.pte[t][0], J.acc):
+                    p = tlb.pte[t]
+            else:
+                q = self.core._walk_cached(J.mm, vpn)
+                if q != NULL and pte_allows(q[0], J.acc):
+                    p = q
+                    miss = 1
+                    tlb_fill(tlb, t, J.mm, vpn, q)
+        if p != NULL:
+            self.core.references += 1
+            p[0] |= PTE_ACCESSED | (PTE_DIRTY if J.acc == ACC_WRITE else 0)
+            pfn = <int64_t>pte_pfn(p[0])
+            if pfn != self.core.zero_pfn:
+                self.core._policy_use(pfn)
+            self.core._count(S_TLB_MISSES if miss else S_TLB_HITS)
+            if self.window:
+                wset_add(&J.ws, vpn)
+            c = self.cost[0] + self.cost[1] * miss
+            self.now += c
+            J.col[C_CPU] += c
+            J.col[C_REFS] += 1
+            return self._after(j, J, 0, 0)
+        a = J.addr[J.rec]
         for k in range(D_N):
             before[k] = self.core.stats[_D_STAT[k]]
-        self.core.fault_addr = a if J.vpn == a >> self.core.page_shift else J.vpn << self.core.page_shift
+        self.core.fault_addr = a if vpn == a >> self.core.page_shift else vpn << self.core.page_shift
         self.core.fault_kind = J.acc
         self.core.references += 1
-        st = self.core._touch(J.mm, J.vpn, J.acc, self.core._vma(J.mm, J.vpn), &p)
+        st = self.core._touch(J.mm, vpn, J.acc, self.core._vma(J.mm, vpn), &p)
         if st != ST_OK:
             self.err_job, self.err_rec = j, J.rec
             return st
-        wset_add(&J.ws, J.vpn)
+        wset_add(&J.ws, vpn)
         for k in range(D_N):
             before[k] = self.core.stats[_D_STAT[k]] - before[k]
         # rule 3: its CPU time
@@ -509,6 +557,14 @@ cdef class Scheduler:
         J.col[C_REFS] += 1
         J.col[C_MINOR] += before[D_MINOR]
         J.col[C_MAJOR] += before[D_MAJOR]
+        return self._after(j, J, before[D_SWAP_OUTS],
+                           before[D_SWAP_INS] + before[D_FILE_READS] > 0)
+
+    cdef int _after(self, int64_t j, job_t *J, int64_t writes, bint read) except -1 nogil:
+        """The rest of a reference of job ``j`` once its CPU time is counted:
+        the record's progress, then its ``writes`` and ``read`` on the disk
+        (rule 4), its end (8), an I/O burst (5) or the quantum (6)."""
+        cdef int64_t k, t
         if J.vpn == J.last:
             J.mid = False
             J.rec += 1
@@ -523,9 +579,9 @@ cdef class Scheduler:
             return ST_HOOK_LATE
         # rule 4: its disk operations, writes first
         t = self.now
-        for k in range(before[D_SWAP_OUTS]):
+        for k in range(writes):
             t = self._disk(self.cost[7])
-        if before[D_SWAP_INS] or before[D_FILE_READS]:
+        if read:
             t = self._disk(self.cost[6])
         J.col[C_DISK] += t - self.now
         J.disk_until = t
