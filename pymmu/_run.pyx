@@ -462,6 +462,103 @@ cdef class Scheduler:
     # ------------------------------------------------------------------
     # one page reference of the running job
 
+    cdef void _fast(self, job_t *J) noexcept nogil:
+        """The running job's references that need nothing but their TLB entry
+        (or page-walk cache) and leave the job running, inline with the hot state
+        in locals, as replay's loop runs them; stops before any other reference
+        (a fault, a record outside the job's remembered mapping, an event due,
+        the quantum's last reference, an I/O burst's, the job's last), which
+        ``_reference`` then runs. The counts are added once at the end."""
+        cdef tlb_t *tlb = &self.core.tlb
+        cdef int64_t tn = 0 if self.core.py_access else tlb.n
+        cdef uint64_t tmask = tlb.mask
+        cdef int64_t *tlb_mm = tlb.mm
+        cdef uint64_t *tlb_vpn = tlb.vpn
+        cdef pte_t **tlb_pte = tlb.pte
+        cdef int64_t mm = J.mm, n = J.n, rec = J.rec
+        cdef int shift = self.core.page_shift
+        cdef int64_t now = self.now, next_wake = self.next_wake
+        cdef int64_t c_hit = self.cost[0], c_miss = self.cost[0] + self.cost[1]
+        cdef int64_t since = self.since, quantum = self.quantum
+        cdef int64_t total = J.col[C_REFS], io_every = J.io_every
+        cdef int64_t zero_pfn = self.core.zero_pfn
+        cdef int64_t hits = 0, misses = 0, cpu = 0, refs = 0, vwrites = 0, t, pfn
+        cdef int64_t done[3]
+        cdef uint64_t vpn = J.vpn, last = J.last, a
+        cdef uint64_t vstart = <uint64_t>J.vstart, vend = <uint64_t>J.vend
+        cdef int acc = J.acc, k
+        cdef bint mid = J.mid, window = self.window != 0
+        cdef pte_t *p
+        cdef pte_t *q
+        if tn == 0:
+            return
+        done[0] = done[1] = done[2] = 0
+        while now < next_wake and since + 1 < quantum:
+            if io_every > 0 and (total + 1) % io_every == 0:
+                break
+            if not mid:
+                k = J.kind[rec]
+                if k > 3 or J.size[rec] == 0:
+                    break
+                a = J.addr[rec]
+                vpn = a >> shift
+                last = (a + <uint64_t>(J.size[rec] - 1)) >> shift
+                acc = _KIND_ACCESS[k]
+                if last < vpn or vpn < vstart or last >= vend \
+                        or not (J.vprot & _ACC_NEED[acc]):
+                    break                       # _reference checks it
+                mid = True                      # (its pages are checked)
+            if vpn == last and rec + 1 == n:
+                break                           # the job's last reference
+            t = <int64_t>(vpn & tmask) if tmask else tlb_slot(tlb, vpn)
+            if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
+                if not pte_allows(tlb_pte[t][0], acc):
+                    break
+                p = tlb_pte[t]
+                hits += 1
+                now += c_hit
+                cpu += c_hit
+            else:
+                q = self.core._walk_cached(mm, vpn)
+                if q == NULL or not pte_allows(q[0], acc):
+                    break
+                p = q
+                tlb_mm[t] = mm
+                tlb_vpn[t] = vpn
+                tlb_pte[t] = q
+                misses += 1
+                now += c_miss
+                cpu += c_miss
+            p[0] |= PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
+            pfn = <int64_t>pte_pfn(p[0])
+            if pfn != zero_pfn:
+                self.core._policy_use(pfn)
+            if window:
+                wset_add(&J.ws, vpn)
+            refs += 1
+            since += 1
+            total += 1
+            if vpn == last:
+                mid = False
+                rec += 1
+                done[acc] += 1
+                if J.vchild and acc == ACC_WRITE:
+                    vwrites += 1
+            else:
+                vpn += 1
+        J.rec, J.vpn, J.last, J.acc, J.mid = rec, vpn, last, acc, mid
+        J.col[C_REFS] = total
+        J.col[C_CPU] += cpu
+        self.now = now
+        self.since = since
+        self.core.references += refs
+        self.core.ps = J.ps
+        self.core._add(S_TLB_HITS, hits)
+        self.core._add(S_TLB_MISSES, misses)
+        for k in range(3):
+            self.core._add(_ACC_STAT[k], done[k])
+        self.core._add(S_VFORK_CHILD_WRITES, vwrites)
+
     cdef int _reference(self) except -1 nogil:
         """Run the running job's next page reference at ``now`` (rules 2-6, 8).
 
@@ -630,6 +727,7 @@ cdef class Scheduler:
             if self.running < 0:
                 if self._dispatch() == 1:
                     return ST_OK
+            self._fast(&self.jobs[self.running])
             st = self._reference()
             if st != ST_OK:
                 return st
