@@ -120,7 +120,7 @@ def test_compare_lists_its_registry():
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert {"access", "fork", "vfork", "cow", "pressure", "resident", "unicorn",
-            "replay_ref", "memory", "traces", "events", "policy"} <= set(names)
+            "replay_ref", "memory", "traces", "events", "policy", "run"} <= set(names)
     assert "needs libcachesim" in proc.stdout and "needs unicorn" in proc.stdout
 
 
@@ -228,6 +228,26 @@ class Machine(pymmu.Machine):
     def events(self):
         raise AttributeError("a build without the event log")
 """
+
+
+def test_compare_run(tmp_path):
+    """--only run: m.run against m.replay per reference; one job gives replay's
+    counters (the row says so), and the rows carry their counts."""
+    _require("core")
+    out_json = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [sys.executable, str(COMPARE), "--quick", "--only", "run", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr   # 1: a target missed
+    data = json.loads(out_json.read_text())
+    assert data["errors"] == []
+    rows = data["rows"]
+    assert len(rows) == 4 and {row["group"] for row in rows} == {"run"}
+    judged = [row for row in rows if row["target"]]
+    assert len(judged) == 2 and all("1 job" in row["path"] for row in judged)
+    assert all("the same counters as replay" in row["note"] for row in judged)
+    assert all(row["counts"]["references"] > 0 for row in rows)
 
 
 def test_compare_events_on_a_build_without_events(tmp_path):
@@ -406,7 +426,9 @@ def test_the_suite_has_the_paths_of_section_9():
                    "bench_events.ReplayEventsEveryAccess.time_replay_events_off",
                    "bench_events.ReplayEventsEveryAccess.time_replay_events_on",
                    "bench_events.PythonPolicy.time_replay_builtin",
-                   "bench_events.PythonPolicy.time_replay_python"):
+                   "bench_events.PythonPolicy.time_replay_python",
+                   "bench_run.RunOneJob.time_run", "bench_run.RunOneJob.time_replay",
+                   "bench_run.RunJobs.time_run"):
         assert wanted in ids
 
 
