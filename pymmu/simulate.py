@@ -465,25 +465,110 @@ class SweepResult:
         return miss_ratio_curves(self, path, title=title, key=key, log_y=log_y)
 
 
-# Worker side of the local pool: the trace (the path of its binary file, which
-# every worker maps) arrives once per worker, by the pool's initializer, and
-# stays in this module global for every cell it runs.
-_WORKER_TRACE = None
+# The cell runner, shared by sweep and pymmu.thrashing.thrash: every cell is
+# ``fn(shared, *args)``, where ``shared`` (the trace, or the traces) is what
+# every cell reads. On the local pool it arrives once per worker, by the pool's
+# initializer, and stays in this module global for every cell that worker runs;
+# on Dask it is scattered to every worker once.
+_WORKER_SHARED = None
 
 
-def _init_worker(source) -> None:
-    global _WORKER_TRACE
-    _WORKER_TRACE = source
+def _init_worker(shared) -> None:
+    global _WORKER_SHARED
+    _WORKER_SHARED = shared
 
 
-def _pool_cell(policy: str, frames: int, page_size: int, counts: dict, seed: int) -> dict:
-    return _cell(_WORKER_TRACE, policy, frames, page_size, counts, seed)
+def _pool_cell(fn, *args):
+    return fn(_WORKER_SHARED, *args)
 
 
 def _cell(source, policy: str, frames: int, page_size: int, counts: dict, seed: int) -> dict:
     """One cell of a sweep: swap for every distinct page, so none runs out of memory."""
     return _simulate(source, frames, policy, page_size, counts,
                      swap_slots=counts["distinct_pages"], seed=seed)
+
+
+def _run_cells(fn, shared, cells: list, *, what: str = "sweep", max_workers=None,
+               client=None, scheduler: str | None = None, progress=False,
+               dask_shared=None) -> list:
+    """``fn(shared, *args)`` for every ``args`` tuple of ``cells``: the results,
+    in ``cells`` order.
+
+    The cells run one after another in this process (``max_workers=1``), on a
+    local process pool (``max_workers`` workers, default one per CPU and at
+    most one per cell), or on a Dask cluster (``client`` or ``scheduler``).
+    ``fn`` must be a module-level function (it is pickled to the workers).
+    ``dask_shared``, if given, is a callable returning what Dask scatters
+    instead of ``shared`` (a file path means nothing on another host).
+    ``what`` names the task in messages, progress bars and Dask keys.
+    """
+    results: list = [None] * len(cells)
+    bar = _progress_bar(progress, len(cells), True, unit="cell", desc=what)
+    try:
+        if client is not None or scheduler is not None:
+            data = shared if dask_shared is None else dask_shared()
+            _run_dask(fn, data, cells, what, client, scheduler, results, bar)
+        else:
+            _run_local(fn, shared, cells, max_workers, results, bar)
+    finally:
+        bar.close()
+    return results
+
+
+def _run_local(fn, shared, cells, max_workers, results, bar) -> None:
+    if max_workers is None:
+        max_workers = min(len(cells), os.cpu_count() or 1)
+    if max_workers == 1:
+        for i, args in enumerate(cells):
+            results[i] = fn(shared, *args)
+            bar.update(1)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=max_workers, initializer=_init_worker,
+                             initargs=(shared,)) as pool:
+        futures = {pool.submit(_pool_cell, fn, *args): i for i, args in enumerate(cells)}
+        try:
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _run_dask(fn, data, cells, what, client, scheduler, results, bar) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError as e:
+        raise ImportError(
+            f"running a {what} on Dask needs dask.distributed: "
+            "pip install 'pymmu[dask]' (or 'dask[distributed]')") from e
+
+    own = client is None
+    if own:
+        client = Client(scheduler)
+    try:
+        # the shared data, sent to every worker once (a trace's columns travel as
+        # pickled numpy arrays; the cells then use the worker's copy)
+        remote = client.scatter(data, broadcast=True)
+        futures = {}
+        for i, args in enumerate(cells):
+            fut = client.submit(fn, remote, *args, pure=False,
+                                key=f"pymmu-{what}-{i}-{id(remote):x}")
+            futures[fut] = i
+        try:
+            for fut in as_completed(list(futures)):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+        finally:
+            for fut in futures:
+                fut.cancel()
+            client.cancel(remote)
+    finally:
+        if own:
+            client.close()
 
 
 def _frames_list(frames_list) -> list[int]:
@@ -576,81 +661,18 @@ def sweep(trace, frames_list: Iterable[int] | None = None,
             source, counts, name):
         if frames is None:
             frames = default_frames(counts["distinct_pages"])
-        cells = [(p, f) for p in pols for f in frames]
-        results: dict[tuple[str, int], dict] = {}
-        bar = _progress_bar(progress, len(cells), True, unit="cell", desc="sweep")
-        try:
-            if dask:
-                _run_dask(source, cells, page_size, counts, seed, client, scheduler,
-                          results, bar)
-            else:
-                _run_local(source, cells, page_size, counts, seed, max_workers, results,
-                           bar)
-        finally:
-            bar.close()
-    rows = [results[c] for c in cells]
+        cells = [(p, f, page_size, counts, seed) for p in pols for f in frames]
+
+        def loaded():
+            from pymmu.traces import Trace, load
+
+            return source if isinstance(source, Trace) else load(source)
+
+        rows = _run_cells(_cell, source, cells, what="sweep", max_workers=max_workers,
+                          client=client, scheduler=scheduler, progress=progress,
+                          dask_shared=loaded)
     return SweepResult(rows=rows, frames=frames, policies=pols, page_size=page_size,
                        name=name)
-
-
-def _run_local(source, cells, page_size, counts, seed, max_workers, results, bar) -> None:
-    if max_workers is None:
-        max_workers = min(len(cells), os.cpu_count() or 1)
-    if max_workers == 1:
-        for p, f in cells:
-            results[p, f] = _cell(source, p, f, page_size, counts, seed)
-            bar.update(1)
-        return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(max_workers=max_workers, initializer=_init_worker,
-                             initargs=(source,)) as pool:
-        futures = {pool.submit(_pool_cell, p, f, page_size, counts, seed): (p, f)
-                   for p, f in cells}
-        try:
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                bar.update(1)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-
-
-def _run_dask(source, cells, page_size, counts, seed, client, scheduler, results,
-              bar) -> None:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError as e:
-        raise ImportError(
-            "running a sweep on Dask needs dask.distributed: "
-            "pip install 'pymmu[dask]' (or 'dask[distributed]')") from e
-    from pymmu.traces import Trace, load
-
-    own = client is None
-    if own:
-        client = Client(scheduler)
-    try:
-        # the binary trace, sent to every worker once (its columns travel as
-        # pickled numpy arrays; the cells then use the worker's copy)
-        data = source if isinstance(source, Trace) else load(source)
-        remote = client.scatter(data, broadcast=True)
-        futures = {}
-        for p, f in cells:
-            fut = client.submit(_cell, remote, p, f, page_size, counts, seed,
-                                pure=False, key=f"pymmu-sweep-{p}-{f}-{id(remote):x}")
-            futures[fut] = (p, f)
-        try:
-            for fut in as_completed(list(futures)):
-                results[futures[fut]] = fut.result()
-                bar.update(1)
-        finally:
-            for fut in futures:
-                fut.cancel()
-            client.cancel(remote)
-    finally:
-        if own:
-            client.close()
 
 
 def parse_frames(text: str) -> list[int]:
