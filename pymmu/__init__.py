@@ -62,6 +62,7 @@ from pymmu.policy import Policy
 from pymmu.core import get_include
 from pymmu.machine import Machine, Process
 from pymmu.simulate import sweep
+from pymmu.thrashing import thrash
 from pymmu.run import Cost, Job, RunResult, WorkingSet
 
 __version__ = "0.1.0"
@@ -71,5 +72,5 @@ __all__ = [
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC",
     "MMUError", "MemoryFault", "SegmentationFault", "ProtectionFault",
     "OutOfMemory", "ProcessStateError", "InvariantError", "TraceError",
-    "sweep", "Job", "Cost", "WorkingSet", "RunResult",
+    "sweep", "thrash", "Job", "Cost", "WorkingSet", "RunResult",
 ]

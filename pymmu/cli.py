@@ -5,8 +5,8 @@ builds its parser and sets ``func``, the callable that runs it and returns the e
 status. Adding a command (``simulate``, ``sweep``) is one more such function and
 one more entry in ``COMMANDS``; ``main`` does not change.
 
-``simulate`` and ``sweep`` check their option values before reading the trace,
-and report every failure (a bad option, an unreadable trace, a machine too big
+``simulate``, ``sweep`` and ``thrash`` check their option values before reading
+a trace, and report every failure (a bad option, an unreadable trace, a machine too big
 for memory, a fault of the run) as one line ``pymmu CMD: error: ...`` with exit
 status 2 (argparse's status for a bad command line), never as a traceback.
 
@@ -453,8 +453,232 @@ def add_convert(sub) -> None:
     p.set_defaults(func=_run_convert)
 
 
+# ---- thrash ------------------------------------------------------------------
+
+def _run_thrash(args: argparse.Namespace) -> int:
+    try:
+        return _thrash_command(args)
+    except _CommandError as e:
+        return _error("thrash", str(e))
+
+
+def _load_control_option(text: str):
+    """``--load-control``: "ws:W" (W >= 1), "none", or "auto" (one pass of a job)."""
+    text = text.strip()
+    if text in ("none", "auto"):
+        return None if text == "none" else "auto"
+    kind, _, window = text.partition(":")
+    if kind != "ws" or not window:
+        raise _OptionError("--load-control", f"{text!r} is not ws:WINDOW (a window of "
+                                             "page references, e.g. ws:40000) or none")
+    return _int_option("--load-control", window, 1, (1 << 63) - 1)
+
+
+def _thrash_traces(args: argparse.Namespace) -> list[str]:
+    """The trace files: TRACE arguments, then the samples --sample names."""
+    from pymmu.traces import sample, samples
+
+    paths = list(args.trace)
+    for text in args.sample or []:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if names == ["all"]:
+            names = list(samples())
+        if not names:
+            raise _OptionError("--sample", f"{text!r} names no sample")
+        for name in names:
+            try:
+                paths.append(sample(name))
+            except ValueError as e:
+                raise _OptionError("--sample", str(e)) from None
+    if not paths:
+        raise _CommandError("give TRACE files or --sample NAMES (comma-separated, or "
+                            f"all: {', '.join(samples())})")
+    return paths
+
+
+def _thrash_command(args: argparse.Namespace) -> int:
+    import json
+    from concurrent.futures import BrokenExecutor
+
+    from pymmu import thrashing
+    from pymmu._args import POLICIES
+    from pymmu.errors import MMUError
+
+    # Check every option before reading a trace.
+    frames = None if args.frames is None else _int_option("--frames", args.frames, 1,
+                                                          _MAX_FRAMES)
+    max_degree = _int_option("--max-degree", args.max_degree, 1)
+    records = _int_option("--records", args.records, 0)
+    repeat = _int_option("--repeat", args.repeat, 1)
+    big = (1 << 63) - 1
+    io_every = _int_option("--io-every", args.io_every, 0, big)
+    io_ns = _int_option("--io-ns", args.io_ns, 0, big)
+    quantum = _int_option("--quantum", args.quantum, 1, big)
+    disk_ns = _int_option("--disk-ns", args.disk_ns, 0, big)
+    load_control = _load_control_option(args.load_control)
+    if args.policy == "opt":
+        raise _OptionError("--policy", "opt needs the future of one reference string and "
+                                       "cannot run many processes: use clock, fifo, lru "
+                                       "or random")
+    if args.policy not in POLICIES:
+        raise _OptionError("--policy", f"{args.policy!r} is not clock, fifo, lru or random")
+    page_size = _page_size_option(args.page_size)
+    seed = _int_option("--seed", args.seed)
+    workers = None if args.workers is None else _int_option("--workers", args.workers, 1)
+    if args.plot:
+        _check_plot(args.plot)
+    _check_progress(args)
+    paths = _thrash_traces(args)
+    try:
+        result = thrashing.thrash(
+            paths, frames, max_degree, load_control=load_control, records=records,
+            repeat=repeat, io_every=io_every, io_ns=io_ns, quantum=quantum,
+            disk_ns=disk_ns, policy=args.policy, page_size=page_size, seed=seed,
+            format=args.format, reference=args.reference, scheduler=args.scheduler,
+            max_workers=workers, progress=args.progress)
+    except MemoryError:
+        raise _out_of_memory(frames or 0, page_size) from None
+    except BrokenExecutor:
+        raise _CommandError("a worker process died (out of memory?) running the "
+                            "degrees; try a smaller --frames or fewer --workers") from None
+    except (OSError, ValueError, TypeError, OverflowError, ImportError, MMUError) as e:
+        raise _CommandError(_describe(e)) from None
+    if args.json:
+        print(json.dumps({"paths": paths, **result.as_dict()}, indent=2))
+    elif args.csv:
+        _print_csv(result.to_dicts())
+    else:
+        _print_thrash(result)
+    if args.plot:
+        try:
+            result.plot(args.plot)
+        except (ImportError, OSError, ValueError) as e:
+            raise _OptionError("--plot", _describe(e)) from None
+        if not (args.json or args.csv):
+            print(f"\nDenning's curve written to {args.plot}")
+    return 0
+
+
+def _print_thrash(result) -> None:
+    p = result.params
+    names = list(dict.fromkeys(result.names))
+    pages = ", ".join(f"{n} {g:,}" for n, g in dict(zip(result.names, result.pages)).items())
+    what = (f"the first {p['records']:,} records of each" if p["records"]
+            else "each whole trace")
+    print(f"jobs      {', '.join(names)} in turn, each in its own process: {what}, "
+          f"{p['repeat']:,} time{'s' if p['repeat'] != 1 else ''} over "
+          f"(distinct pages: {pages})")
+    io = (f"an I/O burst of {p['io_ns']:,} ns every {p['io_every']:,} references"
+          if p["io_every"] else "no I/O bursts")
+    print(f"machine   {result.frames:,} frames of {p['page_size']:,} bytes, policy "
+          f"{p['policy']}; disk {p['cost']['disk_read']:,} ns a page; {io}; "
+          f"quantum {p['quantum']:,}")
+    print()
+    print(result.table())
+    none = result.utilization()
+    peak = max(none)
+    at = result.degrees[none.index(peak)]
+    last = result.degrees[-1]
+    print()
+    d = result.thrashing_degree()
+    if d is None:
+        print(f"the jobs' pages fit in {result.frames:,} frames up to degree {last}: "
+              "try a larger --max-degree or a smaller --frames")
+    else:
+        print(f"from degree {d} the jobs' pages exceed the {result.frames:,} frames")
+    summary = (f"peak utilization {100 * peak:.1f} % at degree {at}; at degree {last}: "
+               f"{100 * none[-1]:.1f} % without load control")
+    if len(result.windows) > 1:
+        summary += (f", {100 * result.utilization(True)[-1]:.1f} % with "
+                    f"{result.settings[1]}")
+    print(summary)
+
+
+def add_thrash(sub) -> None:
+    from pymmu import thrashing as t
+
+    p = sub.add_parser(
+        "thrash",
+        help="CPU utilization against the degree of multiprogramming, without and "
+             "with working-set load control (Denning's curve)",
+        description="For each degree of multiprogramming d from 1 to --max-degree, run "
+                    "d jobs (the traces in turn, each in its own process) on a fresh "
+                    "machine with one CPU, one paging disk and per-job I/O bursts "
+                    "(pymmu.Machine.run), once without load control and once with "
+                    "working-set load control, and print the CPU utilization against "
+                    "d: it rises while the jobs' pages fit in memory, collapses when "
+                    "they do not (thrashing), and load control keeps it near its peak. "
+                    "Each degree is an independent cell on a local process pool, or "
+                    "on a Dask cluster with --scheduler.",
+    )
+    p.add_argument("trace", metavar="TRACE", nargs="*",
+                   help="trace files (lackey, simple or binary; plain or compressed), "
+                        "run by the jobs in turn")
+    p.add_argument("--sample", metavar="NAMES", action="append", default=None,
+                   help="sample traces shipped with pymmu, comma-separated, or all "
+                        "(ls,sort,gzip,sed); may be repeated and mixed with TRACE files")
+    p.add_argument("--format", choices=("lackey", "simple", "binary"), default=None,
+                   help="format of the TRACE files (default: detected from the content)")
+    p.add_argument("--frames", default=None, metavar="N",
+                   help="user frames of the machine (default: the pages of jobs 1 to "
+                        "max-degree/2, rounded up: memory holds half the jobs)")
+    p.add_argument("--max-degree", default=t.DEFAULT_MAX_DEGREE, metavar="K",
+                   help=f"run degrees 1 to K (default {t.DEFAULT_MAX_DEGREE})")
+    p.add_argument("--load-control", default="auto", metavar="ws:W",
+                   help="the load-controlled runs: working-set load control with a "
+                        "window of W page references, or none (default: ws:R, R the "
+                        "records of one pass, so a job's working set is its pages)")
+    p.add_argument("--records", default=t.DEFAULT_RECORDS, metavar="R",
+                   help="each job runs the first R records of its trace (default "
+                        f"{t.DEFAULT_RECORDS:,}; 0: the whole trace)")
+    p.add_argument("--repeat", default=t.DEFAULT_REPEAT, metavar="N",
+                   help=f"...N times in a row (default {t.DEFAULT_REPEAT}): a loop over "
+                        "the same pages, so that jobs run long compared with loading them")
+    p.add_argument("--io-every", default=t.DEFAULT_IO_EVERY, metavar="N",
+                   help="a job's I/O burst comes after every N page references "
+                        f"(default {t.DEFAULT_IO_EVERY:,}; 0: no I/O)")
+    p.add_argument("--io-ns", default=t.DEFAULT_IO_NS, metavar="NS",
+                   help=f"and lasts NS nanoseconds (default {t.DEFAULT_IO_NS:,})")
+    p.add_argument("--quantum", default=t.DEFAULT_QUANTUM, metavar="N",
+                   help=f"page references per time slice (default {t.DEFAULT_QUANTUM:,})")
+    p.add_argument("--disk-ns", default=t.DEFAULT_DISK_NS, metavar="NS",
+                   help="nanoseconds of one paging-disk read or write (default "
+                        f"{t.DEFAULT_DISK_NS:,}); the other costs are pymmu.Cost()'s")
+    p.add_argument("--policy", default="clock", metavar="POLICY",
+                   help="page replacement: clock (default), fifo, lru or random")
+    p.add_argument("--page-size", default=4096, metavar="BYTES",
+                   help="page size, a power of two from 512 to 65536 (default 4096)")
+    p.add_argument("--seed", default=0, metavar="N",
+                   help="seed of the random policy's generator (default 0)")
+    p.add_argument("--reference", action="store_true",
+                   help="run on pymmu.reference.Machine, the pure-Python model (same "
+                        "numbers, far slower: use a small --records)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also draw Denning's curve (utilization against degree, one line "
+                        "per setting) into this file (needs matplotlib: pip install "
+                        "'pymmu[plot]')")
+    p.add_argument("--scheduler", "--dask", dest="scheduler", metavar="ADDRESS",
+                   default=None,
+                   help="run the cells on this Dask distributed scheduler "
+                        "(tcp://host:8786; needs pip install 'pymmu[dask]')")
+    p.add_argument("-j", "--workers", default=None, metavar="N",
+                   help="local worker processes (default: one per CPU; 1 runs the "
+                        "cells in this process)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true",
+                   help="print the model and one JSON row per cell instead of the table")
+    g.add_argument("--csv", action="store_true",
+                   help="print one CSV row per cell instead of the table")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="always show a progress bar over the cells (needs tqdm)")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="never show a progress bar (default: on a terminal)")
+    p.set_defaults(func=_run_thrash)
+
+
 # The subcommands, in the order `pymmu --help` lists them.
-COMMANDS = [add_demo, add_simulate, add_sweep, add_convert]
+COMMANDS = [add_demo, add_simulate, add_sweep, add_convert, add_thrash]
 
 
 def build_parser() -> argparse.ArgumentParser:

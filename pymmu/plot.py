@@ -1,10 +1,13 @@
-"""Miss-ratio curves of a :func:`pymmu.sweep`, drawn with matplotlib.
+"""Charts drawn with matplotlib: the miss-ratio curves of a :func:`pymmu.sweep`
+and Denning's curve of a :func:`pymmu.thrash`.
 
-The curves show the fault rate (the miss ratio) by default, or any counter of
-the sweep's rows (``key="evictions"``...), on a linear or logarithmic y axis.
+The miss-ratio curves show the fault rate (the miss ratio) by default, or any
+counter of the sweep's rows (``key="evictions"``...), on a linear or
+logarithmic y axis. Denning's curve shows CPU utilization against the degree
+of multiprogramming, one line per load-control setting.
 
 matplotlib (the ``plot`` extra) is imported when a chart is drawn, not when
-this module is imported; without it :func:`miss_ratio_curves` raises an
+this module is imported; without it each function raises an
 ``ImportError`` that says what to install. Files are written with the
 non-interactive Agg backend, so no display is needed.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["miss_ratio_curves"]
+__all__ = ["denning_curves", "miss_ratio_curves"]
 
 _MARKERS = "osD^vP*X"
 
@@ -123,6 +126,70 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None,
                       f"{r['distinct_pages']:,} distinct pages")
     ax.set_title(title, fontsize=11)
     ax.legend(title="policy")
+    if path is not None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+        fig.savefig(os.fspath(path))
+    return fig
+
+
+def denning_curves(result, path=None, *, title: str | None = None):
+    """Draw Denning's curve: CPU utilization against the degree of
+    multiprogramming, one line per load-control setting.
+
+    A dotted vertical line marks the first degree whose jobs' pages exceed
+    the frames (where thrashing can start).
+
+    Parameters
+    ----------
+    result : pymmu.thrashing.ThrashResult
+        What :func:`pymmu.thrash` returned.
+    path : str or os.PathLike, optional
+        Write the chart there (the format follows the extension) and close it.
+    title : str, optional
+        Default: "Thrashing: NAMES" with the machine and the model underneath.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, PercentFormatter
+
+    fig = Figure(figsize=(8, 5), dpi=120, layout="constrained")
+    ax = fig.add_subplot()
+    degrees = list(result.degrees)
+    values = result.matrix("utilization")
+    for j, w in enumerate(result.windows):
+        label = ("without load control" if not w
+                 else f"working-set load control (window {w:,})")
+        ax.plot(degrees, values[:, j], marker=_MARKERS[j % len(_MARKERS)], markersize=5,
+                linewidth=1.8, label=label)
+    ax.xaxis.set_major_locator(FixedLocator(degrees))
+    ax.set_xlim(degrees[0] - 0.3, degrees[-1] + 0.3)
+    ax.set_xlabel("degree of multiprogramming (jobs)")
+    ax.set_ylabel("CPU utilization")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(0, 1.05)
+    ax.grid(True, which="major", alpha=0.35)
+    d = result.thrashing_degree()
+    if d is not None:
+        ax.axvline(d - 0.5, color="0.5", linestyle=":", linewidth=1)
+        ax.annotate(f"pages > {result.frames:,} frames", xy=(d - 0.5, 0.02),
+                    xycoords=("data", "axes fraction"), xytext=(4, 4),
+                    textcoords="offset points", ha="left", va="bottom", fontsize=8,
+                    color="0.35")
+    if title is None:
+        p = result.params
+        names = ", ".join(dict.fromkeys(result.names))
+        records = f"first {p['records']:,} records" if p["records"] else "whole traces"
+        title = (f"Thrashing: {names}\n{result.frames:,} frames, {p['policy']}; "
+                 f"{records} x {p['repeat']}; I/O {p['io_ns']:,} ns every "
+                 f"{p['io_every']:,} refs; disk {p['cost']['disk_read']:,} ns")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="center right")
     if path is not None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
