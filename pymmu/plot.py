@@ -189,7 +189,7 @@ def denning_curves(result, path=None, *, title: str | None = None):
                  f"{records} x {p['repeat']}; I/O {p['io_ns']:,} ns every "
                  f"{p['io_every']:,} refs; disk {p['cost']['disk_read']:,} ns")
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="center right")
+    ax.legend(loc="best")
     if path is not None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
