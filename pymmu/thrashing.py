@@ -38,6 +38,8 @@ The jobs and the machine
 * Load control is ``WorkingSet(window)``; the default window is one pass of
   a job (``records``, or the longest trace), so that a job's working set is
   the pages of its loop.
+* Utilization is ``RunResult.utilization``: the CPU's busy time (references,
+  fault handling, context switches) over the elapsed time.
 
 Every degree and setting is an independent cell, run in this process, on a
 local process pool or on Dask exactly as :func:`pymmu.sweep`'s cells are (the
@@ -63,7 +65,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pymmu._args import POLICIES, as_int, check_machine_args, positive_int
+from pymmu._args import POLICIES, as_int, check_machine_args, nonneg_int, positive_int
 
 __all__ = [
     "DEFAULT_DISK_NS", "DEFAULT_IO_EVERY", "DEFAULT_IO_NS", "DEFAULT_MAX_DEGREE",
@@ -365,13 +367,6 @@ def _cell(traces, degree: int, window: int, spec: dict) -> dict:
 # The grid
 # --------------------------------------------------------------------------
 
-def _nonneg(value, name: str) -> int:
-    value = as_int(value, name)
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
-    return value
-
-
 _AUTO = "auto"
 
 
@@ -457,7 +452,7 @@ def thrash(traces, frames: int | None = None, max_degree: int = DEFAULT_MAX_DEGR
     if not items:
         raise ValueError("traces is empty: give at least one trace")
     max_degree = positive_int(max_degree, "max_degree")
-    records = _nonneg(records, "records")
+    records = nonneg_int(records, "records")
     repeat = positive_int(repeat, "repeat")
     if not isinstance(policy, str):
         raise TypeError(f"policy must be a str, not {type(policy).__name__}")
