@@ -568,3 +568,19 @@ def test_a_binary_trace_edited_by_hand(tmp_path, edit, policy):
         assert e.value.index == 5
         assert p.stats["reads"] == 5
     m.check()
+
+
+@pytest.mark.parametrize("case", ["kind 255", "addr longer", "addr float64"])
+def test_a_crafted_chunk_of_a_streamed_replay_is_refused_when_reached(case):
+    """An iterable of Traces (as stream() yields): the chunks before a crafted one
+    are applied, the crafted one is refused before the core sees its columns."""
+    overrides, expected, index = bad_subclasses()[case]
+    a, k, s = good_columns(base=0x10000)
+    evil = subclass(**overrides)(a, k, s)
+    m, p, base = replaying()
+    with pytest.raises(expected) as e:
+        m.replay(iter([Trace(a, k, s), evil]), process=p)
+    if index is not None:
+        assert e.value.index == 10 + index
+    assert p.stats["reads"] == 10 + (index or 0)
+    m.check()
