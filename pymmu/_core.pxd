@@ -20,6 +20,7 @@ cdef enum:
     ST_HOOK_LATE = 8        # a later policy hook raised during a replay record
     ST_BUSY = 9             # the machine is busy (a replay, another C API call, a hook)
     ST_STATE = 10           # the process is not running (or a strict vfork child writes)
+    ST_NOMEM = 11           # the C heap ran out (a page-table node): nothing changed
 
 # Access kinds (also the ACCESS_NAMES order in _args.py).
 cdef enum:
@@ -171,6 +172,9 @@ cdef class Core:
     cdef int64_t *vma_count
     cdef list vma_keep
     cdef readonly int64_t nodes
+    cdef uint64_t *chain              # the tables the last allocating _walk made (or NULL),
+    cdef uint64_t *chain_at           # ... linked here (NULL: as the root),
+    cdef int chain_level              # ... its top one at this level
     # shared memory objects and exec images
     cdef list objects                 # id -> int64 pages: -1 none, pfn, -(slot+2)
     cdef list obj_base                # id -> base vpn (all mappers use base + page)
@@ -217,11 +221,16 @@ cdef class Core:
     cdef int64_t opt_npos             # page references in the replay
 
     cdef void _grow_mm(self, int64_t cap) except *
-    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL nogil
+    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) noexcept nogil
     cdef inline pte_t *_walk_cached(self, int64_t mm, uint64_t vpn) noexcept nogil
     cdef inline uint64_t _pwc_slot(self, int64_t mm, uint64_t hi) noexcept nogil
-    cdef uint64_t *_new_node(self) except NULL nogil
-    cdef void _free_tree(self, uint64_t *node, int level) noexcept
+    cdef uint64_t *_new_node(self) noexcept nogil
+    cdef uint64_t *_new_chain(self, int first, uint64_t vpn) noexcept nogil
+    cdef int _fork_alloc(self, uint64_t *src, uint64_t *dst, int level) noexcept
+    cdef void _fork_fill(self, uint64_t *src, uint64_t *dst, int level) noexcept
+    cdef void _free_tree(self, uint64_t *node, int level) noexcept nogil
+    cdef void _unmake_chain(self, int64_t mm, uint64_t vpn, uint64_t *chain,
+                            uint64_t *at, int level) noexcept nogil
     cdef int64_t _collect(self, int64_t mm, uint64_t lo, uint64_t hi,
                           uint64_t[::1] vpns, uint64_t[::1] ptes) except -1
     cdef int64_t _collect_node(self, uint64_t *node, int level, uint64_t base, uint64_t lo,
@@ -321,7 +330,6 @@ cdef class Core:
                      const uint32_t[::1] size, const int64_t[::1] next_use,
                      int64_t *index) except -1 nogil
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
-    cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *
     cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
     cdef object _status_error(self, int st, int64_t pid)

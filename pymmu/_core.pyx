@@ -91,6 +91,20 @@ cdef inline int _alloc_status(int64_t failed) noexcept nogil:
     return ST_OOM if failed == -1 else ST_OPT if failed == -3 else ST_HOOK
 
 
+# Tests only (tests/test_hardening_core.py): when positive, the page-table node
+# allocation this many from now fails, as if the C heap ran out (0: never).
+cdef int64_t _node_fail_after = 0
+
+
+def _fail_node_allocation(int64_t n):
+    """Testing: make the ``n``-th page-table node allocation from now fail
+    (0: none), to check that every path that allocates one rolls back."""
+    global _node_fail_after
+    if n < 0:
+        raise ValueError("n must be at least 0")
+    _node_fail_after = n
+
+
 cdef void *realloc_or_raise(void *p, size_t size) except NULL:
     cdef void *q = realloc(p, size)
     if q == NULL:
@@ -154,6 +168,9 @@ cdef class Core:
         self.va_bits = va_bits
         self.bits = self.page_shift - (2 if va_bits == 32 else 3)
         self.levels = (va_bits - self.page_shift + self.bits - 1) // self.bits
+        if self.levels > 16:                # (_new_chain's bound; pages >= 512 B give <= 7)
+            raise ValueError(f"va_bits {va_bits} with {page_size}-byte pages needs "
+                             f"{self.levels} page-table levels, more than 16")
         self.max_vpn = (<uint64_t>1) << (va_bits - self.page_shift)
         self.policy = policy
         self.zero_pool_target = zero_pool
@@ -248,8 +265,9 @@ cdef class Core:
     # ------------------------------------------------------------------
     # page-table walks
 
-    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) except? NULL nogil:
-        """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``.
+    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) noexcept nogil:
+        """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``, or
+        (``alloc``) if memory for a table ran out: then no table was added.
 
         A page-walk cache (like a CPU's paging-structure cache) remembers the leaf
         table of recent (mm, vpn >> bits): leaf tables live until their address
@@ -264,11 +282,16 @@ cdef class Core:
         cdef pte_t *p = self._walk_cached(mm, vpn)
         if p != NULL:
             return p
+        if alloc:
+            self.chain = NULL
         if node == NULL:
             if not alloc:
                 return NULL
-            node = self._new_node()
+            node = self._new_chain(0, vpn)
+            if node == NULL:
+                return NULL
             self.mm_root[mm] = <uintptr_t>node
+            self.chain, self.chain_at, self.chain_level = node, NULL, 0
         for level in range(self.levels - 1):
             shift = self.bits * (self.levels - 1 - level)
             idx = (vpn >> shift) & mask
@@ -276,8 +299,12 @@ cdef class Core:
             if child == NULL:
                 if not alloc:
                     return NULL
-                child = self._new_node()
+                # every table below is missing too: make them all, then link
+                child = self._new_chain(level + 1, vpn)
+                if child == NULL:
+                    return NULL
                 node[idx] = <uint64_t><uintptr_t>child
+                self.chain, self.chain_at, self.chain_level = child, &node[idx], level + 1
             node = child
         k = self._pwc_slot(mm, hi)
         self.pwc_mm[k] = mm
@@ -298,15 +325,55 @@ cdef class Core:
         """The page-walk cache entry of leaf table ``hi`` (vpn >> bits) of ``mm``."""
         return (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
 
-    cdef uint64_t *_new_node(self) except NULL nogil:
-        cdef uint64_t *n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
-        if n == NULL:
-            with gil:
-                raise MemoryError()
-        self.nodes += 1
+    cdef uint64_t *_new_node(self) noexcept nogil:
+        """An empty page-table node, or NULL if memory ran out."""
+        global _node_fail_after
+        cdef uint64_t *n
+        if _node_fail_after > 0:
+            _node_fail_after -= 1
+            if _node_fail_after == 0:
+                return NULL
+        n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
+        if n != NULL:
+            self.nodes += 1
         return n
 
-    cdef void _free_tree(self, uint64_t *node, int level) noexcept:
+    cdef void _unmake_chain(self, int64_t mm, uint64_t vpn, uint64_t *chain,
+                            uint64_t *at, int level) noexcept nogil:
+        """Take back the tables ``_walk`` just made for ``vpn`` (``chain``, linked
+        at ``at``, or the root when NULL): a failed fault leaves none."""
+        cdef uint64_t hi = vpn >> self.bits
+        cdef uint64_t k = self._pwc_slot(mm, hi)
+        if chain == NULL:
+            return
+        if at == NULL:
+            self.mm_root[mm] = 0
+        else:
+            at[0] = 0
+        if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
+            self.pwc_mm[k] = 0
+        self._free_tree(chain, level)
+
+    cdef uint64_t *_new_chain(self, int first, uint64_t vpn) noexcept nogil:
+        """New tables for levels ``first`` .. leaf on ``vpn``'s path, each linked
+        to the next; the top one, or NULL (none made) if memory ran out."""
+        cdef uint64_t *made[16]            # levels <= 16: see __init__
+        cdef int i, n = self.levels - first, shift
+        cdef uint64_t mask = ((<uint64_t>1) << self.bits) - 1
+        for i in range(n):
+            made[i] = self._new_node()
+            if made[i] == NULL:
+                while i > 0:
+                    i -= 1
+                    free(made[i])
+                    self.nodes -= 1
+                return NULL
+        for i in range(n - 1):
+            shift = self.bits * (self.levels - 1 - (first + i))
+            made[i][(vpn >> shift) & mask] = <uint64_t><uintptr_t>made[i + 1]
+        return made[0]
+
+    cdef void _free_tree(self, uint64_t *node, int level) noexcept nogil:
         cdef int64_t i, n = (<int64_t>1) << self.bits
         if level < self.levels - 1:
             for i in range(n):
@@ -802,6 +869,8 @@ cdef class Core:
         cdef int64_t i, count = (<int64_t>1) << self.bits
         cdef uint64_t *node = self._new_node()
         cdef uint64_t v
+        if node == NULL:
+            raise MemoryError("out of memory for a page table")
         if index < 0 or index >= total:
             free(node)
             self.nodes -= 1
@@ -1361,18 +1430,26 @@ cdef class Core:
         (NULL: no leaf table yet) until it allows ``kind``, set A/D, do the
         policy's bookkeeping and fill TLB entry ``i``."""
         cdef int64_t pfn
-        cdef pte_t fresh
+        cdef uint64_t *chain
+        cdef uint64_t *at
+        cdef int level
         cdef int st
         if p == NULL:
-            # No table yet: fault into a scratch entry, so that a failed fault
-            # (OutOfMemory) allocates no page-table node.
-            fresh = 0
-            while not pte_allows(fresh, kind):
-                st = self._fault(mm, vpn, kind, vma, &fresh)
-                if st != ST_OK:
-                    return st
+            # No table yet: make the tables first (running out of memory for one
+            # changes nothing), and take them back if the fault fails, so that a
+            # failed access leaves no table behind.
             p = self._walk(mm, vpn, True)
-            p[0] = fresh
+            if p == NULL:
+                return ST_NOMEM
+            chain, at, level = self.chain, self.chain_at, self.chain_level
+            while not pte_allows(p[0], kind):
+                st = self._fault(mm, vpn, kind, vma, p)
+                if st != ST_OK:
+                    if p[0] & PTE_PRESENT:      # (a first step that did map)
+                        self._put_frame(<int64_t>pte_pfn(p[0]))
+                        p[0] = 0
+                    self._unmake_chain(mm, vpn, chain, at, level)
+                    return st
         while not pte_allows(p[0], kind):
             st = self._fault(mm, vpn, kind, vma, p)
             if st != ST_OK:
@@ -1508,6 +1585,8 @@ cdef class Core:
         if st == ST_BUSY:
             self._enter()
             raise RuntimeError("this Machine is busy")
+        if st == ST_NOMEM:
+            raise MemoryError("out of memory for a page table: the access changed nothing")
         if st == ST_STATE:
             raise ProcessStateError(f"pid {pid} is not running, or is a vfork child "
                                     "whose writes are refused (strict_vfork)")
@@ -1784,14 +1863,16 @@ cdef class Core:
         cdef int64_t index = -1
         cdef int st
         cdef int64_t pfn
+        cdef int64_t *counters
         self._enter()
         if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
             raise ValueError(f"trace columns of different lengths: addr {addr.shape[0]}, "
                              f"kind {kind.shape[0]}, size {size.shape[0]}")
+        counters = self._counters(ps)       # every argument checked before opt's state
         if next_use is not None:
             self._opt_begin(next_use.shape[0])
         self.cur_pid = pid
-        self.ps = self._counters(ps)
+        self.ps = counters
         if not busy_acquire(&self.busy):
             self.ps = self.scratch
             self._opt_end()
@@ -1823,6 +1904,7 @@ cdef class Core:
     def mm_new(self, int64_t family=-1):
         """A new, empty address space; in ``family`` or (-1) a new family."""
         cdef int64_t mm = self.mm_next
+        cdef uint64_t *root
         self._enter()
         if mm >= self.mm_limit:            # see mm_limit in __init__
             raise OverflowError(f"this machine has created {self.mm_limit:,} address "
@@ -1830,6 +1912,9 @@ cdef class Core:
         if mm >= self.mm_cap:
             self._grow_mm(2 * self.mm_cap)
             self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
+        root = self._new_node()             # the top-level table, before anything changes
+        if root == NULL:
+            raise MemoryError("out of memory for a page table")
         self.mm_next += 1
         if family < 0:
             family = mm             # a family is named after its first member
@@ -1838,7 +1923,7 @@ cdef class Core:
         self.fam_head[family] = mm
         self.vma_rows[mm] = 0
         self.vma_count[mm] = 0
-        self.mm_root[mm] = <uintptr_t>self._new_node()     # the top-level table
+        self.mm_root[mm] = <uintptr_t>root
         return mm
 
     def set_vmas(self, int64_t mm, cnp.ndarray rows):
@@ -1857,21 +1942,44 @@ cdef class Core:
         cdef int64_t child = self.mm_new(self.mm_family[parent])
         self._enter()
         if self.mm_root[parent]:
-            self._fork_node(<uint64_t *>self.mm_root[parent],
+            # Two passes, so that running out of memory changes nothing: first
+            # every table of the copy, then the PTEs, COW bits and counts.
+            if self._fork_alloc(<uint64_t *>self.mm_root[parent],
+                                <uint64_t *>self.mm_root[child], 0) != 0:
+                self.mm_destroy(child)
+                raise MemoryError("out of memory copying a page table (fork)")
+            self._fork_fill(<uint64_t *>self.mm_root[parent],
                             <uint64_t *>self.mm_root[child], 0)
         tlb_flush(&self.tlb, parent)
         return child
 
-    cdef void _fork_node(self, uint64_t *src, uint64_t *dst, int level) except *:
+    cdef int _fork_alloc(self, uint64_t *src, uint64_t *dst, int level) noexcept:
+        """Give ``dst`` an empty table wherever ``src`` has one; -1 if memory
+        ran out (the tables made so far stay linked, for mm_destroy)."""
+        cdef int64_t i, n = (<int64_t>1) << self.bits
+        cdef uint64_t *child
+        if level == self.levels - 1:
+            return 0
+        for i in range(n):
+            if src[i]:
+                child = self._new_node()
+                if child == NULL:
+                    return -1
+                dst[i] = <uint64_t><uintptr_t>child
+                if self._fork_alloc(<uint64_t *><uintptr_t>src[i], child, level + 1) != 0:
+                    return -1
+        return 0
+
+    cdef void _fork_fill(self, uint64_t *src, uint64_t *dst, int level) noexcept:
+        """Copy the PTEs of ``src`` into ``dst``'s tables (made by _fork_alloc):
+        private pages read-only + COW in both, references counted."""
         cdef int64_t i, n = (<int64_t>1) << self.bits
         cdef pte_t pte
-        cdef uint64_t *child
         if level < self.levels - 1:
             for i in range(n):
                 if src[i]:
-                    child = self._new_node()
-                    dst[i] = <uint64_t><uintptr_t>child
-                    self._fork_node(<uint64_t *><uintptr_t>src[i], child, level + 1)
+                    self._fork_fill(<uint64_t *><uintptr_t>src[i],
+                                    <uint64_t *><uintptr_t>dst[i], level + 1)
             return
         for i in range(n):
             pte = src[i]

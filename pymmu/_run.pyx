@@ -221,14 +221,14 @@ cdef class Scheduler:
 
     cdef void _recompute_next(self) noexcept nogil:
         """The earliest instant a blocked job wakes or an ending job ends (a
-        suspended job's wake-up is held: it is not an event)."""
+        suspended job's wake-up too: it is held, but it is an event, at which
+        an idle CPU runs load control)."""
         cdef int64_t j, t = INT64_MAX
         cdef job_t *J
         for j in range(self.nj):
             J = &self.jobs[j]
-            if J.state == J_ENDING or (J.state == J_BLOCKED and not J.suspended):
-                if J.wake < t:
-                    t = J.wake
+            if (J.state == J_ENDING or J.state == J_BLOCKED) and J.wake < t:
+                t = J.wake
         self.next_wake = t
 
     cdef int _advance(self, int64_t t) except -1 nogil:
@@ -250,6 +250,10 @@ cdef class Scheduler:
                 break
             J = &self.jobs[best]
             self._push(best, J.wake)
+        for j in range(self.nj):
+            J = &self.jobs[j]
+            if J.suspended and J.state == J_BLOCKED and J.wake <= t:
+                J.state = J_READY               # held: it joins the queue on resumption
         self._recompute_next()
         return 0
 
@@ -372,14 +376,15 @@ cdef class Scheduler:
                 nact[0] += 1
 
     cdef void _resume(self, int64_t j) noexcept nogil:
-        """A suspended job becomes active (admitted now); a ready one, or one
-        whose wake-up was held, joins the ready queue's tail."""
+        """A suspended job becomes active (admitted now); a ready one (also one
+        whose wake-up was held) joins the ready queue's tail, a blocked one keeps
+        waiting."""
         cdef job_t *J = &self.jobs[j]
         J.suspended = False
         J.col[C_SUSP] += self.now - J.susp_since
         J.admitted = self.admit_seq
         self.admit_seq += 1
-        if J.state == J_READY or (J.state == J_BLOCKED and J.wake <= self.now):
+        if J.state == J_READY:                  # (its wake-up may have been held)
             self._push(j, self.now)
         elif J.state == J_BLOCKED or J.state == J_ENDING:
             self._wait_time(J, 1)               # the rest of its wait counts again
@@ -695,7 +700,7 @@ cdef class Scheduler:
         if J.io_every > 0 and J.col[C_REFS] % J.io_every == 0:
             t += J.io_ns                        # rule 5: after the disk wait
             J.col[C_IO] += J.io_ns
-        elif t == self.now:
+        elif writes == 0 and not read:          # (a wait of 0 ns still blocks)
             # rule 6: the quantum, after wake-ups due now (they queue first)
             if self.since >= self.quantum:
                 self._advance(self.now)

@@ -1,0 +1,131 @@
+"""The core's error paths roll back (issue 11 item 9): when the C heap runs out
+for a page-table node, in fork (mm_fork), in a fault that needs a new table
+(_settle) or in spawn (mm_new), the operation raises MemoryError and changes
+nothing: the same page tables, refcounts, counters and processes, no frame
+leaked, ``m.check()`` passing. ``pymmu._core._fail_node_allocation(n)`` makes the
+n-th node allocation from now fail, as if memory ran out there.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pymmu
+from pymmu import _core
+
+PS = 4096
+
+
+@pytest.fixture(autouse=True)
+def no_failure_left():
+    yield
+    _core._fail_node_allocation(0)
+
+
+def state(m):
+    """Everything a failed operation must leave as it was."""
+    procs = m.processes()
+    # (a failed access still made its TLB lookup, as one that runs out of frames
+    # does: that count is bookkeeping, like reference bits, section 4)
+    stats = {k: v for k, v in m.stats.items() if not k.startswith("tlb_")}
+    return (stats, m.frames_free, m.swap_free, m.page_table_pages,
+            [(p.pid, p.state) for p in procs],
+            [p.page_table().tobytes() for p in procs if p.state == "running"],
+            m.frame_table().tobytes())
+
+
+def spread(m, nregions=6):
+    """A process with pages in several far-apart regions (many tables), some
+    resident, some in swap, some on the zero page."""
+    p = m.spawn()
+    for i in range(nregions):
+        a = p.mmap(3 * PS, addr=(1 << 30) * (i + 1))
+        p.write(a, bytes([i + 1]) * 10)
+        p.read(a + PS, 1)
+    return p
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3, 5, 8, 13])
+def test_fork_that_runs_out_of_memory_changes_nothing(nth):
+    m = pymmu.Machine(4, swap_slots=16)
+    p = spread(m)
+    before = state(m)
+    _core._fail_node_allocation(nth)
+    try:
+        p.fork()
+    except MemoryError:
+        assert state(m) == before
+        m.check()
+    else:                           # the fork needed fewer tables than nth
+        _core._fail_node_allocation(0)
+        assert nth > 3
+    _core._fail_node_allocation(0)
+    c = p.fork()                    # and then it works
+    assert c.read((1 << 30), 1) == b"\x01"
+    m.check()
+
+
+def test_a_fork_needs_its_tables_before_it_changes_anything():
+    # the first failure hits a table after others were made: all are given back
+    m = pymmu.Machine(4, swap_slots=16)
+    p = spread(m, nregions=8)
+    tables = m.page_table_pages
+    before = state(m)
+    _core._fail_node_allocation(tables - 1)        # well into the copy
+    with pytest.raises(MemoryError):
+        p.fork()
+    assert state(m) == before
+    m.check()
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_fault_that_needs_a_table_and_runs_out_changes_nothing(nth):
+    m = pymmu.Machine(2, swap_slots=4)
+    p = m.spawn()
+    a = p.mmap(PS, addr=1 << 20)
+    p.write(a, b"x")
+    far = p.mmap(PS, addr=1 << 40)                 # its tables do not exist yet
+    for how in ("write", "read"):
+        before = state(m)
+        _core._fail_node_allocation(nth)
+        try:
+            p.write(far, b"y") if how == "write" else p.read(far, 1)
+        except MemoryError:
+            assert state(m) == before, how         # no frame leaked, no table added
+            m.check()
+        _core._fail_node_allocation(0)
+    p.write(far, b"y")
+    assert p.read(far, 1) == b"y" and p.read(a, 1) == b"x"
+    m.check()
+
+
+def test_replay_that_runs_out_of_memory_for_a_table_raises_with_index():
+    from pymmu.traces import Trace
+
+    m = pymmu.Machine(8, swap_slots=4)
+    p = m.spawn()
+    a = p.mmap(PS, addr=1 << 20)
+    p.read(a, 1)                                   # its tables exist
+    far = p.mmap(PS, addr=1 << 40)
+    _core._fail_node_allocation(1)
+    with pytest.raises(MemoryError) as info:
+        m.replay(Trace([a, a + 8, far, a]), process=p)
+    assert info.value.index == 2
+    assert p.translate(far) is None and p.stats["reads"] == 3
+    m.check()
+
+
+def test_spawn_that_runs_out_of_memory_changes_nothing():
+    m = pymmu.Machine(4)
+    m.spawn()
+    before = state(m)
+    _core._fail_node_allocation(1)
+    with pytest.raises(MemoryError):
+        m.spawn()
+    assert state(m) == before
+    m.check()
+
+
+def test_the_injection_hook_checks_its_argument():
+    with pytest.raises(ValueError):
+        _core._fail_node_allocation(-1)
