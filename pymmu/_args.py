@@ -147,20 +147,6 @@ def as_buffer(data) -> memoryview:
     return view
 
 
-def check_shared_pages(npages: int, page_size: int) -> None:
-    """Refuse a shared mapping of more than ``MAX_SHARED_PAGES`` pages.
-
-    The core keeps a shared object's pages in an array of 8 bytes per virtual
-    page, allocated when the mapping is made, so a huge one would cost memory
-    it never uses (or fail deep in numpy); the reference model follows the same
-    rule so that both refuse the same calls.
-    """
-    if npages > MAX_SHARED_PAGES:
-        raise ValueError(f"a shared mapping may span at most {MAX_SHARED_PAGES:,} pages "
-                         f"({MAX_SHARED_PAGES * page_size:#x} bytes at this page size), "
-                         f"got {npages:,}")
-
-
 def levels_for(va_bits: int, page_shift: int) -> tuple[int, int]:
     """Return ``(levels, bits_per_level)`` of the radix page table.
 
@@ -183,5 +169,3 @@ MMAP_MIN = 0x10000   # lowest address mmap(addr=None) hands out, like Linux's mm
 
 TLB_MAX = 1 << 20        # the most TLB entries a Machine models
 
-# The largest shared (MAP_SHARED) mapping, in pages: see check_shared_pages.
-MAX_SHARED_PAGES = 1 << 24

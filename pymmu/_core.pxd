@@ -176,9 +176,12 @@ cdef class Core:
     cdef uint64_t *chain_at           # ... linked here (NULL: as the root),
     cdef int chain_level              # ... its top one at this level
     # shared memory objects and exec images
-    cdef list objects                 # id -> int64 pages: -1 none, pfn, -(slot+2)
-    cdef list obj_base                # id -> base vpn (all mappers use base + page)
-    cdef list obj_family
+    cdef objmap_t *omap               # object id -> where its pages are (include/objmap.h)
+    cdef int64_t *obj_base            # id -> base vpn (all mappers use base + page)
+    cdef int64_t *obj_family
+    cdef uint8_t *obj_live            # id -> in use (a released id is reused)
+    cdef int64_t obj_cap, obj_next    # ids allocated, ids ever handed out
+    cdef list obj_free                # released ids (a heap: the lowest is reused first)
     cdef list images                  # id -> Layout
     # TLB: direct-mapped, tagged (mm, vpn), caching the PTE's address
     cdef tlb_t tlb                    # the TLB (include/tlb.h)
@@ -273,6 +276,7 @@ cdef class Core:
     cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
                               int64_t total) except NULL
     cdef int _load(self, dict state) except -1
+    cdef int _load_objects(self, list objects) except -1
     cdef int _copy_in(self, char *dst, object src, size_t n) except -1
     cdef int64_t _py_victim(self) noexcept nogil
     cdef int64_t _ask_victim(self) noexcept
@@ -289,7 +293,7 @@ cdef class Core:
     cdef int64_t _random_victim(self) noexcept nogil
     cdef int _reclaim(self) except -1 nogil
     cdef int _evict(self, int64_t pfn) except -1 nogil
-    cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) except *
+    cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) noexcept nogil
     cdef inline int64_t *_vma(self, int64_t mm, uint64_t vpn) noexcept nogil
     cdef int _fault(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t *p) except -1 nogil
@@ -300,11 +304,12 @@ cdef class Core:
     cdef int _do_anonymous_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                                 pte_t *p) except -1 nogil
     cdef int _do_shared_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
-                           pte_t *p) except -1
+                             pte_t *p) except -1 nogil
     cdef int _do_file_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                          pte_t *p) except -1
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
-                         uint64_t vpn, cnp.int64_t[::1] pages) noexcept
+                         uint64_t vpn) noexcept nogil
+    cdef void _grow_obj(self, int64_t cap) except *
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t **out) except -1 nogil
     cdef int _settle(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,

@@ -35,6 +35,8 @@ from libc.string cimport memcpy, memset
 from cpython.pythread cimport PyThread_get_thread_ident
 
 cimport cython
+import heapq
+
 import numpy as np
 cimport numpy as cnp
 
@@ -220,7 +222,9 @@ cdef class Core:
         self.mm_next = 1
         self._grow_mm(16)
         self.vma_keep = [None] * 16
-        self.objects, self.obj_base, self.obj_family, self.images = [], [], [], []
+        self.images = []
+        self.obj_free = []
+        self._grow_obj(16)
         if tlb_init(&self.tlb, tlb_entries):
             raise MemoryError()
         self.stats_array = np.zeros(S_COUNT, np.int64)
@@ -238,8 +242,26 @@ cdef class Core:
         tlb_free(&self.tlb); free(self.pins)
         free(self.lnext); free(self.lprev)
         self._opt_end()
+        if self.omap != NULL:
+            for mm in range(self.obj_next):
+                if self.obj_live[mm]:
+                    objmap_clear(&self.omap[mm])
+        free(self.omap); free(self.obj_base); free(self.obj_family); free(self.obj_live)
         free(self.fm); free(self.sl)
         free(self.mm_pid); free(self.ev.buf)
+
+    cdef void _grow_obj(self, int64_t cap) except *:
+        """Room for ``cap`` shared-object ids."""
+        cdef int64_t i
+        self.omap = <objmap_t *>realloc_or_raise(self.omap, cap * sizeof(objmap_t))
+        self.obj_base = <int64_t *>realloc_or_raise(self.obj_base, cap * sizeof(int64_t))
+        self.obj_family = <int64_t *>realloc_or_raise(self.obj_family, cap * sizeof(int64_t))
+        self.obj_live = <uint8_t *>realloc_or_raise(self.obj_live, cap * sizeof(uint8_t))
+        for i in range(self.obj_cap, cap):
+            objmap_init(&self.omap[i], 0)
+            self.obj_base[i] = self.obj_family[i] = 0
+            self.obj_live[i] = 0
+        self.obj_cap = cap
 
     cdef void _grow_mm(self, int64_t cap) except *:
         cdef int64_t i
@@ -824,7 +846,9 @@ cdef class Core:
                    self._bytes(<char *>self.fam_head, n * sizeof(int64_t)),
                    self._bytes(<char *>self.mm_pid, n * sizeof(int64_t))),
             "vmas": self.vma_keep[:n], "trees": trees,
-            "objects": (self.objects, self.obj_base, self.obj_family, self.images),
+            "objects": ([(self.omap[i].npages, self.obj_base[i], self.obj_family[i],
+                          *self.obj_items(i)) if self.obj_live[i] else None
+                         for i in range(self.obj_next)], self.images),
             "tlb": (self._bytes(<char *>self.tlb.mm, self.tlb.n * sizeof(int64_t)),
                     self._bytes(<char *>self.tlb.vpn, self.tlb.n * sizeof(uint64_t)))
                    if self.tlb.n else None,
@@ -945,8 +969,9 @@ cdef class Core:
             if flat.ndim != 1 or flat.shape[0] % count:
                 raise ValueError("snapshot: a page table has the wrong size")
             self.mm_root[mm] = <uintptr_t>self._load_node(flat, 0, 0, flat.shape[0] // count)
-        self.objects, self.obj_base, self.obj_family, self.images = [
-            list(x) for x in state["objects"]]
+        objects, self.images = state["objects"]
+        self.images = list(self.images)
+        self._load_objects(list(objects))
         if self.tlb.n:
             tlb_mm, tlb_vpn = state["tlb"]
             self._copy_in(<char *>self.tlb.mm, tlb_mm, self.tlb.n * sizeof(int64_t))
@@ -960,6 +985,35 @@ cdef class Core:
                         raise ValueError("snapshot: a TLB entry caches no PTE")
         if state["policy"] is not None:
             self.set_policy(state["policy"])
+        return 0
+
+    cdef int _load_objects(self, list objects) except -1:
+        """Rebuild the shared objects of a snapshot (``__reduce__``'s rows),
+        checking every value against the machine."""
+        cdef int64_t i, k, npages, page, v
+        while self.obj_cap < len(objects):
+            self._grow_obj(2 * self.obj_cap)
+        self.obj_free = []
+        for i, row in enumerate(objects):
+            if row is None:
+                self.obj_free.append(i)
+                continue
+            npages, base, family, pages, values = row
+            if npages < 0 or len(pages) != len(values):
+                raise ValueError("snapshot: a malformed shared object")
+            objmap_init(&self.omap[i], npages)
+            self.obj_base[i], self.obj_family[i] = base, family
+            self.obj_live[i] = 1
+            self.obj_next = i + 1
+            for page, v in zip(np.asarray(pages, np.int64).tolist(),
+                               np.asarray(values, np.int64).tolist()):
+                if not 0 <= page < npages or v == -1 or v >= self.frames \
+                        or (v <= -2 and -v - 2 >= self.swap_slots):
+                    raise ValueError("snapshot: a shared object's page is out of range")
+                if objmap_set(&self.omap[i], page, v) != 0:
+                    raise MemoryError()
+        self.obj_next = len(objects)
+        heapq.heapify(self.obj_free)
         return 0
 
     cdef int _copy_in(self, char *dst, object src, size_t n) except -1:
@@ -1183,8 +1237,7 @@ cdef class Core:
         else:                       # shmem: the object remembers the slot
             self._swap_write(slot, pfn)
             self._rmap(pfn, RMAP_REPLACE, 0)
-            with gil:
-                self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
+            self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
             self.sl[slot].count = 1
         if unlikely(self.ev.on):
             self._victim_events(pfn, slot, written)
@@ -1195,10 +1248,10 @@ cdef class Core:
         self._free_frame(pfn)
         return 0
 
-    cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) except *:
-        """Record ``value`` (a pfn, or -(slot+2)) for the object page mapped at ``vpn``."""
-        cdef cnp.int64_t[::1] pages = self.objects[obj]
-        pages[vpn - <int64_t>self.obj_base[obj]] = value
+    cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) noexcept nogil:
+        """Record ``value`` (a pfn, or -(slot+2)) for the object page mapped at
+        ``vpn``, a page the object holds (so no memory is needed)."""
+        objmap_set(&self.omap[obj], vpn - self.obj_base[obj], value)
 
     # ------------------------------------------------------------------
     # one access
@@ -1234,8 +1287,7 @@ cdef class Core:
         if pte_is_swap(p[0]):
             return self._do_swap_page(mm, vpn, kind, vma, p)
         if vma[V_KIND] == K_SHARED:
-            with gil:
-                return self._do_shared_page(mm, vpn, vma, p)
+            return self._do_shared_page(mm, vpn, vma, p)
         if vma[V_KIND] == K_FILE:
             with gil:
                 st = self._do_file_page(mm, vpn, kind, vma, p)
@@ -1344,24 +1396,23 @@ cdef class Core:
         return ST_OK
 
     cdef int _do_shared_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
-                           pte_t *p) except -1:
+                             pte_t *p) except -1 nogil:
         """Rule 5 for a shared mapping: the object's page, swapped in or new."""
         cdef pte_t base = prot_bits(vma[V_PROT])
         cdef bint vma_w = (vma[V_PROT] & 2) != 0
-        cdef int64_t new, slot, obj, page
-        cdef cnp.int64_t[::1] pages
-        obj = vma[V_OBJ]
-        pages = self.objects[obj]
-        page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
-        new = pages[page]
+        cdef int64_t new, slot, obj = vma[V_OBJ]
+        cdef int64_t page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
+        new = objmap_get(&self.omap[obj], page)
         if new >= 0:
             self.fm[new].refcnt += 1
             self._count(S_MINOR)
         elif new == -1:
+            if objmap_reserve(&self.omap[obj], page) != 0:
+                return ST_NOMEM             # (before the frame: nothing to give back)
             new = self._alloc_frame(True)
             if new < 0:
                 return _alloc_status(new)
-            self._own_shmem(new, obj, page, mm, vpn, pages)
+            self._own_shmem(new, obj, page, mm, vpn)
             self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
             self._count(S_MINOR)
         else:
@@ -1371,7 +1422,7 @@ cdef class Core:
                 return _alloc_status(new)
             self._swap_read(new, slot)
             self._slot_put(slot, 1)
-            self._own_shmem(new, obj, page, mm, vpn, pages)
+            self._own_shmem(new, obj, page, mm, vpn)
             self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
             self._count(S_MAJOR)
         p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
@@ -1403,10 +1454,12 @@ cdef class Core:
         return ST_NOT_FILE
 
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
-                         uint64_t vpn, cnp.int64_t[::1] pages) noexcept:
+                         uint64_t vpn) noexcept nogil:
+        """Frame ``pfn`` now holds page ``page`` of object ``obj`` (whose value
+        has room: it held the page, or objmap_reserve made room)."""
         self._own(pfn, F_SHMEM, mm, vpn)
         self.fm[pfn].link = <int32_t>obj
-        pages[page] = pfn
+        objmap_set(&self.omap[obj], page, pfn)
 
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t **out) except -1 nogil:
@@ -2070,26 +2123,58 @@ cdef class Core:
     # shared objects and images
 
     def obj_new(self, int64_t npages, int64_t base_vpn, int64_t mm):
-        """A shared memory object of ``npages`` pages mapped at ``base_vpn``."""
+        """A shared memory object of ``npages`` pages mapped at ``base_vpn``: its
+        id. It costs memory for the pages it comes to hold, not for its size."""
+        cdef int64_t obj
         self._enter()
-        self.objects.append(np.full(npages, -1, np.int64))
-        self.obj_base.append(base_vpn)
-        self.obj_family.append(self.mm_family[mm])
-        return len(self.objects) - 1
+        if npages < 0:
+            raise ValueError(f"a shared object of {npages} pages")
+        if self.obj_free:
+            obj = heapq.heappop(self.obj_free)
+        else:
+            if self.obj_next == self.obj_cap:
+                self._grow_obj(2 * self.obj_cap)
+            obj = self.obj_next
+            self.obj_next += 1
+        objmap_init(&self.omap[obj], npages)
+        self.obj_base[obj] = base_vpn
+        self.obj_family[obj] = self.mm_family[mm]
+        self.obj_live[obj] = 1
+        return obj
+
+    def obj_items(self, int64_t obj):
+        """``(pages, values)``: the pages object ``obj`` holds (ascending) and
+        where each is (a pfn, or -(slot + 2) for a swap slot)."""
+        cdef cnp.ndarray pages, values
+        cdef int64_t n
+        if not 0 <= obj < self.obj_next or not self.obj_live[obj]:
+            raise ValueError(f"no shared object {obj}")
+        n = objmap_collect(&self.omap[obj], NULL, NULL)
+        pages = np.empty(n, np.int64)
+        values = np.empty(n, np.int64)
+        if n:
+            objmap_collect(&self.omap[obj], <int64_t *>cnp.PyArray_DATA(pages),
+                           <int64_t *>cnp.PyArray_DATA(values))
+        return pages, values
+
+    def obj_ids(self):
+        """The ids of the shared objects in use."""
+        return [obj for obj in range(self.obj_next) if self.obj_live[obj]]
 
     def obj_release(self, int64_t obj):
-        """The last mapping of ``obj`` is gone: free its frames and slots."""
-        cdef cnp.int64_t[::1] pages = self.objects[obj]
-        cdef int64_t i, v
+        """The last mapping of ``obj`` is gone: free its frames and slots, and
+        its id for reuse."""
+        cdef int64_t v
         self._enter()
-        for i in range(pages.shape[0]):
-            v = pages[i]
+        pages, values = self.obj_items(obj)
+        for v in values.tolist():
             if v >= 0:
                 self._free_frame(v)
             elif v <= -2:
                 self._slot_put(-v - 2, 1)
-            pages[i] = -1
-        self.objects[obj] = np.zeros(0, np.int64)
+        objmap_clear(&self.omap[obj])
+        self.obj_live[obj] = 0
+        heapq.heappush(self.obj_free, obj)
 
     def image_new(self, layout):
         """Register an image layout for file mappings; returns its id."""

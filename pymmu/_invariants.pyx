@@ -77,8 +77,8 @@ def check(Core self, list mms):
         for pfn in pfns[present & ~zero].tolist():
             if self.fm[pfn].state == F_FREE:
                 return f"mm {mm}: a PTE maps free frame {pfn}"
-    for obj, pages in enumerate(self.objects):
-        for v in pages.tolist():
+    for obj in self.obj_ids():
+        for v in self.obj_items(obj)[1].tolist():
             if v <= -2:
                 sexpect[-v - 2] += 1
             elif v >= 0 and (self.fm[v].state != F_SHMEM or self.fm[v].link != obj):

@@ -106,3 +106,16 @@ cdef extern from "pymmu/include/tlb.h" nogil:
     void tlb_fill(tlb_t *t, int64_t i, int64_t mm, uint64_t vpn, pte_t *pte)
     void tlb_invalidate(tlb_t *t, int64_t mm, uint64_t vpn)
     void tlb_flush(tlb_t *t, int64_t mm)
+
+
+cdef extern from "pymmu/include/objmap.h" nogil:
+    ctypedef struct objmap_t:
+        int64_t npages                 # pages the object spans
+        int levels
+        int64_t held                   # pages whose value is not -1
+    void objmap_init(objmap_t *m, int64_t npages)
+    int64_t objmap_get(const objmap_t *m, int64_t page)
+    int objmap_reserve(objmap_t *m, int64_t page)
+    int objmap_set(objmap_t *m, int64_t page, int64_t value)
+    int64_t objmap_collect(const objmap_t *m, int64_t *pages, int64_t *values)
+    void objmap_clear(objmap_t *m)

@@ -24,7 +24,6 @@ from pymmu._args import (
     as_buffer,
     as_int,
     check_machine_args,
-    check_shared_pages,
     count_int,
     parse_prot,
 )
@@ -867,7 +866,6 @@ class Process(ProcessCore):
                 raise ValueError(f"range {addr:#x}-{(start + npages) << m._shift:#x} "
                                  "overlaps an existing mapping")
         if shared:
-            check_shared_pages(npages, m.page_size)
             obj = self._core.obj_new(npages, start, self._mm)
             vma = Vma(start, start + npages, prot, "shared", obj, 0)
             m._users[("shared", obj)] = 1

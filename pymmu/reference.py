@@ -75,7 +75,7 @@ import numpy as np
 
 from pymmu._args import (
     MMAP_MIN, PROT_EXEC, PROT_READ, PROT_WRITE, STAT_NAMES, as_buffer, as_int,
-    check_machine_args, check_shared_pages, count_int, levels_for, nonneg_int, parse_prot,
+    check_machine_args, count_int, levels_for, nonneg_int, parse_prot,
     positive_int,
 )
 from pymmu._children import Children
@@ -1421,7 +1421,6 @@ class Process:
             if not space.vmas.is_free(start, start + npages):
                 raise ValueError(f"range at {addr:#x} overlaps a mapping")
         if shared:
-            check_shared_pages(npages, m._page_size)
             vma = Vma(start, start + npages, prot, "shared", _ShmObject(npages), 0)
         else:
             vma = Vma(start, start + npages, prot, "anon")
