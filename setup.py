@@ -37,7 +37,7 @@ def ext(name):
         define_macros=macros,
         extra_compile_args=cflags,
         depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
-                 "pymmu/include/tlb.h", "pymmu/include/wset.h",
+                 "pymmu/include/tlb.h", "pymmu/include/wset.h", "pymmu/include/objmap.h",
                  "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd"],
     )
 
