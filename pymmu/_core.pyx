@@ -517,7 +517,9 @@ cdef class Core:
         ``event_t``'s layout)."""
         from pymmu.events import DTYPE
 
-        cdef int64_t i, n = self.ev.n, first
+        cdef int64_t i, n, first
+        self._enter()                       # (a replay in another thread writes the log)
+        n = self.ev.n
         if DTYPE.itemsize != sizeof(event_t):
             raise SystemError("pymmu.events.DTYPE does not match pymmu/include/events.h")
         rows = np.empty(n, DTYPE)
@@ -1778,6 +1780,7 @@ cdef class Core:
         cdef int64_t pos = 0, pfn, length, t
         cdef uint64_t a, vpn, last
         cdef int acc, st, need
+        cdef uint8_t code
         cdef int64_t *vma = NULL
         cdef uint64_t vstart = 1, vend = 0     # the cached mapping: [vstart, vend)
         cdef int vprot = 0
@@ -1820,14 +1823,15 @@ cdef class Core:
                     prefetch(&self.opt_owner[key])
                     prefetch(lowset_word(&self.opt_next, npos - 1 - key))
             a = addr[i]
-            if kind[i] > 3 or size[i] == 0:    # never trust the columns
+            code = kind[i]                     # each column read once
+            length = size[i]
+            if code > 3 or length == 0:        # never trust the columns
                 index[0] = i
                 self.references = refs
                 self._tally(hits, misses, done)
                 return ST_BAD_RECORD
-            acc = _KIND_ACCESS[kind[i]]
+            acc = _KIND_ACCESS[code]
             need = _ACC_NEED[acc]
-            length = size[i]
             vpn = a >> shift
             last = (a + <uint64_t>(length - 1)) >> shift
             if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
@@ -1884,8 +1888,10 @@ cdef class Core:
                         return st
                     p = tp
                     pfn = pte_pfn(p[0])
-                if opt and pfn != zero_pfn and self.opt_key[pfn] != next_use[pos]:
-                    self._opt_set(pfn, next_use[pos])
+                if opt and pfn != zero_pfn:
+                    key = next_use[pos] if pos < npos else npos   # (never read past it)
+                    if self.opt_key[pfn] != key:
+                        self._opt_set(pfn, key)
                 pos += 1
                 vpn += 1
             done[acc] += 1
@@ -1922,6 +1928,9 @@ cdef class Core:
             raise ValueError(f"trace columns of different lengths: addr {addr.shape[0]}, "
                              f"kind {kind.shape[0]}, size {size.shape[0]}")
         counters = self._counters(ps)       # every argument checked before opt's state
+        if next_use is not None and next_use.shape[0] and not (
+                0 <= np.min(next_use) and np.max(next_use) <= next_use.shape[0]):
+            raise ValueError("next_use keys must lie in 0..len(next_use)")
         if next_use is not None:
             self._opt_begin(next_use.shape[0])
         self.cur_pid = pid

@@ -129,3 +129,22 @@ def test_spawn_that_runs_out_of_memory_changes_nothing():
 def test_the_injection_hook_checks_its_argument():
     with pytest.raises(ValueError):
         _core._fail_node_allocation(-1)
+
+
+def test_the_core_refuses_opt_keys_out_of_range():
+    # The core never trusts a look-ahead: keys outside 0..len are refused before
+    # anything runs, and one too short is never read past its end.
+    m = pymmu.Machine(2, swap_slots=8, policy="opt")
+    p = m.spawn()
+    a = p.mmap(4 * PS)
+    addr = np.array([a, a + PS, a + 2 * PS, a], np.uint64)
+    kind = np.ones(4, np.uint8)
+    size = np.ones(4, np.uint32)
+    before = state(m)
+    for bad in ([-5, 1, 2, 3], [1, 2, 99, 4]):
+        with pytest.raises(ValueError, match="next_use"):
+            m._core.replay(p._mm, p.pid, addr, kind, size, np.array(bad, np.int64), p._stats)
+        assert state(m) == before
+    assert m._core.replay(p._mm, p.pid, addr, kind, size, np.array([1, 2], np.int64),
+                          p._stats) is None          # short: the rest count as never used
+    m.check()
