@@ -3,6 +3,7 @@
 All compiler directives live here. ``DEBUG=1 pip install .`` turns bounds checks,
 wraparound checks and initialisation checks back on and compiles with -O0 -g.
 """
+import glob
 import os
 
 import numpy
@@ -38,6 +39,7 @@ def ext(name):
         extra_compile_args=cflags,
         depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
                  "pymmu/include/tlb.h", "pymmu/include/wset.h", "pymmu/include/objmap.h",
+                 *sorted(glob.glob("pymmu/policies/*.pxi")),
                  "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd"],
     )
 

@@ -246,8 +246,6 @@ cdef class Core:
     cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
                      int64_t slot) noexcept nogil
     cdef void _victim_events(self, int64_t pfn, int64_t slot, bint written) noexcept nogil
-    cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil
-    cdef inline void _list_append(self, int64_t pfn) noexcept nogil
     cdef void _free_frame(self, int64_t pfn) noexcept nogil
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil
     cdef inline void _put_frame(self, int64_t pfn) noexcept nogil
@@ -263,13 +261,6 @@ cdef class Core:
     cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil
     cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil
     cdef bint _evictable(self, int64_t pfn) noexcept nogil
-    cdef int _opt_begin(self, int64_t npos) except -1
-    cdef void _opt_end(self) noexcept
-    cdef inline lowset_t *_opt_set_of(self, int64_t pfn, int64_t key,
-                                      uint64_t *member) noexcept nogil
-    cdef inline void _opt_unset(self, int64_t pfn) noexcept nogil
-    cdef inline void _opt_set(self, int64_t pfn, int64_t key) noexcept nogil
-    cdef int64_t _opt_victim(self) noexcept nogil
     cdef bytes _bytes(self, char *p, size_t n)
     cdef object _dump_tree(self, int64_t mm)
     cdef int64_t _dump_node(self, uint64_t *node, int level, list nodes) except -1
@@ -288,9 +279,6 @@ cdef class Core:
     cdef inline void _policy_use(self, int64_t pfn) noexcept nogil
     cdef inline void _policy_free(self, int64_t pfn) noexcept nogil
     cdef int64_t _policy_victim(self) noexcept nogil
-    cdef int64_t _clock_victim(self) noexcept nogil
-    cdef int64_t _list_victim(self) noexcept nogil
-    cdef int64_t _random_victim(self) noexcept nogil
     cdef int _reclaim(self) except -1 nogil
     cdef int _evict(self, int64_t pfn) except -1 nogil
     cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) noexcept nogil

@@ -114,6 +114,14 @@ cdef void *realloc_or_raise(void *p, size_t size) except NULL:
     return q
 
 
+# The replacement policies, one unit each (functions of the Core, in this module so
+# that calls stay direct): the policy interface in Core dispatches to them.
+include "policies/clock.pxi"
+include "policies/lists.pxi"
+include "policies/random.pxi"
+include "policies/opt.pxi"
+
+
 @cython.final          # direct (inlinable) calls between cdef methods, no vtable
 cdef class Core:
     """One machine's physical memory, page tables, TLB and swap device.
@@ -241,7 +249,7 @@ cdef class Core:
         free(self.vma_rows); free(self.vma_count)
         tlb_free(&self.tlb); free(self.pins)
         free(self.lnext); free(self.lprev)
-        self._opt_end()
+        opt_end(self)
         if self.omap != NULL:
             for mm in range(self.obj_next):
                 if self.obj_live[mm]:
@@ -540,23 +548,7 @@ cdef class Core:
         self.ev.n = 0
         return out
 
-    cdef inline void _list_unlink(self, int64_t pfn) noexcept nogil:
-        cdef int32_t a, b
-        if self.lprev == NULL:
-            return
-        a, b = self.lprev[pfn], self.lnext[pfn]
-        if a >= 0:
-            self.lnext[a] = b
-            self.lprev[b] = a
-            self.lnext[pfn] = self.lprev[pfn] = -1
 
-    cdef inline void _list_append(self, int64_t pfn) noexcept nogil:
-        """Put ``pfn`` at the young end (fifo: just loaded; lru: just used)."""
-        cdef int32_t head = <int32_t>self.frames, last = self.lprev[head]
-        self.lnext[last] = <int32_t>pfn
-        self.lprev[pfn] = last
-        self.lnext[pfn] = head
-        self.lprev[head] = <int32_t>pfn
 
     cdef void _free_frame(self, int64_t pfn) noexcept nogil:
         """Return a frame nobody maps to the dirty set."""
@@ -735,90 +727,11 @@ cdef class Core:
             return True
         return self.free_slots.count > 0
 
-    cdef int _opt_begin(self, int64_t npos) except -1:
-        """Set up opt's sets for a replay of ``npos`` page references. Frames
-        mapped before it have no known future: they go first (OPT_BEFORE)."""
-        cdef int64_t pfn
-        self._opt_end()
-        self.opt_owner = <int32_t *>malloc(max(npos, 1) * sizeof(int32_t))
-        self.opt_key = <int64_t *>malloc(self.frames * sizeof(int64_t))
-        if (self.opt_owner == NULL or self.opt_key == NULL
-                or lowset_init(&self.opt_before, self.frames)
-                or lowset_init(&self.opt_never, self.frames)
-                or lowset_init(&self.opt_next, npos)):
-            self._opt_end()
-            raise MemoryError()
-        self.opt_npos = npos
-        for pfn in range(self.frames):
-            self.opt_key[pfn] = -1
-        self.opt_active = True
-        for pfn in range(self.frames):
-            if self.fm[pfn].state != F_FREE:
-                self._opt_set(pfn, OPT_BEFORE)
-        return 0
 
-    cdef void _opt_end(self) noexcept:
-        self.opt_active = False
-        lowset_free(&self.opt_before)
-        lowset_free(&self.opt_never)
-        lowset_free(&self.opt_next)
-        free(self.opt_owner)
-        free(self.opt_key)
-        self.opt_owner = NULL
-        self.opt_key = NULL
 
-    cdef inline lowset_t *_opt_set_of(self, int64_t pfn, int64_t key,
-                                      uint64_t *member) noexcept nogil:
-        """The set of opt's that holds a frame with ``key``, and its member there."""
-        if key == OPT_BEFORE:
-            member[0] = pfn
-            return &self.opt_before
-        if key >= self.opt_npos:
-            member[0] = pfn
-            return &self.opt_never
-        member[0] = <uint64_t>(self.opt_npos - 1 - key)
-        return &self.opt_next
 
-    cdef inline void _opt_unset(self, int64_t pfn) noexcept nogil:
-        """Take ``pfn`` out of opt's sets (it is freed, or gets a new key)."""
-        cdef uint64_t member
-        cdef lowset_t *s
-        if self.opt_key[pfn] >= 0:
-            s = self._opt_set_of(pfn, self.opt_key[pfn], &member)
-            lowset_remove(s, member)
-            self.opt_key[pfn] = -1
 
-    cdef inline void _opt_set(self, int64_t pfn, int64_t key) noexcept nogil:
-        """Give ``pfn`` the key ``key``: the position its page is used next."""
-        cdef uint64_t member
-        cdef lowset_t *s
-        self._opt_unset(pfn)
-        self.opt_key[pfn] = key
-        s = self._opt_set_of(pfn, key, &member)     # (sets member: call it first)
-        lowset_add(s, member)
-        if key < self.opt_npos:
-            self.opt_owner[key] = <int32_t>pfn
 
-    cdef int64_t _opt_victim(self) noexcept nogil:
-        """Belady's victim: the evictable frame whose page is used again last;
-        among those with no known next use, the lowest pfn. -1 if none."""
-        cdef int64_t x
-        x = lowset_next(&self.opt_before, 0)
-        while x >= 0:
-            if self._evictable(x):
-                return x
-            x = lowset_next(&self.opt_before, x + 1)
-        x = lowset_next(&self.opt_never, 0)
-        while x >= 0:
-            if self._evictable(x):
-                return x
-            x = lowset_next(&self.opt_never, x + 1)
-        x = lowset_next(&self.opt_next, 0)
-        while x >= 0:
-            if self._evictable(self.opt_owner[self.opt_npos - 1 - x]):
-                return self.opt_owner[self.opt_npos - 1 - x]
-            x = lowset_next(&self.opt_next, x + 1)
-        return -1
 
     # ------------------------------------------------------------------
     # snapshots: pickle and deepcopy give an independent machine in the same state
@@ -1118,7 +1031,7 @@ cdef class Core:
     cdef inline void _policy_alloc(self, int64_t pfn) noexcept nogil:
         """A free frame was taken for a page: fifo and lru queue it last."""
         if self.policy == P_FIFO or self.policy == P_LRU:
-            self._list_append(pfn)
+            list_append(self, pfn)
 
     cdef inline void _policy_map(self, int64_t pfn) noexcept nogil:
         """A frame got its first mapping: a Python policy's on_map."""
@@ -1130,17 +1043,17 @@ cdef class Core:
         last; a Python policy that wants references hears of it. (The replay
         loop does lru's part inline.)"""
         if self.policy == P_LRU:
-            self._list_unlink(pfn)
-            self._list_append(pfn)
+            list_unlink(self, pfn)
+            list_append(self, pfn)
         if unlikely(self.py_access):
             self._hook(HOOK_ACCESS, pfn)
 
     cdef inline void _policy_free(self, int64_t pfn) noexcept nogil:
         """A frame was freed (evicted, unmapped, exited): out of fifo/lru's
         list, out of opt's sets, and a Python policy's on_free."""
-        self._list_unlink(pfn)
+        list_unlink(self, pfn)
         if self.opt_active:
-            self._opt_unset(pfn)
+            opt_unset(self, pfn)
         if unlikely(self.py_hooks):
             self._hook(HOOK_FREE, pfn)
 
@@ -1148,57 +1061,19 @@ cdef class Core:
         """The frame to reclaim: a pfn, -1 when none can be (OutOfMemory), -2 when
         a Python policy's victim() failed, -3 for opt without the future."""
         if self.policy == P_CLOCK:
-            return self._clock_victim()
+            return clock_victim(self)
         if self.policy == P_FIFO or self.policy == P_LRU:
-            return self._list_victim()
+            return list_victim(self)
         if self.policy == P_RANDOM:
-            return self._random_victim()
+            return random_victim(self)
         if self.policy == P_PYTHON:
             return self._py_victim()
         if self.opt_active:
-            return self._opt_victim()
+            return opt_victim(self)
         return -3
 
-    cdef int64_t _clock_victim(self) noexcept nogil:
-        """Second chance over the frames in pfn order, circular (DESIGN.md section
-        6): a referenced frame has its A bits cleared and is passed over."""
-        cdef int64_t pfn, ahead = (self.clock_hand + PF_CLOCK) % self.frames
-        for _ in range(2 * self.frames):
-            pfn = self.clock_hand
-            self.clock_hand = pfn + 1 if pfn + 1 < self.frames else 0
-            self._prefetch_rmap(ahead)
-            ahead = ahead + 1 if ahead + 1 < self.frames else 0
-            if not self._evictable(pfn):
-                continue
-            if self._rmap(pfn, RMAP_YOUNG, 0):      # referenced: second chance
-                continue
-            return pfn
-        return -1
 
-    cdef int64_t _list_victim(self) noexcept nogil:
-        """fifo and lru: the oldest evictable frame of the list, by load order
-        (fifo) or last use (lru), O(1) per step."""
-        cdef int64_t pfn = self.lnext[self.frames]
-        while pfn != self.frames:
-            if self._evictable(pfn):
-                return pfn
-            pfn = self.lnext[pfn]
-        return -1
 
-    cdef int64_t _random_victim(self) noexcept nogil:
-        """An evictable frame drawn uniformly by the machine's seeded generator."""
-        cdef int64_t pfn, count = 0, k
-        for pfn in range(self.frames):
-            count += self._evictable(pfn)
-        if count == 0:
-            return -1
-        k = <int64_t>(splitmix64(&self.rng) % <uint64_t>count)
-        for pfn in range(self.frames):
-            if self._evictable(pfn):
-                if k == 0:
-                    return pfn
-                k -= 1
-        return -1
 
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
@@ -1869,8 +1744,8 @@ cdef class Core:
                     p[0] |= bits
                     pfn = pte_pfn(p[0])
                     if lru and pfn != zero_pfn:
-                        self._list_unlink(pfn)
-                        self._list_append(pfn)
+                        list_unlink(self, pfn)
+                        list_append(self, pfn)
                 else:
                     self.fault_addr = a if vpn == a >> shift else vpn << shift
                     self.fault_kind = acc
@@ -1891,7 +1766,7 @@ cdef class Core:
                 if opt and pfn != zero_pfn:
                     key = next_use[pos] if pos < npos else npos   # (never read past it)
                     if self.opt_key[pfn] != key:
-                        self._opt_set(pfn, key)
+                        opt_set(self, pfn, key)
                 pos += 1
                 vpn += 1
             done[acc] += 1
@@ -1932,12 +1807,12 @@ cdef class Core:
                 0 <= np.min(next_use) and np.max(next_use) <= next_use.shape[0]):
             raise ValueError("next_use keys must lie in 0..len(next_use)")
         if next_use is not None:
-            self._opt_begin(next_use.shape[0])
+            opt_begin(self, next_use.shape[0])
         self.cur_pid = pid
         self.ps = counters
         if not busy_acquire(&self.busy):
             self.ps = self.scratch
-            self._opt_end()
+            opt_end(self)
             raise RuntimeError("this Machine is busy")
         try:
             with nogil:
@@ -1945,7 +1820,7 @@ cdef class Core:
         finally:
             busy_release(&self.busy)
             self.ps = self.scratch
-            self._opt_end()
+            opt_end(self)
         if st == ST_OK:
             self._hook_check()
             return None

@@ -437,7 +437,8 @@ def test_cli_simulate_with_absurd_frames_is_one_line(tmp_path):
     trace = tmp_path / "t.trace"
     trace.write_text("R 0x1000\nW 0x2000\n")
     r = subprocess.run([sys.executable, "-m", "pymmu", "simulate", str(trace),
-                        "--frames", "1000000000"], capture_output=True, text=True)
+                        "--frames", "1000000000"], capture_output=True, text=True,
+                       cwd="/")    # (not the source tree: CI installs pymmu)
     assert r.returncode == 2
     assert r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
