@@ -163,7 +163,9 @@ cdef class Core:
     cdef slot_t *sl                   # per slot (pymmu/include/frame.h)
     cdef lowset_t free_slots          # unused swap slots (lowest first)
     # address spaces
-    cdef int64_t mm_cap, mm_next
+    cdef int64_t mm_cap               # address-space ids allocated
+    cdef readonly int64_t mm_next     # the next new id (1 + the highest made)
+    cdef list mm_free                 # destroyed ids offered for reuse (a heap: lowest first)
     cdef uintptr_t *mm_root
     cdef int64_t *mm_family
     cdef int64_t *mm_fnext            # next mm of the same family (linked list)
@@ -224,6 +226,7 @@ cdef class Core:
     cdef int64_t opt_npos             # page references in the replay
 
     cdef void _grow_mm(self, int64_t cap) except *
+    cdef void _reusable(self, int64_t mm) except *
     cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) noexcept nogil
     cdef inline pte_t *_walk_cached(self, int64_t mm, uint64_t vpn) noexcept nogil
     cdef inline uint64_t _pwc_slot(self, int64_t mm, uint64_t hi) noexcept nogil

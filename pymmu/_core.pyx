@@ -228,6 +228,7 @@ cdef class Core:
             lowset_add(&self.free_slots, i)
         self.mm_cap = 0
         self.mm_next = 1
+        self.mm_free = []
         self._grow_mm(16)
         self.vma_keep = [None] * 16
         self.images = []
@@ -756,6 +757,7 @@ cdef class Core:
                      if self.lprev != NULL else None,
             "heaps": (self.pool.root, self.pool.count, self.dirty.root, self.dirty.count),
             "scalars": (self.clock_hand, self.zero_refs, self.rng, self.references),
+            "mm_free": list(self.mm_free),
             "mm": (self._bytes(<char *>self.mm_family, n * sizeof(int64_t)),
                    self._bytes(<char *>self.mm_fnext, n * sizeof(int64_t)),
                    self._bytes(<char *>self.fam_head, n * sizeof(int64_t)),
@@ -863,6 +865,9 @@ cdef class Core:
         self._copy_in(<char *>self.mm_fnext, fnext, n * sizeof(int64_t))
         self._copy_in(<char *>self.fam_head, head, n * sizeof(int64_t))
         self._copy_in(<char *>self.mm_pid, pids, n * sizeof(int64_t))
+        self.mm_free = sorted(int(x) for x in state["mm_free"])
+        if any(not 0 < x < n or self.mm_family[x] != -2 for x in self.mm_free):
+            raise ValueError("snapshot: a free address-space id is not free")
         for mm in range(n):
             rows = vmas[mm]
             if rows is None:
@@ -1840,19 +1845,22 @@ cdef class Core:
 
     def mm_new(self, int64_t family=-1):
         """A new, empty address space; in ``family`` or (-1) a new family."""
-        cdef int64_t mm = self.mm_next
+        cdef int64_t mm = self.mm_free[0] if self.mm_free else self.mm_next
         cdef uint64_t *root
         self._enter()
         if mm >= self.mm_limit:            # see mm_limit in __init__
-            raise OverflowError(f"this machine has created {self.mm_limit:,} address "
-                                "spaces, as many as its reverse map can name")
+            raise OverflowError(f"this machine has {self.mm_limit:,} address spaces, "
+                                "as many as its reverse map can name")
         if mm >= self.mm_cap:
             self._grow_mm(2 * self.mm_cap)
             self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
         root = self._new_node()             # the top-level table, before anything changes
         if root == NULL:
             raise MemoryError("out of memory for a page table")
-        self.mm_next += 1
+        if self.mm_free:
+            heapq.heappop(self.mm_free)     # (the lowest free id: mm)
+        else:
+            self.mm_next += 1
         if family < 0:
             family = mm             # a family is named after its first member
         self.mm_family[mm] = family
@@ -1936,9 +1944,13 @@ cdef class Core:
                 dst[i] = pte
 
     def mm_destroy(self, int64_t mm):
-        """Drop every PTE of ``mm``, free its page table, flush its TLB entries."""
-        cdef int64_t fam = self.mm_family[mm], cur, prev = 0, k
+        """Drop every PTE of ``mm``, free its page table, flush its TLB entries;
+        its id is reused once no family is named after it (see _reusable)."""
+        cdef int64_t fam, cur, prev = 0, k
         self._enter()
+        if not 0 < mm < self.mm_next or self.mm_family[mm] < 0:
+            raise ValueError(f"no address space {mm}")
+        fam = self.mm_family[mm]
         self.unmap(mm, 0, self.max_vpn)
         if self.mm_root[mm]:
             self._free_tree(<uint64_t *>self.mm_root[mm], 0)
@@ -1958,6 +1970,19 @@ cdef class Core:
         self.vma_keep[mm] = None
         self.vma_rows[mm] = 0
         self.vma_count[mm] = 0
+        self.mm_pid[mm] = -1
+        self.mm_family[mm] = -1             # destroyed
+        self._reusable(mm)
+        if fam != mm:
+            self._reusable(fam)             # (its family may have died with it)
+
+    cdef void _reusable(self, int64_t mm) except *:
+        """Offer a destroyed address space's id for reuse, unless a live family is
+        named after it: frames' reverse maps name families by their first
+        member's id, so a new family must not take the name of a live one."""
+        if self.mm_family[mm] == -1 and self.fam_head[mm] == 0:
+            self.mm_family[mm] = -2         # (offered: not twice)
+            heapq.heappush(self.mm_free, mm)
 
     def unmap(self, int64_t mm, uint64_t lo, uint64_t hi):
         """Drop the PTEs of ``[lo, hi)`` (frames and slots lose a reference)."""

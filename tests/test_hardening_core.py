@@ -148,3 +148,46 @@ def test_the_core_refuses_opt_keys_out_of_range():
     assert m._core.replay(p._mm, p.pid, addr, kind, size, np.array([1, 2], np.int64),
                           p._stats) is None          # short: the rest count as never used
     m.check()
+
+
+def test_address_space_ids_are_reused():
+    # A long-lived machine's per-address-space tables stay as big as the most
+    # spaces alive at once, however many processes come and go (issue 11 item 5).
+    m = pymmu.Machine(4, swap_slots=8)
+    keep = m.spawn()
+    keep.write(keep.mmap(PS), b"k")
+    for i in range(3000):
+        p = m.spawn()
+        p.write(p.mmap(PS), bytes([i % 256]))
+        c = p.fork()
+        c.exit()
+        p.wait(c)
+        p.exit()
+    assert m._core.mm_next <= 8
+    assert keep.read(0x10000, 1) == b"k"
+    m.check()
+
+
+def test_a_family_name_is_not_reused_while_the_family_lives():
+    # Frames' reverse maps name a fork family by its first member's id: a new
+    # process must not take the id of an exited founder whose children live on.
+    m = pymmu.Machine(2, swap_slots=16)
+    p = m.spawn()
+    a = p.mmap(4 * PS)
+    for i in range(4):
+        p.write(a + i * PS, bytes([i + 1]))
+    c = p.fork()                                   # p founded the family
+    p.exit()                                       # its id stays taken
+    q = m.spawn()                                  # a new family
+    b = q.mmap(4 * PS)
+    for i in range(4):
+        q.write(b + i * PS, bytes([0x10 + i]))     # evictions through both families
+    for i in range(4):
+        assert c.read(a + i * PS, 1) == bytes([i + 1])
+        assert q.read(b + i * PS, 1) == bytes([0x10 + i])
+    m.check()
+    c.exit()
+    r = m.spawn()                                  # now the founder's id is free again
+    r.write(r.mmap(PS), b"r")
+    assert q.read(b, 1) == b"\x10"
+    m.check()
