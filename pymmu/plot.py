@@ -126,12 +126,7 @@ def miss_ratio_curves(result, path=None, *, title: str | None = None,
                       f"{r['distinct_pages']:,} distinct pages")
     ax.set_title(title, fontsize=11)
     ax.legend(title="policy")
-    if path is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        FigureCanvasAgg(fig)
-        fig.savefig(os.fspath(path))
-    return fig
+    return _saved(fig, path)
 
 
 def denning_curves(result, path=None, *, title: str | None = None):
@@ -190,6 +185,12 @@ def denning_curves(result, path=None, *, title: str | None = None):
                  f"{p['io_every']:,} refs; disk {p['cost']['disk_read']:,} ns")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="best")
+    return _saved(fig, path)
+
+
+def _saved(fig, path):
+    """Write ``fig`` to ``path`` (when given) through the Agg canvas, which needs
+    no display; returns ``fig``."""
     if path is not None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -364,6 +364,17 @@ def _simulate(source, frames, policy, page_size, counts, *, swap_slots, va_bits=
 # Sweeps
 # --------------------------------------------------------------------------
 
+def rows_to_pandas(rows: list, owner: str):
+    """``rows`` (dicts) as a ``pandas.DataFrame``, for ``owner.to_pandas``; pandas
+    (the ``pandas`` extra) is imported only here."""
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise ImportError(f"{owner}.to_pandas needs pandas: pip install "
+                          "'pymmu[pandas]' (or pandas)") from e
+    return pd.DataFrame(rows)
+
+
 @dataclasses.dataclass
 class SweepResult:
     """The result of :func:`sweep`: one row (a :func:`simulate` dict) per cell.
@@ -430,12 +441,7 @@ class SweepResult:
 
         pandas (the ``pandas`` extra) is imported here, not with this module.
         """
-        try:
-            import pandas as pd
-        except ImportError as e:
-            raise ImportError("SweepResult.to_pandas needs pandas: pip install "
-                              "'pymmu[pandas]' (or pandas)") from e
-        return pd.DataFrame(self.to_dicts())
+        return rows_to_pandas(self.to_dicts(), "SweepResult")
 
     def table(self, key: str = "fault_rate") -> str:
         """A text table: one row per frame count, one column per policy.

@@ -241,12 +241,9 @@ class ThrashResult:
 
         pandas (the ``pandas`` extra) is imported here, not with this module.
         """
-        try:
-            import pandas as pd
-        except ImportError as e:
-            raise ImportError("ThrashResult.to_pandas needs pandas: pip install "
-                              "'pymmu[pandas]' (or pandas)") from e
-        return pd.DataFrame(self.to_dicts())
+        from pymmu.simulate import rows_to_pandas
+
+        return rows_to_pandas(self.to_dicts(), "ThrashResult")
 
     def table(self) -> str:
         """A text table: one line per degree; the jobs' pages, then CPU
