@@ -184,7 +184,12 @@ cdef class Core:
     cdef uint8_t *obj_live            # id -> in use (a released id is reused)
     cdef int64_t obj_cap, obj_next    # ids allocated, ids ever handed out
     cdef list obj_free                # released ids (a heap: the lowest is reused first)
-    cdef list images                  # id -> Layout
+    cdef list images                  # image id -> (file_vpns, file_pages) kept alive, or None
+    cdef uint64_t **img_vpns          # id -> sorted page numbers that hold file bytes
+    cdef uint8_t **img_pages          # id -> their contents, page_size bytes each
+    cdef int64_t *img_n               # id -> how many
+    cdef int64_t img_cap              # ids allocated
+    cdef list img_free                # released ids (a heap: the lowest is reused first)
     # TLB: direct-mapped, tagged (mm, vpn), caching the PTE's address
     cdef tlb_t tlb                    # the TLB (include/tlb.h)
     # counters and the last fault
@@ -297,10 +302,12 @@ cdef class Core:
     cdef int _do_shared_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
                              pte_t *p) except -1 nogil
     cdef int _do_file_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
-                         pte_t *p) except -1
+                           pte_t *p) except -1 nogil
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
                          uint64_t vpn) noexcept nogil
     cdef void _grow_obj(self, int64_t cap) except *
+    cdef void _grow_img(self, int64_t cap) except *
+    cdef int _image_put(self, int64_t img, file_vpns, file_pages) except -1
     cdef int _touch(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
                     pte_t **out) except -1 nogil
     cdef int _settle(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,

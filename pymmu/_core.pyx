@@ -232,6 +232,8 @@ cdef class Core:
         self._grow_mm(16)
         self.vma_keep = [None] * 16
         self.images = []
+        self.img_free = []
+        self._grow_img(4)
         self.obj_free = []
         self._grow_obj(16)
         if tlb_init(&self.tlb, tlb_entries):
@@ -256,8 +258,21 @@ cdef class Core:
                 if self.obj_live[mm]:
                     objmap_clear(&self.omap[mm])
         free(self.omap); free(self.obj_base); free(self.obj_family); free(self.obj_live)
+        free(self.img_vpns); free(self.img_pages); free(self.img_n)
         free(self.fm); free(self.sl)
         free(self.mm_pid); free(self.ev.buf)
+
+    cdef void _grow_img(self, int64_t cap) except *:
+        """Room for ``cap`` image ids."""
+        cdef int64_t i
+        self.img_vpns = <uint64_t **>realloc_or_raise(self.img_vpns, cap * sizeof(uint64_t *))
+        self.img_pages = <uint8_t **>realloc_or_raise(self.img_pages, cap * sizeof(uint8_t *))
+        self.img_n = <int64_t *>realloc_or_raise(self.img_n, cap * sizeof(int64_t))
+        for i in range(self.img_cap, cap):
+            self.img_vpns[i] = NULL
+            self.img_pages[i] = NULL
+            self.img_n[i] = 0
+        self.img_cap = cap
 
     cdef void _grow_obj(self, int64_t cap) except *:
         """Room for ``cap`` shared-object ids."""
@@ -889,9 +904,17 @@ cdef class Core:
             if flat.ndim != 1 or flat.shape[0] % count:
                 raise ValueError("snapshot: a page table has the wrong size")
             self.mm_root[mm] = <uintptr_t>self._load_node(flat, 0, 0, flat.shape[0] // count)
-        objects, self.images = state["objects"]
-        self.images = list(self.images)
+        objects, images = state["objects"]
         self._load_objects(list(objects))
+        images = list(images)
+        while self.img_cap < len(images):
+            self._grow_img(2 * self.img_cap)
+        for img, entry in enumerate(images):    # the same ids, the free ones too
+            if entry is None:
+                self.images.append(None)
+                heapq.heappush(self.img_free, img)
+            else:
+                self._image_put(img, entry[0], entry[1])
         if self.tlb.n:
             tlb_mm, tlb_vpn = state["tlb"]
             self._copy_in(<char *>self.tlb.mm, tlb_mm, self.tlb.n * sizeof(int64_t))
@@ -1171,8 +1194,7 @@ cdef class Core:
         if vma[V_KIND] == K_SHARED:
             return self._do_shared_page(mm, vpn, vma, p)
         if vma[V_KIND] == K_FILE:
-            with gil:
-                st = self._do_file_page(mm, vpn, kind, vma, p)
+            st = self._do_file_page(mm, vpn, kind, vma, p)
             if st != ST_NOT_FILE:
                 return st
         return self._do_anonymous_page(mm, vpn, kind, vma, p)
@@ -1311,29 +1333,35 @@ cdef class Core:
         return ST_OK
 
     cdef int _do_file_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
-                         pte_t *p) except -1:
-        """Rule 7: read a page of an exec image (ST_NOT_FILE for a bss page)."""
+                           pte_t *p) except -1 nogil:
+        """Rule 7: read a page of an exec image (ST_NOT_FILE for a bss page).
+        The image's pages are C data (image_new), found by binary search."""
         cdef pte_t base = prot_bits(vma[V_PROT])
         cdef bint vma_w = (vma[V_PROT] & 2) != 0
-        cdef int64_t new
-        cdef const uint8_t[::1] content
-        content = self.images[vma[V_OBJ]].page(vpn)
-        if content is not None:
-            new = self._alloc_frame(False)
-            if new < 0:
-                return _alloc_status(new)
-            memcpy(&self.mem[new, 0], &content[0], self.page_size)
-            self.fm[new].czero = 0
-            if kind == ACC_WRITE:
-                self._own(new, F_ANON, mm, vpn)
-                p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
+        cdef int64_t new, img = vma[V_OBJ], lo = 0, hi = self.img_n[img], mid
+        cdef uint64_t *vpns = self.img_vpns[img]
+        while lo < hi:                      # the first file page >= vpn
+            mid = (lo + hi) >> 1
+            if vpns[mid] < vpn:
+                lo = mid + 1
             else:
-                self._own(new, F_FILE, mm, vpn)
-                p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-            self._note(S_FILE_READS, E_FILE_READS, vpn, new, -1)
-            self._count(S_MAJOR)
-            return ST_OK
-        return ST_NOT_FILE
+                hi = mid
+        if lo == self.img_n[img] or vpns[lo] != vpn:
+            return ST_NOT_FILE
+        new = self._alloc_frame(False)
+        if new < 0:
+            return _alloc_status(new)
+        memcpy(&self.mem[new, 0], self.img_pages[img] + lo * self.page_size, self.page_size)
+        self.fm[new].czero = 0
+        if kind == ACC_WRITE:
+            self._own(new, F_ANON, mm, vpn)
+            p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
+        else:
+            self._own(new, F_FILE, mm, vpn)
+            p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
+        self._note(S_FILE_READS, E_FILE_READS, vpn, new, -1)
+        self._count(S_MAJOR)
+        return ST_OK
 
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
                          uint64_t vpn) noexcept nogil:
@@ -2085,10 +2113,53 @@ cdef class Core:
         self.obj_live[obj] = 0
         heapq.heappush(self.obj_free, obj)
 
-    def image_new(self, layout):
-        """Register an image layout for file mappings; returns its id."""
-        self.images.append(layout)
-        return len(self.images) - 1
+    def image_new(self, file_vpns, file_pages):
+        """Register an exec image's file pages for file mappings: ``file_vpns``
+        (sorted page numbers) and ``file_pages`` (their contents, one row of
+        page_size bytes each; both are kept, read only). Returns its id (a
+        released id is reused)."""
+        cdef int64_t img
+        self._enter()
+        if self.img_free:
+            img = self.img_free[0]
+        else:
+            img = len(self.images)
+            if img == self.img_cap:
+                self._grow_img(2 * self.img_cap)
+        self._image_put(img, file_vpns, file_pages)      # (checks them first)
+        if self.img_free:
+            heapq.heappop(self.img_free)
+        return img
+
+    cdef int _image_put(self, int64_t img, file_vpns, file_pages) except -1:
+        """Check an image's pages and make them image ``img``'s."""
+        cdef cnp.ndarray vpns = np.ascontiguousarray(file_vpns, np.uint64)
+        cdef cnp.ndarray pages = np.ascontiguousarray(file_pages, np.uint8)
+        cdef int64_t n = vpns.shape[0] if vpns.ndim == 1 else -1
+        if n < 0 or pages.ndim != 2 or pages.shape[0] != n or (
+                n and pages.shape[1] != self.page_size):
+            raise ValueError("an image's pages: a vector of page numbers and one row of "
+                             "page_size bytes per page")
+        if n > 1 and not bool(np.all(vpns[1:] > vpns[:n - 1])):
+            raise ValueError("an image's page numbers must be sorted and distinct")
+        while len(self.images) <= img:
+            self.images.append(None)
+        self.images[img] = (vpns, pages)
+        self.img_vpns[img] = <uint64_t *>cnp.PyArray_DATA(vpns)
+        self.img_pages[img] = <uint8_t *>cnp.PyArray_DATA(pages)
+        self.img_n[img] = n
+        return 0
+
+    def image_release(self, int64_t img):
+        """No file mapping uses image ``img`` any more: let its pages go."""
+        self._enter()
+        if not 0 <= img < len(self.images) or self.images[img] is None:
+            raise ValueError(f"no image {img}")
+        self.images[img] = None
+        self.img_vpns[img] = NULL
+        self.img_pages[img] = NULL
+        self.img_n[img] = 0
+        heapq.heappush(self.img_free, img)
 
     # ------------------------------------------------------------------
     # introspection and housekeeping

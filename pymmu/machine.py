@@ -58,26 +58,6 @@ def _backings(amap: AddressMap) -> set:
     return {(v.kind, v.obj) for v in amap if v.kind in ("shared", "file")}
 
 
-class _ImageSlot:
-    """What the core reads an exec image's pages through.
-
-    ``Core.image_new`` keeps what it is given for the machine's lifetime, so it
-    is given a slot, not the layout: once no address space maps the image, the
-    slot lets go of the layout (its file pages) and a later image reuses the
-    slot. The core's list of images is then as long as the most images ever
-    in use at once, however many were exec'ed.
-    """
-
-    __slots__ = ("layout",)
-
-    def __init__(self, layout):
-        self.layout = layout
-
-    def page(self, vpn: int):
-        """The content of page ``vpn`` if it holds file bytes, else None."""
-        return self.layout.page(vpn)
-
-
 class _CoreRecorder:
     """The core's event log behind ``pymmu.events.EventLog``."""
 
@@ -170,8 +150,6 @@ class Machine:
         self._users: dict[tuple, int] = {}
         self._images: dict[int, tuple[Image, int]] = {}     # id(image) -> (image, img)
         self._image_of: dict[int, Image] = {}               # img -> image
-        self._image_slots: list[_ImageSlot] = []            # img -> its slot in the core
-        self._free_images: list[int] = []                   # slots no image uses
 
     def _guard(self) -> None:
         """Refuse a call from inside a Python policy's hook (DESIGN.md section 11)."""
@@ -295,8 +273,6 @@ class Machine:
         if any(key != id(image) or self._image_of.get(img) is not image
                for key, (image, img) in self._images.items()):
             return "image index out of sync"
-        if any(self._image_slots[i].layout is not None for i in self._free_images):
-            return "a free image slot still holds a layout"
         return None
 
     def _check_space(self, space: _Space) -> str | None:
@@ -622,8 +598,7 @@ class Machine:
             return
         image = self._image_of.pop(obj)
         del self._images[id(image)]
-        self._image_slots[obj].layout = None
-        self._free_images.append(obj)
+        self._core.image_release(obj)         # (the core reuses its id)
 
     def _image_id(self, image: Image) -> int:
         """The core's id of ``image``, registered if no address space maps it
@@ -632,13 +607,7 @@ class Machine:
         if entry is not None and entry[0] is image:
             return entry[1]
         layout = image.layout(self.page_size)
-        if self._free_images:
-            img = self._free_images.pop()
-            self._image_slots[img].layout = layout
-        else:
-            slot = _ImageSlot(layout)
-            img = self._core.image_new(slot)
-            self._image_slots.append(slot)
+        img = self._core.image_new(layout.file_vpns, layout.file_pages)
         self._images[id(image)] = (image, img)
         self._image_of[img] = image
         return img
