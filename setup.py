@@ -12,6 +12,20 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("DEBUG", "0") not in ("", "0")
 
+
+def _write_tables() -> None:
+    """pymmu/_tables.pxd from pymmu/tables.py, the one source of the names the core
+    numbers (loaded by path: the package itself needs the core to import)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_pymmu_tables", "pymmu/tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    tables.write_pxd("pymmu/_tables.pxd")
+
+
+_write_tables()
+
 directives = {
     "language_level": 3,
     "boundscheck": DEBUG,
@@ -40,7 +54,8 @@ def ext(name):
         depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
                  "pymmu/include/tlb.h", "pymmu/include/wset.h", "pymmu/include/objmap.h",
                  *sorted(glob.glob("pymmu/policies/*.pxi")),
-                 "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd"],
+                 "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd",
+                 "pymmu/_tables.pxd"],
     )
 
 

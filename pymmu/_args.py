@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import operator
 
+from pymmu.tables import ACCESSES, COUNTERS, POLICY_CODES
+
 PROT_NONE = 0
 PROT_READ = 1
 PROT_WRITE = 2
 PROT_EXEC = 4
 
-POLICIES = ("clock", "fifo", "lru", "random", "opt")
+POLICIES = tuple(p for p in POLICY_CODES if p != "python")   # what users name
 VA_BITS = (32, 39, 48)
-ACCESS_NAMES = ("read", "write", "execute")
+ACCESS_NAMES = ACCESSES
 
 
 def as_int(value, name: str) -> int:
@@ -158,12 +160,7 @@ def levels_for(va_bits: int, page_shift: int) -> tuple[int, int]:
     return -(-vpn_bits // bits), bits
 
 # The counters of Machine.stats and Process.stats, in DESIGN.md order.
-STAT_NAMES = (
-    "reads", "writes", "fetches", "minor_faults", "major_faults", "zero_page_maps",
-    "zero_fills", "zero_pool_hits", "cow_copies", "cow_reuses", "evictions",
-    "swap_outs", "swap_ins", "swap_cache_hits", "file_reads", "tlb_hits",
-    "tlb_misses", "forks", "vforks", "execs", "vfork_child_writes",
-)
+STAT_NAMES = COUNTERS
 
 MMAP_MIN = 0x10000   # lowest address mmap(addr=None) hands out, like Linux's mmap_min_addr
 

@@ -47,7 +47,7 @@ from pymmu.errors import (
 
 cnp.import_array()
 
-_ACCESS_NAMES = ("read", "write", "execute")
+from pymmu.tables import ACCESSES as _ACCESS_NAMES
 
 # Trace kind codes (traces.FETCH, LOAD, STORE, MODIFY) to access kinds: lackey's
 # M (modify) is one access that reads and writes, so it is a write.

@@ -29,15 +29,13 @@ import collections
 
 import numpy as np
 
+from pymmu.tables import EVENT_KINDS
+
 __all__ = ["KINDS", "CODES", "DTYPE", "EventLog", "ListRecorder"]
 
 #: The event kinds, in code order: kind code ``i`` is ``KINDS[i]``. The first
 #: nine are also counters of ``Machine.stats``.
-KINDS = (
-    "zero_page_maps", "zero_fills", "cow_copies", "cow_reuses", "swap_ins",
-    "swap_cache_hits", "file_reads", "evictions", "swap_outs",
-    "oom", "segv", "protection",
-)
+KINDS = EVENT_KINDS
 #: Kind name -> code.
 CODES = {name: code for code, name in enumerate(KINDS)}
 

@@ -10,12 +10,13 @@ import bisect
 from dataclasses import dataclass, replace
 
 from pymmu._args import PROT_READ, PROT_WRITE, prot_str
+from pymmu.tables import VMA_KINDS
 
 __all__ = ["Vma", "Mapping", "AddressMap", "KINDS"]
 
 # Kind codes, shared with the core: private anonymous, shared anonymous, exec image
 # (file-backed), and the stack (private anonymous, named).
-KINDS = {"anon": 0, "shared": 1, "file": 2, "stack": 3}
+KINDS = {name: code for code, name in enumerate(VMA_KINDS)}
 
 
 @dataclass(frozen=True)
