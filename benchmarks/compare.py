@@ -737,17 +737,28 @@ def measure_pressure(ctx: Context) -> list[Row]:
     return rows
 
 
+def core_memory(machine) -> dict | None:
+    """The core's memory budget (``pymmu._introspect.memory``) of ``machine``, or
+    None for an implementation without pymmu's core."""
+    try:
+        from pymmu._core import Core
+        from pymmu._introspect import memory
+    except ImportError:
+        return None
+    core = getattr(machine, "_core", None)
+    return memory(core) if isinstance(core, Core) else None
+
+
 @measurement("memory")
 def measure_memory(ctx: Context) -> list[Row]:
     """Bytes the core keeps beside page data, per frame (each policy) and per PTE."""
     frames, pages = 1 << 16, 1 << 14
-    probe = ctx.Machine(frames, policy="clock")
-    if not hasattr(getattr(probe, "_core", None), "memory"):
+    if core_memory(ctx.Machine(frames, policy="clock")) is None:
         ctx.notes.append(f"memory: {ctx.impl} has no core memory accounting: no rows")
         return []
     rows = []
     for policy in POLICIES:
-        mem = ctx.Machine(frames, policy=policy)._core.memory()
+        mem = core_memory(ctx.Machine(frames, policy=policy))
         row = Row("memory", f"metadata per frame, {policy} ({frames:,} frames)",
                   mem["frame"], unit="B", target="<= 16 B", holds=mem["frame"] <= 16,
                   note=f"record {mem['frame_record']} B (free sets live in free frames' "
@@ -758,7 +769,7 @@ def measure_memory(ctx: Context) -> list[Row]:
         row.counts = mem
         rows.append(row)
     m, p, _ = ctx.resident(pages)
-    mem = m._core.memory()
+    mem = core_memory(m)
     rows.append(Row("memory", f"per mapped PTE ({pages:,} resident pages)", mem["pte"],
                     unit="B", target="<= 8 B (+ table nodes)", holds=mem["pte"] <= 8,
                     note=f"table nodes: {mem['nodes'] / pages:.3g} B per page here"))

@@ -16,7 +16,8 @@ b'hello'
 # tree where it was never built, the imports below would fail with a bare "No
 # module named 'pymmu._ptebits'"; say what to do instead. Any other ImportError
 # (numpy missing, a stale build) propagates unchanged.
-_COMPILED = ("pymmu._ptebits", "pymmu._core", "pymmu._invariants", "pymmu._tracefile")
+_COMPILED = ("pymmu._ptebits", "pymmu._core", "pymmu._introspect", "pymmu._invariants",
+             "pymmu._tracefile", "pymmu._run")
 
 
 def _require_compiled_core() -> None:

@@ -264,7 +264,6 @@ cdef class Core:
                      const uint32_t[::1] size, const int64_t[::1] next_use,
                      int64_t *index) except -1 nogil
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
-    cdef int64_t _clear_accessed_node(self, uint64_t *node, int level) noexcept
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
     cdef object _status_error(self, int st, int64_t pid)
 

@@ -6,6 +6,8 @@ from libc.stdint cimport int64_t, uint64_t
 cimport numpy as cnp
 import numpy as np
 
+from pymmu._introspect import refcounts, slot_counts
+
 from pymmu._core cimport *
 from pymmu._pte cimport *
 
@@ -83,7 +85,7 @@ def check(Core self, list mms):
                 sexpect[-v - 2] += 1
             elif v >= 0 and (self.fm[v].state != F_SHMEM or self.fm[v].link != obj):
                 return f"shared object {obj}: page frame {v} not owned by it"
-    refs, counts = self.refcounts(), self.slot_counts()
+    refs, counts = refcounts(self), slot_counts(self)
     if not np.array_equal(expect, refs):
         bad = int(np.nonzero(expect != refs)[0][0])
         return f"refcount of frame {bad} is {refs[bad]} but {expect[bad]} PTEs map it"

@@ -28,6 +28,7 @@ from pymmu._args import (
     parse_prot,
 )
 from pymmu._children import Children
+from pymmu import _introspect, _invariants
 from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
@@ -219,7 +220,7 @@ class Machine:
         if not 0 <= pfn <= self.frames:
             raise ValueError(f"pfn must be in 0..{self.frames} (the last is the zero page), "
                              f"got {pfn}")
-        return int(self._core.refcounts()[pfn])
+        return int(_introspect.refcounts(self._core)[pfn])
 
     def idle(self, n=None) -> int:
         """Zero dirty free frames into the pre-zeroed pool, as an idle loop does.
@@ -242,7 +243,7 @@ class Machine:
     def check(self) -> None:
         """Verify every invariant; raise ``InvariantError`` naming the first broken one."""
         mms = sorted(self._spaces)
-        problem = self._core.check(mms)
+        problem = _invariants.check(self._core, mms)
         if problem is None:
             for mm in mms:
                 problem = self._check_space(self._spaces[mm])
@@ -669,10 +670,10 @@ class Machine:
         """
         from pymmu.introspect import frame_table
 
-        state, kind, slot = self._core.frame_info()
+        state, kind, slot = _introspect.frame_info(self._core)
         # the core's F_FREE, F_ANON, F_FILE, F_SHMEM as FRAME_KINDS indices
         kind = np.array([0, 1, 3, 2])[kind]
-        refs = self._core.refcounts()[:self.frames]
+        refs = _introspect.refcounts(self._core)[:self.frames]
 
         def mappers():
             for p in self.processes():
@@ -1106,7 +1107,7 @@ class Process(ProcessCore):
         (or the clock algorithm by hand) needs.
         """
         self._running("clear accessed bits")
-        return self._core.clear_accessed(self._mm)
+        return _introspect.clear_accessed(self._core, self._mm)
 
     def translate(self, addr) -> int | None:
         """Physical address that ``addr`` maps to, or None if not present.
@@ -1121,7 +1122,7 @@ class Process(ProcessCore):
         addr = self._page_addr(addr)
         if self._space is None or addr >= self._m._top:
             return None
-        return self._core.translate(self._mm, addr)
+        return _introspect.translate(self._core, self._mm, addr)
 
     def pte(self, addr) -> int:
         """The raw PTE of the page holding ``addr`` (0 if none); see ``pymmu.pte``.
@@ -1134,7 +1135,7 @@ class Process(ProcessCore):
         addr = self._page_addr(addr)
         if self._space is None or addr >= self._m._top:
             return 0
-        return int(self._core.pte(self._mm, addr))
+        return int(_introspect.pte(self._core, self._mm, addr))
 
     def page_table(self) -> np.ndarray:
         """One row per existing PTE (present or swap entry), sorted by address;
@@ -1144,7 +1145,7 @@ class Process(ProcessCore):
         vpns, ptes = self._core.ptes(self._mm)
         pfn = (ptes >> np.uint64(_pte.PFN_SHIFT)).astype(np.int64)
         present = (ptes & np.uint64(_pte.PRESENT)) != 0
-        rc = self._core.refcounts()[np.where(present, pfn, 0)]
+        rc = _introspect.refcounts(self._core)[np.where(present, pfn, 0)]
         return _pte.page_table_rows(vpns << np.uint64(self._m._shift), ptes, rc)
 
     def maps(self) -> list[Mapping]:
@@ -1170,7 +1171,7 @@ class Process(ProcessCore):
         ptes = ptes[((ptes & np.uint64(_pte.PRESENT)) != 0)
                     & ((ptes & np.uint64(_pte.ZERO)) == 0)]
         pfn = (ptes >> np.uint64(_pte.PFN_SHIFT)).astype(np.int64)
-        return self._core.refcounts()[pfn].astype(np.int64)
+        return _introspect.refcounts(self._core)[pfn].astype(np.int64)
 
     @property
     def rss(self) -> int:

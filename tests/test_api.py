@@ -422,8 +422,9 @@ def test_core_metadata_is_16_bytes_per_frame_plus_policy_state(policy, extra, re
     the frame record is 16 bytes (free sets live inside free frames' records), fifo
     and lru add list links, opt keeps its keys only during a replay, a PTE is 8."""
     from pymmu import Machine as CoreMachine
+    from pymmu._introspect import memory
 
-    mem = CoreMachine(1000, policy=policy, swap_slots=10)._core.memory()
+    mem = memory(CoreMachine(1000, policy=policy, swap_slots=10)._core)
     assert mem["frame_record"] == 16
     assert mem["frame"] == 16 + extra
     assert mem["replay_frame"] == replay

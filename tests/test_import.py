@@ -20,7 +20,7 @@ import pytest
 import pymmu
 
 PKG = pathlib.Path(pymmu.__file__).resolve().parent
-COMPILED = ("_ptebits", "_core", "_invariants", "_tracefile")
+COMPILED = ("_ptebits", "_core", "_introspect", "_invariants", "_tracefile", "_run")
 
 
 def compiled_files(name: str) -> list[pathlib.Path]:
