@@ -27,7 +27,7 @@ user frames; an inner entry holds the child node's address, a leaf entry a PTE.
 Every routine returns a ``Status``; ``_raise_status`` is the one place that turns
 a status into an exception.
 """
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -556,8 +556,27 @@ cdef class Core:
         return rows, [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped
 
     def events_stop(self):
-        """Close the event block: its ``(rows, counts, dropped)``."""
-        out = self.events_snapshot()
+        """Close the event block: its ``(rows, counts, dropped)``. Kept events in
+        order (no ring wrapped) are handed over, not copied: the rows array owns
+        the log's buffer, and the next block starts a new one."""
+        cdef _EventBuffer owner
+        cdef int64_t i, n
+        cdef event_t *buf
+        self._enter()
+        n = self.ev.n
+        if n == 0 or self.ev.head != 0:
+            out = self.events_snapshot()
+        else:
+            from pymmu.events import DTYPE
+
+            buf = <event_t *>realloc(self.ev.buf, n * sizeof(event_t))   # (shrink: no copy)
+            if buf == NULL:
+                buf = self.ev.buf
+            owner = _EventBuffer.__new__(_EventBuffer)
+            owner.p, owner.nbytes = <char *>buf, n * sizeof(event_t)
+            self.ev.buf, self.ev.cap = NULL, 0
+            out = (np.frombuffer(owner, dtype=DTYPE, count=n),
+                   [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped)
         self.ev.on = 0
         self.ev.n = 0
         return out
@@ -2190,6 +2209,37 @@ cdef class Core:
             freeheap_push(&self.pool, self.fm, <int32_t>pfn)
             done += 1
         return done
+
+
+@cython.final
+cdef class _EventBuffer:
+    """A closed event log's buffer, handed to the numpy array of its rows (which
+    keeps it alive through the buffer protocol; freed with the last view)."""
+    cdef char *p
+    cdef Py_ssize_t nbytes
+    cdef Py_ssize_t shape[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.shape[0] = self.nbytes
+        view.buf = self.p
+        view.obj = self
+        view.len = self.nbytes
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        free(self.p)
 
 
 cdef int64_t _as_pfn(object value):
