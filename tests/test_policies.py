@@ -294,6 +294,20 @@ class Answer(Policy):
         return self.answer(view) if callable(self.answer) else self.answer
 
 
+def raises_and_changes_nothing(m, p, error, op):
+    """``op()`` raises ``error``, and the counters, memory, mappings and
+    invariants are as before (DESIGN.md section 4: a failed operation changes
+    nothing). Returns the exception info."""
+    before = state(m, [p])
+    stats = counters(m)
+    with pytest.raises(error) as info:
+        op()
+    assert counters(m) == stats
+    m.check()
+    assert state(m, [p]) == before
+    return info
+
+
 def _full(Machine, policy, **kw):
     m = Machine(2, swap_slots=4, zero_page=False, policy=policy, **kw)
     p = m.spawn()
@@ -306,16 +320,10 @@ def _full(Machine, policy, **kw):
 def test_victim_none_raises_out_of_memory_and_changes_nothing(Machine):
     pol = Answer(None)
     m, p, a = _full(Machine, pol)
-    before = state(m, [p])
-    stats = counters(m)
     with m.events() as log:
-        with pytest.raises(pymmu.OutOfMemory):
-            p.write(a + 2 * PS, b"c")
+        raises_and_changes_nothing(m, p, pymmu.OutOfMemory, lambda: p.write(a + 2 * PS, b"c"))
     assert pol.calls == 1
     assert log.counts()["oom"] == 1
-    assert counters(m) == stats
-    m.check()
-    assert state(m, [p]) == before
     assert p.pte(a + 2 * PS) == 0
     pol.answer = 0                                    # now it gives a frame
     p.write(a + 2 * PS, b"c")
@@ -338,15 +346,8 @@ def test_victim_none_in_replay_raises_with_index(Machine):
 @pytest.mark.parametrize("answer", [-1, 2, 3, 10**30, "0", 0.0, 1.5, True, False, [0], object()],
                          ids=repr)
 def test_victim_bad_pfn_raises_valueerror_and_changes_nothing(Machine, answer):
-    pol = Answer(answer)
-    m, p, a = _full(Machine, pol)
-    before = state(m, [p])
-    stats = counters(m)
-    with pytest.raises(ValueError):
-        p.write(a + 2 * PS, b"c")
-    assert counters(m) == stats
-    m.check()
-    assert state(m, [p]) == before
+    m, p, a = _full(Machine, Answer(answer))
+    raises_and_changes_nothing(m, p, ValueError, lambda: p.write(a + 2 * PS, b"c"))
 
 
 def test_victim_may_be_a_numpy_integer(Machine):
@@ -364,25 +365,13 @@ def test_victim_not_evictable_raises_valueerror(Machine):
     a = p.mmap(4 * PS)
     p.write(a, b"a")
     p.write(a + PS, b"b")
-    before = state(m, [p])
-    stats = counters(m)
-    with pytest.raises(ValueError):
-        p.write(a + 2 * PS, b"c")
-    assert counters(m) == stats
-    m.check()
-    assert state(m, [p]) == before
+    raises_and_changes_nothing(m, p, ValueError, lambda: p.write(a + 2 * PS, b"c"))
 
 
 def test_victim_pinned_by_the_access_in_progress_raises_valueerror(Machine):
     # A write over pages 1 and 2: page 1's frame (1) is held while page 2 faults.
     m, p, a = _full(Machine, Answer(1))
-    before = state(m, [p])
-    stats = counters(m)
-    with pytest.raises(ValueError):
-        p.write(a + 2 * PS - 4, b"x" * 8)
-    assert counters(m) == stats
-    m.check()
-    assert state(m, [p]) == before
+    raises_and_changes_nothing(m, p, ValueError, lambda: p.write(a + 2 * PS - 4, b"x" * 8))
     evictable = []
     pol = Answer(lambda view: evictable.extend(view.evictable(f) for f in range(2)) or 0)
     m, p, a = _full(Machine, pol)
@@ -401,15 +390,9 @@ def test_exception_in_victim_propagates_and_changes_nothing(Machine):
         raise Boom("victim")
 
     m, p, a = _full(Machine, Answer(boom))
-    before = state(m, [p])
-    stats = counters(m)
     with m.events() as log:
-        with pytest.raises(Boom):
-            p.write(a + 2 * PS, b"c")
+        raises_and_changes_nothing(m, p, Boom, lambda: p.write(a + 2 * PS, b"c"))
     assert log.counts()["oom"] == 0
-    assert counters(m) == stats
-    m.check()
-    assert state(m, [p]) == before
 
 
 def test_policy_without_victim_raises_not_implemented(Machine):
@@ -417,13 +400,7 @@ def test_policy_without_victim_raises_not_implemented(Machine):
         pass
 
     m, p, a = _full(Machine, NoVictim())
-    before = state(m, [p])
-    stats = counters(m)
-    with pytest.raises(NotImplementedError):
-        p.write(a + 2 * PS, b"c")
-    assert counters(m) == stats
-    m.check()
-    assert state(m, [p]) == before
+    raises_and_changes_nothing(m, p, NotImplementedError, lambda: p.write(a + 2 * PS, b"c"))
 
 
 # --- the view --------------------------------------------------------------------------
