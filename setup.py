@@ -53,7 +53,7 @@ def ext(name):
         extra_compile_args=cflags,
         depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
                  "pymmu/include/tlb.h", "pymmu/include/wset.h", "pymmu/include/objmap.h",
-                 *sorted(glob.glob("pymmu/policies/*.pxi")),
+                 *sorted(glob.glob("pymmu/*.pxi") + glob.glob("pymmu/policies/*.pxi")),
                  "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd",
                  "pymmu/_tables.pxd"],
     )

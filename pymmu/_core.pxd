@@ -193,10 +193,6 @@ cdef class Core:
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil
     cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil
     cdef inline uint64_t _rmap_vpn(self, int64_t pfn) noexcept nogil
-    cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil
-    cdef void _uncache(self, int64_t pfn) noexcept nogil
-    cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil
-    cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept nogil
     cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil
     cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil
     cdef bint _evictable(self, int64_t pfn) noexcept nogil

@@ -118,6 +118,7 @@ include "policies/clock.pxi"
 include "policies/lists.pxi"
 include "policies/random.pxi"
 include "policies/opt.pxi"
+include "swap.pxi"
 
 
 @cython.final          # direct (inlinable) calls between cdef methods, no vtable
@@ -586,7 +587,7 @@ cdef class Core:
         """Return a frame nobody maps to the dirty set."""
         cdef frame_t *f = &self.fm[pfn]
         if f.state == F_ANON and f.link >= 0:
-            self._uncache(pfn)
+            uncache(self, pfn)
         f.state = F_FREE
         f.pinned = 0
         f.link = -1
@@ -667,39 +668,6 @@ cdef class Core:
     # ------------------------------------------------------------------
     # swap slots
 
-    cdef void _slot_put(self, int64_t slot, int64_t n) noexcept nogil:
-        """Drop ``n`` swap entries naming a slot. At 0 the slot is free, unless a
-        frame still caches it (rule 6: a clean copy keeps its slot, so that
-        evicting it again writes nothing); ``_uncache`` frees it then."""
-        cdef slot_t *s = &self.sl[slot]
-        s.count -= <int32_t>n
-        if s.count == 0 and s.cache < 0:
-            lowset_add(&self.free_slots, slot)
-
-    cdef void _uncache(self, int64_t pfn) noexcept nogil:
-        """Take frame ``pfn`` out of the swap cache (freed, or about to be written
-        in place); its slot is free once no swap entry names it either."""
-        cdef int64_t slot = self.fm[pfn].link
-        self.fm[pfn].link = -1
-        self.sl[slot].cache = -1
-        if self.sl[slot].count == 0:
-            lowset_add(&self.free_slots, slot)
-
-    cdef void _swap_write(self, int64_t slot, int64_t pfn) noexcept nogil:
-        if self.fm[pfn].czero:
-            self.sl[slot].zero = 1
-        else:
-            page_copy(&self.swapmem[slot, 0], &self.mem[pfn, 0], self.page_size)
-            self.sl[slot].zero = 0
-
-    cdef void _swap_read(self, int64_t pfn, int64_t slot) noexcept nogil:
-        if self.sl[slot].zero:
-            if not self.fm[pfn].czero:
-                page_zero(&self.mem[pfn, 0], self.page_size)
-                self.fm[pfn].czero = 1
-        else:
-            page_copy(&self.mem[pfn, 0], &self.swapmem[slot, 0], self.page_size)
-            self.fm[pfn].czero = 0
 
     # ------------------------------------------------------------------
     # reverse map and reclaim
@@ -1142,14 +1110,14 @@ cdef class Core:
             self._rmap(pfn, RMAP_REPLACE, 0)
         elif f.state == F_ANON:
             if written:
-                self._swap_write(slot, pfn)
+                swap_write(self, slot, pfn)
             if cached:
                 f.link = -1
                 self.sl[slot].cache = -1
             n = self._rmap(pfn, RMAP_REPLACE, pte_make_swap(slot))
             self.sl[slot].count += <int32_t>n
         else:                       # shmem: the object remembers the slot
-            self._swap_write(slot, pfn)
+            swap_write(self, slot, pfn)
             self._rmap(pfn, RMAP_REPLACE, 0)
             self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
             self.sl[slot].count = 1
@@ -1230,7 +1198,7 @@ cdef class Core:
             if self.fm[old].refcnt == 1:
                 # Nobody else maps it: write in place (do_wp_page's reuse).
                 if self.fm[old].link >= 0:  # its slot's data stays as it was
-                    self._uncache(old)
+                    uncache(self, old)
                 self.fm[old].state = F_ANON
                 p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
                 self._note(S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
@@ -1265,14 +1233,14 @@ cdef class Core:
         if new >= 0:
             self.fm[new].refcnt += 1
             p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-            self._slot_put(slot, 1)
+            slot_put(self, slot, 1)
             self._note(S_SWAP_CACHE_HITS, E_SWAP_CACHE_HITS, vpn, new, slot)
             self._count(S_MINOR)
             return ST_OK
         new = self._alloc_frame(False)
         if new < 0:
             return _alloc_status(new)
-        self._swap_read(new, slot)
+        swap_read(self, new, slot)
         self._own(new, F_ANON, mm, vpn)
         if kind != ACC_WRITE or self.sl[slot].count > 1:
             self.sl[slot].cache = <int32_t>new
@@ -1281,7 +1249,7 @@ cdef class Core:
             p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
         else:
             p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-        self._slot_put(slot, 1)
+        slot_put(self, slot, 1)
         self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
         self._count(S_MAJOR)
         return ST_OK
@@ -1333,8 +1301,8 @@ cdef class Core:
             new = self._alloc_frame(False)
             if new < 0:
                 return _alloc_status(new)
-            self._swap_read(new, slot)
-            self._slot_put(slot, 1)
+            swap_read(self, new, slot)
+            slot_put(self, slot, 1)
             self._own_shmem(new, obj, page, mm, vpn)
             self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
             self._count(S_MAJOR)
@@ -2033,7 +2001,7 @@ cdef class Core:
             if ptes[i] & PTE_PRESENT:
                 self._put_frame(pte_pfn(ptes[i]))
             else:
-                self._slot_put(pte_pfn(ptes[i]), 1)
+                slot_put(self, pte_pfn(ptes[i]), 1)
             p[0] = 0
             tlb_invalidate(&self.tlb, mm, vpns[i])
 
@@ -2117,7 +2085,7 @@ cdef class Core:
             if v >= 0:
                 self._free_frame(v)
             elif v <= -2:
-                self._slot_put(-v - 2, 1)
+                slot_put(self, -v - 2, 1)
         objmap_clear(&self.omap[obj])
         self.obj_live[obj] = 0
         heapq.heappush(self.obj_free, obj)
