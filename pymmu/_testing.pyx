@@ -1,9 +1,15 @@
 """Test wrappers of the core's C units (tests/test_units.py), as scikit-learn tests
 its ``_utils``: the free-frame heaps (include/frame.h), the lowest-first bitmap sets
-(include/lowset.h), the event log (include/events.h) and the TLB's slot choice,
+(include/lowset.h), the event log (include/events.h), the TLB's slot choice, the
+working sets (include/wset.h) and shared objects' page maps (include/objmap.h),
 driven directly with small inputs. Nothing in pymmu's API uses this module."""
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
+
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
 
 from pymmu._core cimport Core
 from pymmu._pte cimport *
@@ -89,3 +95,59 @@ def evlog_run(int64_t limit, int64_t events):
 def tlb_slots(Core core, list vpns):
     """The TLB entry each vpn would go to in ``core`` (vpn mod entries)."""
     return [tlb_slot(&core.tlb, v) for v in vpns]
+
+
+cdef extern from "pymmu/include/wset.h" nogil:
+    ctypedef struct wset_t:
+        int64_t window
+        int64_t distinct
+    int wset_init(wset_t *w, int64_t window)
+    void wset_free(wset_t *w)
+    void wset_add(wset_t *w, uint64_t vpn)
+
+
+def wset_run(int64_t window, list vpns):
+    """Add ``vpns`` one by one to a working set over ``window`` references;
+    returns its size after each."""
+    cdef wset_t w
+    cdef list out = []
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    if wset_init(&w, window):
+        wset_free(&w)
+        raise MemoryError()
+    try:
+        for v in vpns:
+            wset_add(&w, <uint64_t>v)
+            out.append(w.distinct)
+        return out
+    finally:
+        wset_free(&w)
+
+
+def objmap_run(int64_t npages, list ops):
+    """Run ``ops`` on a shared object's page map of ``npages`` pages: ``("set",
+    page, value)``, ``("get", page)``; returns each get's answer, then the pages
+    it holds with their values (ascending) and how many it holds."""
+    cdef objmap_t m
+    cdef list out = []
+    cdef int64_t n
+    objmap_init(&m, npages)
+    try:
+        for op in ops:
+            if not 0 <= op[1] < npages:
+                raise ValueError("page out of range")
+            if op[0] == "set":
+                if objmap_set(&m, op[1], op[2]) != 0:
+                    raise MemoryError()
+            else:
+                out.append(objmap_get(&m, op[1]))
+        n = objmap_collect(&m, NULL, NULL)
+        pages = np.empty(n, np.int64)
+        values = np.empty(n, np.int64)
+        if n:
+            objmap_collect(&m, <int64_t *>cnp.PyArray_DATA(pages),
+                           <int64_t *>cnp.PyArray_DATA(values))
+        return out, list(zip(pages.tolist(), values.tolist())), m.held
+    finally:
+        objmap_clear(&m)

@@ -1,5 +1,6 @@
 """The core's C units, driven directly through pymmu._testing's wrappers: the free
-frame heaps, the lowest-first sets, the event log's ring, the TLB's slot choice.
+frame heaps, the lowest-first sets, the event log's ring, the TLB's slot choice,
+the working sets and the shared objects' page maps.
 Each is checked against a plain-Python model on random operations."""
 from __future__ import annotations
 
@@ -90,3 +91,31 @@ def test_tlb_slot_is_vpn_mod_entries(entries):
     m = pymmu.Machine(4, tlb_entries=entries)
     vpns = [0, 1, 5, 63, 64, 99, 100, 2**40 + 7]
     assert _testing.tlb_slots(m._core, vpns) == [v % entries for v in vpns]
+
+
+@given(st.integers(1, 40), st.lists(st.integers(0, 60) | st.integers(0, 2**52), max_size=300))
+def test_working_set_is_the_distinct_pages_of_the_last_window(window, vpns):
+    # many collisions (0..60) and far pages; the window slides past each
+    sizes = _testing.wset_run(window, vpns)
+    assert sizes == [len(set(vpns[max(0, i + 1 - window):i + 1])) for i in range(len(vpns))]
+
+
+@given(st.sampled_from([1, 7, 512, 513, 100_000, 2**34]), st.data())
+def test_objmap_agrees_with_a_dict(npages, data):
+    ops, gets, model = [], [], {}
+    for _ in range(data.draw(st.integers(0, 80))):
+        page = data.draw(st.integers(0, min(npages - 1, 3)) | st.integers(0, npages - 1))
+        if data.draw(st.booleans()):
+            value = data.draw(st.sampled_from([-1, -2, -9]) | st.integers(0, 1000))
+            ops.append(("set", page, value))
+            if value == -1:
+                model.pop(page, None)
+            else:
+                model[page] = value
+        else:
+            ops.append(("get", page))
+            gets.append(model.get(page, -1))
+    answers, held, count = _testing.objmap_run(npages, ops)
+    assert answers == gets
+    assert held == sorted(model.items()) and count == len(model)
+
