@@ -25,6 +25,22 @@ cdef enum:
     ST_STATE = 10           # the process is not running (or a strict vfork child writes)
     ST_NOMEM = 11           # the C heap ran out (a page-table node): nothing changed
 
+cdef inline int kind_access(uint8_t code) noexcept nogil:
+    """The access of a trace record's kind code (traces.FETCH, LOAD, STORE,
+    MODIFY: lackey's M is one write), for a code known to be at most 3."""
+    return ACC_EXEC if code == 0 else ACC_READ if code == 1 else ACC_WRITE
+
+
+cdef inline int access_need(int kind) noexcept nogil:
+    """The prot bit access ``kind`` needs (PROT_READ, PROT_WRITE, PROT_EXEC)."""
+    return 1 << kind
+
+
+cdef inline int access_stat(int kind) noexcept nogil:
+    """The counter of access ``kind`` (reads, writes, fetches: tables.COUNTERS)."""
+    return S_READS + kind
+
+
 cdef inline bint pte_allows(pte_t pte, int kind) noexcept nogil:
     """Whether a PTE lets access ``kind`` through without a fault (shared by the
     core's paths and m.run's scheduler, pymmu/_run.pyx)."""

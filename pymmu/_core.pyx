@@ -49,12 +49,8 @@ cnp.import_array()
 
 from pymmu.tables import ACCESSES as _ACCESS_NAMES
 
-# Trace kind codes (traces.FETCH, LOAD, STORE, MODIFY) to access kinds: lackey's
-# M (modify) is one access that reads and writes, so it is a write.
-cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
-# By access kind: the prot bit (r=1, w=2, x=4) it needs, and the counter it adds to.
-cdef int[3] _ACC_NEED = [1, 2, 4]
-cdef int[3] _ACC_STAT = [S_READS, S_WRITES, S_FETCHES]
+# Trace kind codes to access kinds, the prot bit an access needs and the counter it
+# adds to: kind_access, access_need and access_stat in _core.pxd (shared with _run).
 
 # The hooks of a Python policy (Core._hook).
 cdef enum:
@@ -1407,7 +1403,7 @@ cdef class Core:
         """Rules 1 and 2 for every page of an access, before anything changes."""
         cdef uint64_t first = addr >> self.page_shift, last, vpn
         cdef int64_t *vma
-        cdef int need = _ACC_NEED[kind]
+        cdef int need = access_need(kind)
         self.fault_kind = kind
         if addr + <uint64_t>(n - 1) < addr:     # wraps around 2**64
             self.fault_addr = addr
@@ -1449,7 +1445,7 @@ cdef class Core:
             if buf != NULL:
                 self._move(pte_pfn(p[0]), <int64_t>(addr & <uint64_t>(self.page_size - 1)),
                            buf, n, kind)
-            self._count(_ACC_STAT[kind])
+            self._count(access_stat(kind))
             return ST_OK
         self._reserve_pins(npages)
         # 2. touch each page, pinning the ones done so far
@@ -1483,7 +1479,7 @@ cdef class Core:
                 done += chunk
                 off = 0
                 vpn += 1
-        self._count(_ACC_STAT[kind])
+        self._count(access_stat(kind))
         return ST_OK
 
     cdef inline void _move(self, int64_t pfn, int64_t off, uint8_t *buf, int64_t n,
@@ -1715,8 +1711,8 @@ cdef class Core:
                 self.references = refs
                 self._tally(hits, misses, done)
                 return ST_BAD_RECORD
-            acc = _KIND_ACCESS[code]
-            need = _ACC_NEED[acc]
+            acc = kind_access(code)
+            need = access_need(acc)
             vpn = a >> shift
             last = (a + <uint64_t>(length - 1)) >> shift
             if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
@@ -1796,7 +1792,7 @@ cdef class Core:
         self._add(S_TLB_HITS, hits)
         self._add(S_TLB_MISSES, misses)
         for kind in range(3):
-            self._add(_ACC_STAT[kind], done[kind])
+            self._add(access_stat(kind), done[kind])
 
     def replay(self, int64_t mm, int64_t pid, const uint64_t[::1] addr,
                const uint8_t[::1] kind, const uint32_t[::1] size,

@@ -119,3 +119,12 @@ cdef extern from "pymmu/include/objmap.h" nogil:
     int objmap_set(objmap_t *m, int64_t page, int64_t value)
     int64_t objmap_collect(const objmap_t *m, int64_t *pages, int64_t *values)
     void objmap_clear(objmap_t *m)
+
+
+cdef extern from "pymmu/include/wset.h" nogil:
+    ctypedef struct wset_t:
+        int64_t window                 # references remembered
+        int64_t distinct               # the working-set size
+    int wset_init(wset_t *w, int64_t window)
+    void wset_free(wset_t *w)
+    void wset_add(wset_t *w, uint64_t vpn)

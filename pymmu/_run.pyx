@@ -28,19 +28,6 @@ from pymmu._pte cimport *
 
 cnp.import_array()
 
-cdef extern from "pymmu/include/wset.h" nogil:
-    ctypedef struct wset_t:
-        int64_t window
-        int64_t distinct
-    int wset_init(wset_t *w, int64_t window)
-    void wset_free(wset_t *w)
-    void wset_add(wset_t *w, uint64_t vpn)
-
-# Trace kind codes (FETCH, LOAD, STORE, MODIFY) to access kinds, as in replay.
-cdef int[4] _KIND_ACCESS = [ACC_EXEC, ACC_READ, ACC_WRITE, ACC_WRITE]
-cdef int[3] _ACC_STAT = [S_READS, S_WRITES, S_FETCHES]
-cdef int[3] _ACC_NEED = [1, 2, 4]      # the prot bit each access kind needs
-
 # A job's state.
 cdef enum:
     J_READY = 0         # in the ready queue (held out of it while suspended)
@@ -508,9 +495,9 @@ cdef class Scheduler:
                 a = J.addr[rec]
                 vpn = a >> shift
                 last = (a + <uint64_t>(J.size[rec] - 1)) >> shift
-                acc = _KIND_ACCESS[k]
+                acc = kind_access(k)
                 if last < vpn or vpn < vstart or last >= vend \
-                        or not (J.vprot & _ACC_NEED[acc]):
+                        or not (J.vprot & access_need(acc)):
                     break                       # _reference checks it
                 mid = True                      # (its pages are checked)
             if vpn == last and rec + 1 == n:
@@ -561,7 +548,7 @@ cdef class Scheduler:
         self.core._add(S_TLB_HITS, hits)
         self.core._add(S_TLB_MISSES, misses)
         for k in range(3):
-            self.core._add(_ACC_STAT[k], done[k])
+            self.core._add(access_stat(k), done[k])
         self.core._add(S_VFORK_CHILD_WRITES, vwrites)
 
     cdef int _reference(self) except -1 nogil:
@@ -593,10 +580,10 @@ cdef class Scheduler:
                 self.err_job, self.err_rec = j, J.rec
                 return ST_BAD_RECORD
             a = J.addr[J.rec]
-            J.acc = _KIND_ACCESS[J.kind[J.rec]]
+            J.acc = kind_access(J.kind[J.rec])
             vpn = a >> self.core.page_shift
             last = (a + <uint64_t>(J.size[J.rec] - 1)) >> self.core.page_shift
-            if last < vpn or vpn < J.vstart or last >= J.vend or not (J.vprot & _ACC_NEED[J.acc]):
+            if last < vpn or vpn < J.vstart or last >= J.vend or not (J.vprot & access_need(J.acc)):
                 st = self.core._check(J.mm, a, J.size[J.rec], J.acc)
                 if st != ST_OK:
                     # rule 8: a MemoryFault costs nothing and kills the job's process
@@ -670,7 +657,7 @@ cdef class Scheduler:
         if J.vpn == J.last:
             J.mid = False
             J.rec += 1
-            self.core._count(_ACC_STAT[J.acc])
+            self.core._count(access_stat(J.acc))
             if J.vchild and J.acc == ACC_WRITE:   # it wrote into its parent (section 5)
                 self.core._count(S_VFORK_CHILD_WRITES)
         else:

@@ -97,15 +97,6 @@ def tlb_slots(Core core, list vpns):
     return [tlb_slot(&core.tlb, v) for v in vpns]
 
 
-cdef extern from "pymmu/include/wset.h" nogil:
-    ctypedef struct wset_t:
-        int64_t window
-        int64_t distinct
-    int wset_init(wset_t *w, int64_t window)
-    void wset_free(wset_t *w)
-    void wset_add(wset_t *w, uint64_t vpn)
-
-
 def wset_run(int64_t window, list vpns):
     """Add ``vpns`` one by one to a working set over ``window`` references;
     returns its size after each."""
