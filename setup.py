@@ -51,11 +51,9 @@ def ext(name):
         include_dirs=[".", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,
-        depends=["pymmu/include/pte.h", "pymmu/include/frame.h", "pymmu/include/lowset.h",
-                 "pymmu/include/tlb.h", "pymmu/include/wset.h", "pymmu/include/objmap.h",
-                 *sorted(glob.glob("pymmu/*.pxi") + glob.glob("pymmu/policies/*.pxi")),
-                 "pymmu/include/events.h", "pymmu/_pte.pxd", "pymmu/_core.pxd",
-                 "pymmu/_tables.pxd"],
+        depends=[*sorted(glob.glob("pymmu/include/*.h") + glob.glob("pymmu/*.pxi")
+                         + glob.glob("pymmu/policies/*.pxi")),
+                 "pymmu/_pte.pxd", "pymmu/_core.pxd", "pymmu/_tables.pxd"],
     )
 
 

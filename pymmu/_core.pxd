@@ -67,13 +67,9 @@ cdef enum:
     FL_PINNED = 4           # touched by the access in progress: never a victim
 
 cdef enum:
-    PWC_N = 1024          # page-walk cache entries (a power of two)
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
     PF_SLOT = 8           # then the swap slots they name
     PF_CLOCK = 8          # clock: frames ahead of the hand whose PTE to prefetch
-    RMAP_COUNT = 0        # _rmap operations
-    RMAP_YOUNG = 1
-    RMAP_REPLACE = 2
     NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
 
 
@@ -97,7 +93,6 @@ cdef class Core:
     cdef int64_t zero_pfn
     cdef frame_t *fm                  # per frame (pymmu/include/frame.h); fm[zero_pfn] too
     cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
-    cdef int vpn_bits                 # rmap = (family << vpn_bits) | vpn
     cdef readonly int64_t mm_limit    # address spaces a machine can create
     cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
     cdef int32_t *lprev               # oldest first; node `frames` is the head
@@ -113,17 +108,11 @@ cdef class Core:
     cdef int64_t mm_cap               # address-space ids allocated
     cdef readonly int64_t mm_next     # the next new id (1 + the highest made)
     cdef list mm_free                 # destroyed ids offered for reuse (a heap: lowest first)
-    cdef uintptr_t *mm_root
-    cdef int64_t *mm_family
-    cdef int64_t *mm_fnext            # next mm of the same family (linked list)
-    cdef int64_t *fam_head
+    cdef pgtable_t pt                 # page tables + page-walk cache (include/pgtable.h)
+    cdef rmap_t rm                    # fork families: the reverse map (include/rmap.h)
     cdef int64_t *vma_rows            # per mm: pointer to its VMA table (as int)
     cdef int64_t *vma_count
     cdef list vma_keep
-    cdef readonly int64_t nodes
-    cdef uint64_t *chain              # the tables the last allocating _walk made (or NULL),
-    cdef uint64_t *chain_at           # ... linked here (NULL: as the root),
-    cdef int chain_level              # ... its top one at this level
     # shared memory objects and exec images
     cdef objmap_t *omap               # object id -> where its pages are (include/objmap.h)
     cdef int64_t *obj_base            # id -> base vpn (all mappers use base + page)
@@ -164,9 +153,6 @@ cdef class Core:
     cdef object victim_error          # why victim() failed (raised as ST_HOOK)
     cdef object hook_error            # the first exception of a later hook ...
     cdef bint hook_failed             # ... when this is set (nogil code clears it)
-    cdef int64_t pwc_mm[PWC_N]        # page-walk cache: leaf table of (mm, vpn >> bits)
-    cdef uint64_t pwc_hi[PWC_N]
-    cdef uint64_t *pwc_leaf[PWC_N]
     # opt, during a replay only: every used frame is in exactly one of three sets
     # by its key (opt_key): mapped before the replay (OPT_BEFORE), page never used
     # again (key == opt_npos), or used again at position key < opt_npos.
@@ -179,21 +165,7 @@ cdef class Core:
 
     cdef void _grow_mm(self, int64_t cap) except *
     cdef void _reusable(self, int64_t mm) except *
-    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) noexcept nogil
-    cdef inline pte_t *_walk_cached(self, int64_t mm, uint64_t vpn) noexcept nogil
-    cdef inline uint64_t _pwc_slot(self, int64_t mm, uint64_t hi) noexcept nogil
-    cdef uint64_t *_new_node(self) noexcept nogil
-    cdef uint64_t *_new_chain(self, int first, uint64_t vpn) noexcept nogil
-    cdef int _fork_alloc(self, uint64_t *src, uint64_t *dst, int level) noexcept
     cdef void _fork_fill(self, uint64_t *src, uint64_t *dst, int level) noexcept
-    cdef void _free_tree(self, uint64_t *node, int level) noexcept nogil
-    cdef void _unmake_chain(self, int64_t mm, uint64_t vpn, uint64_t *chain,
-                            uint64_t *at, int level) noexcept nogil
-    cdef int64_t _collect(self, int64_t mm, uint64_t lo, uint64_t hi,
-                          uint64_t[::1] vpns, uint64_t[::1] ptes) except -1
-    cdef int64_t _collect_node(self, uint64_t *node, int level, uint64_t base, uint64_t lo,
-                               uint64_t hi, uint64_t[::1] vpns, uint64_t[::1] ptes,
-                               int64_t n) except -1
     cdef inline void _count(self, int stat) noexcept nogil
     cdef inline void _add(self, int stat, int64_t n) noexcept nogil
     cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,
@@ -207,10 +179,7 @@ cdef class Core:
     cdef int64_t _alloc_frame(self, bint zeroed) except -2 nogil
     cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil
-    cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil
-    cdef inline uint64_t _rmap_vpn(self, int64_t pfn) noexcept nogil
-    cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil
-    cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil
+    cdef inline int64_t _rmap(self, int64_t pfn, int op, pte_t arg) noexcept nogil
     cdef bint _evictable(self, int64_t pfn) noexcept nogil
     cdef bytes _bytes(self, char *p, size_t n)
     cdef object _dump_tree(self, int64_t mm)

@@ -12,8 +12,10 @@ Where to read what:
 * ``_alloc_frame`` / ``_reclaim`` / ``_evict``: free sets and memory pressure; the
   replacement policies behind one interface (``_policy_*``, ``_*_victim``).
 * ``mm_fork`` / ``mm_destroy`` / ``unmap`` / ``protect``: address-space operations.
-* The C units the core holds: the TLB (include/tlb.h), the event log
-  (include/events.h), free heaps and frame records (include/frame.h), lowsets.
+* The C units the core holds: the page tables and page-walk cache
+  (include/pgtable.h), the reverse map (include/rmap.h), the TLB (include/tlb.h),
+  the event log (include/events.h), free heaps and frame records
+  (include/frame.h), lowsets, shared objects' page maps (include/objmap.h).
 * ``check``: every invariant, for tests (pymmu/_invariants.pyx).
 
 docs/architecture.md maps every section. The fields and C methods are declared in
@@ -22,8 +24,7 @@ docs/architecture.md maps every section. The fields and C methods are declared i
 Each frame has one 16-byte record (``frame_t``, pymmu/include/frame.h): refcount, state
 and flags, a swap-cache or shared-object link, and the reverse map, or, while
 the frame is free, its links in a free heap. Swap slots have ``slot_t`` records.
-Page-table nodes are calloc'd blocks of ``2**bits`` 64-bit entries outside the
-user frames; an inner entry holds the child node's address, a leaf entry a PTE.
+Page-table nodes live outside the user frames (include/pgtable.h).
 Every routine returns a ``Status``; ``_raise_status`` is the one place that turns
 a status into an exception.
 """
@@ -89,16 +90,13 @@ cdef inline int _alloc_status(int64_t failed) noexcept nogil:
 
 # Tests only (tests/test_hardening_core.py): when positive, the page-table node
 # allocation this many from now fails, as if the C heap ran out (0: never).
-cdef int64_t _node_fail_after = 0
-
-
 def _fail_node_allocation(int64_t n):
     """Testing: make the ``n``-th page-table node allocation from now fail
     (0: none), to check that every path that allocates one rolls back."""
-    global _node_fail_after
+    global pt_fail_after
     if n < 0:
         raise ValueError("n must be at least 0")
-    _node_fail_after = n
+    pt_fail_after = n
 
 
 cdef void *realloc_or_raise(void *p, size_t size) except NULL:
@@ -132,10 +130,8 @@ cdef class Core:
 
     def __cinit__(self):
         self.free_slots.levels = 0
-        self.mm_root = NULL
-        self.mm_family = NULL
-        self.mm_fnext = NULL
-        self.fam_head = NULL
+        pt_init(&self.pt, 0, 0)
+        rmap_init(&self.rm, 0)
         self.vma_rows = NULL
         self.vma_count = NULL
         self.tlb.n = 0
@@ -145,7 +141,6 @@ cdef class Core:
         self.pins = NULL
         self.lnext = NULL
         self.lprev = NULL
-        memset(self.pwc_mm, 0, sizeof(self.pwc_mm))
         self.opt_before.levels = self.opt_never.levels = self.opt_next.levels = 0
         self.opt_owner = NULL
         self.opt_key = NULL
@@ -173,7 +168,7 @@ cdef class Core:
         self.va_bits = va_bits
         self.bits = self.page_shift - (2 if va_bits == 32 else 3)
         self.levels = (va_bits - self.page_shift + self.bits - 1) // self.bits
-        if self.levels > 16:                # (_new_chain's bound; pages >= 512 B give <= 7)
+        if self.levels > PT_MAX_LEVELS:     # (pages >= 512 B give <= 7)
             raise ValueError(f"va_bits {va_bits} with {page_size}-byte pages needs "
                              f"{self.levels} page-table levels, more than 16")
         self.max_vpn = (<uint64_t>1) << (va_bits - self.page_shift)
@@ -181,6 +176,7 @@ cdef class Core:
         self.zero_pool_target = zero_pool
         self.zero_page_on = zero_page
         self.rng = seed
+        pt_init(&self.pt, self.bits, self.levels)
         self.mem_array = np.zeros((frames + 1, page_size), np.uint8)
         self.mem = self.mem_array
         self.zero_pfn = frames
@@ -199,8 +195,8 @@ cdef class Core:
         self.zero_refs = 0
         # The reverse map packs a family id beside a vpn in 64 bits, and a frame's
         # refcount (at most one per address space) has FRAME_REF_BITS.
-        self.vpn_bits = <int>(va_bits - self.page_shift)
-        self.mm_limit = min(<int64_t>FRAME_REF_MAX, (<int64_t>1) << (63 - self.vpn_bits))
+        rmap_init(&self.rm, <int>(va_bits - self.page_shift))
+        self.mm_limit = min(<int64_t>FRAME_REF_MAX, (<int64_t>1) << (63 - self.rm.vpn_bits))
         # Policy state exists only for its policy (memory per frame is budgeted);
         # opt's exists only during a replay (_opt_begin).
         if policy == P_FIFO or policy == P_LRU:
@@ -238,12 +234,9 @@ cdef class Core:
 
     def __dealloc__(self):
         cdef int64_t mm
-        if self.mm_root != NULL:
-            for mm in range(1, self.mm_next):
-                if self.mm_root[mm]:
-                    self._free_tree(<uint64_t *>self.mm_root[mm], 0)
+        pt_free(&self.pt)
         lowset_free(&self.free_slots)
-        free(self.mm_root); free(self.mm_family); free(self.mm_fnext); free(self.fam_head)
+        rmap_free(&self.rm)
         free(self.vma_rows); free(self.vma_count)
         tlb_free(&self.tlb); free(self.pins)
         free(self.lnext); free(self.lprev)
@@ -284,184 +277,39 @@ cdef class Core:
 
     cdef void _grow_mm(self, int64_t cap) except *:
         cdef int64_t i
-        cdef void *p
-        p = realloc_or_raise(self.mm_root, cap * sizeof(uintptr_t))
-        self.mm_root = <uintptr_t *>p
-        self.mm_family = <int64_t *>realloc_or_raise(self.mm_family, cap * sizeof(int64_t))
-        self.mm_fnext = <int64_t *>realloc_or_raise(self.mm_fnext, cap * sizeof(int64_t))
-        self.fam_head = <int64_t *>realloc_or_raise(self.fam_head, cap * sizeof(int64_t))
+        if pt_grow(&self.pt, cap):
+            raise MemoryError()
+        if rmap_grow(&self.rm, cap):
+            raise MemoryError()
         self.vma_rows = <int64_t *>realloc_or_raise(self.vma_rows, cap * sizeof(int64_t))
         self.vma_count = <int64_t *>realloc_or_raise(self.vma_count, cap * sizeof(int64_t))
         self.mm_pid = <int64_t *>realloc_or_raise(self.mm_pid, cap * sizeof(int64_t))
         for i in range(self.mm_cap, cap):
             self.mm_pid[i] = -1
-            self.mm_root[i] = 0
-            self.mm_family[i] = -1
-            self.mm_fnext[i] = 0
-            self.fam_head[i] = 0
             self.vma_rows[i] = 0
             self.vma_count[i] = 0
         self.mm_cap = cap
 
     # ------------------------------------------------------------------
-    # page-table walks
+    # page tables: the unit is pymmu/include/pgtable.h (self.pt)
 
-    cdef pte_t *_walk(self, int64_t mm, uint64_t vpn, bint alloc) noexcept nogil:
-        """Address of the PTE for ``vpn``; NULL if absent and not ``alloc``, or
-        (``alloc``) if memory for a table ran out: then no table was added.
-
-        A page-walk cache (like a CPU's paging-structure cache) remembers the leaf
-        table of recent (mm, vpn >> bits): leaf tables live until their address
-        space is destroyed, which flushes its entries.
-        """
-        cdef uint64_t *node = <uint64_t *>self.mm_root[mm]
-        cdef uint64_t *child
-        cdef int level, shift
-        cdef uint64_t idx, mask = ((<uint64_t>1) << self.bits) - 1
-        cdef uint64_t hi = vpn >> self.bits
-        cdef uint64_t k
-        cdef pte_t *p = self._walk_cached(mm, vpn)
-        if p != NULL:
-            return p
-        if alloc:
-            self.chain = NULL
-        if node == NULL:
-            if not alloc:
-                return NULL
-            node = self._new_chain(0, vpn)
-            if node == NULL:
-                return NULL
-            self.mm_root[mm] = <uintptr_t>node
-            self.chain, self.chain_at, self.chain_level = node, NULL, 0
-        for level in range(self.levels - 1):
-            shift = self.bits * (self.levels - 1 - level)
-            idx = (vpn >> shift) & mask
-            child = <uint64_t *><uintptr_t>node[idx]
-            if child == NULL:
-                if not alloc:
-                    return NULL
-                # every table below is missing too: make them all, then link
-                child = self._new_chain(level + 1, vpn)
-                if child == NULL:
-                    return NULL
-                node[idx] = <uint64_t><uintptr_t>child
-                self.chain, self.chain_at, self.chain_level = child, &node[idx], level + 1
-            node = child
-        k = self._pwc_slot(mm, hi)
-        self.pwc_mm[k] = mm
-        self.pwc_hi[k] = hi
-        self.pwc_leaf[k] = node
-        return <pte_t *>&node[vpn & mask]
-
-    cdef inline pte_t *_walk_cached(self, int64_t mm, uint64_t vpn) noexcept nogil:
-        """The PTE address for ``vpn`` if the page-walk cache knows its leaf table,
-        else NULL: a probe without side effects, for prefetching."""
-        cdef uint64_t hi = vpn >> self.bits
-        cdef uint64_t k = self._pwc_slot(mm, hi)
-        if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
-            return <pte_t *>&self.pwc_leaf[k][vpn & (((<uint64_t>1) << self.bits) - 1)]
-        return NULL
-
-    cdef inline uint64_t _pwc_slot(self, int64_t mm, uint64_t hi) noexcept nogil:
-        """The page-walk cache entry of leaf table ``hi`` (vpn >> bits) of ``mm``."""
-        return (hi ^ (<uint64_t>mm * <uint64_t>0x9E3779B97F4A7C15)) & (PWC_N - 1)
-
-    cdef uint64_t *_new_node(self) noexcept nogil:
-        """An empty page-table node, or NULL if memory ran out."""
-        global _node_fail_after
-        cdef uint64_t *n
-        if _node_fail_after > 0:
-            _node_fail_after -= 1
-            if _node_fail_after == 0:
-                return NULL
-        n = <uint64_t *>calloc((<size_t>1) << self.bits, sizeof(uint64_t))
-        if n != NULL:
-            self.nodes += 1
-        return n
-
-    cdef void _unmake_chain(self, int64_t mm, uint64_t vpn, uint64_t *chain,
-                            uint64_t *at, int level) noexcept nogil:
-        """Take back the tables ``_walk`` just made for ``vpn`` (``chain``, linked
-        at ``at``, or the root when NULL): a failed fault leaves none."""
-        cdef uint64_t hi = vpn >> self.bits
-        cdef uint64_t k = self._pwc_slot(mm, hi)
-        if chain == NULL:
-            return
-        if at == NULL:
-            self.mm_root[mm] = 0
-        else:
-            at[0] = 0
-        if self.pwc_mm[k] == mm and self.pwc_hi[k] == hi:
-            self.pwc_mm[k] = 0
-        self._free_tree(chain, level)
-
-    cdef uint64_t *_new_chain(self, int first, uint64_t vpn) noexcept nogil:
-        """New tables for levels ``first`` .. leaf on ``vpn``'s path, each linked
-        to the next; the top one, or NULL (none made) if memory ran out."""
-        cdef uint64_t *made[16]            # levels <= 16: see __init__
-        cdef int i, n = self.levels - first, shift
-        cdef uint64_t mask = ((<uint64_t>1) << self.bits) - 1
-        for i in range(n):
-            made[i] = self._new_node()
-            if made[i] == NULL:
-                while i > 0:
-                    i -= 1
-                    free(made[i])
-                    self.nodes -= 1
-                return NULL
-        for i in range(n - 1):
-            shift = self.bits * (self.levels - 1 - (first + i))
-            made[i][(vpn >> shift) & mask] = <uint64_t><uintptr_t>made[i + 1]
-        return made[0]
-
-    cdef void _free_tree(self, uint64_t *node, int level) noexcept nogil:
-        cdef int64_t i, n = (<int64_t>1) << self.bits
-        if level < self.levels - 1:
-            for i in range(n):
-                if node[i]:
-                    self._free_tree(<uint64_t *><uintptr_t>node[i], level + 1)
-        free(node)
-        self.nodes -= 1
-
-    cdef int64_t _collect(self, int64_t mm, uint64_t lo, uint64_t hi,
-                          uint64_t[::1] vpns, uint64_t[::1] ptes) except -1:
-        """Fill the nonzero PTEs of ``[lo, hi)`` in vpn order; returns how many."""
-        if self.mm_root[mm] == 0:
-            return 0
-        return self._collect_node(<uint64_t *>self.mm_root[mm], 0, 0, lo, hi, vpns, ptes, 0)
-
-    cdef int64_t _collect_node(self, uint64_t *node, int level, uint64_t base, uint64_t lo,
-                               uint64_t hi, uint64_t[::1] vpns, uint64_t[::1] ptes,
-                               int64_t n) except -1:
-        cdef int64_t i, count = (<int64_t>1) << self.bits
-        cdef int shift = self.bits * (self.levels - 1 - level)
-        cdef uint64_t first, span = (<uint64_t>1) << shift
-        for i in range(count):
-            if not node[i]:
-                continue
-            first = base + (<uint64_t>i << shift)
-            if first >= hi or first + span <= lo:
-                continue
-            if level == self.levels - 1:
-                if vpns is not None:
-                    vpns[n] = first
-                    ptes[n] = node[i]
-                n += 1
-            else:
-                n = self._collect_node(<uint64_t *><uintptr_t>node[i], level + 1, first,
-                                       lo, hi, vpns, ptes, n)
-        return n
+    @property
+    def nodes(self):
+        """Page-table nodes allocated, every address space's."""
+        return self.pt.nodes
 
     def ptes(self, int64_t mm, uint64_t lo=0, object hi=None):
         """``(vpns, ptes)`` arrays of the nonzero PTEs of ``mm`` in ``[lo, hi)``."""
         cdef uint64_t h = self.max_vpn if hi is None else <uint64_t>hi
         cdef int64_t n
+        cdef cnp.ndarray vpns, ptes
         self._enter()
-        n = self._collect(mm, lo, h, None, None)
+        n = pt_collect(&self.pt, mm, lo, h, NULL, NULL)
         vpns = np.zeros(n, np.uint64)
         ptes = np.zeros(n, np.uint64)
         if n:
-            self._collect(mm, lo, h, vpns, ptes)
+            pt_collect(&self.pt, mm, lo, h, <uint64_t *>cnp.PyArray_DATA(vpns),
+                       <uint64_t *>cnp.PyArray_DATA(ptes))
         return vpns, ptes
 
     # ------------------------------------------------------------------
@@ -507,7 +355,9 @@ cdef class Core:
         named by the lowest pid that mapped it (``rmap_owner``, which the
         eviction's RMAP_REPLACE pass just found; -1 / 0 when no PTE did)."""
         cdef int64_t owner = self.rmap_owner
-        cdef uint64_t vaddr = self._rmap_vpn(pfn) << self.page_shift if owner >= 0 else 0
+        cdef uint64_t vaddr = 0
+        if owner >= 0:
+            vaddr = rmap_vpn(&self.rm, self.fm[pfn].rmap) << self.page_shift
         self._event(E_EVICTIONS, owner, vaddr, pfn, slot)
         if written:
             self._event(E_SWAP_OUTS, owner, vaddr, pfn, slot)
@@ -651,67 +501,26 @@ cdef class Core:
         """A freshly allocated frame now mapped once, at ``vpn`` of ``mm``'s family."""
         cdef frame_t *f = &self.fm[pfn]
         f.state = state
-        f.rmap = (<uint64_t>self.mm_family[mm] << self.vpn_bits) | vpn
+        f.rmap = rmap_word(&self.rm, self.rm.family[mm], vpn)
         f.refcnt = 1
         self._policy_map(pfn)
 
-    cdef inline int64_t _rmap_family(self, int64_t pfn) noexcept nogil:
-        return <int64_t>(self.fm[pfn].rmap >> self.vpn_bits)
-
-    cdef inline uint64_t _rmap_vpn(self, int64_t pfn) noexcept nogil:
-        return self.fm[pfn].rmap & ((<uint64_t>1 << self.vpn_bits) - 1)
-
     # ------------------------------------------------------------------
-    # swap slots
+    # reverse map: the unit is pymmu/include/rmap.h (self.rm); these bind it to
+    # this machine's page tables, TLB and events
 
+    cdef inline int64_t _rmap(self, int64_t pfn, int op, pte_t arg) noexcept nogil:
+        """rmap_walk over the PTEs that map ``pfn`` (``op``: RMAP_COUNT, RMAP_YOUNG
+        or RMAP_REPLACE with ``arg``); while events are on, ``rmap_owner`` becomes
+        the lowest pid whose PTE RMAP_REPLACE overwrote."""
+        return rmap_walk(&self.rm, &self.pt, &self.tlb, pfn, self.fm[pfn].rmap, op, arg,
+                         self.mm_pid if unlikely(self.ev.on) else NULL, &self.rmap_owner)
 
-    # ------------------------------------------------------------------
-    # reverse map and reclaim
-
-    cdef int64_t _rmap(self, int64_t pfn, int op, pte_t arg) except -1 nogil:
-        """Visit every PTE that maps ``pfn`` through its fork family.
-
-        RMAP_COUNT: count them. RMAP_YOUNG: clear ACCESSED where set and count
-        those (clock's second chance). RMAP_REPLACE: write ``arg`` (a swap entry,
-        or 0) into each. Every changed PTE drops its TLB entry: hardware sets A
-        only when it loads a translation, and a PTE with A clear has no entry.
-        """
-        cdef int64_t fam = self._rmap_family(pfn), mm, n = 0, pid, owner = -1
-        cdef uint64_t vpn = self._rmap_vpn(pfn)
-        cdef pte_t *p
-        mm = self.fam_head[fam]
-        while mm:
-            p = self._walk(mm, vpn, False)
-            if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn:
-                if op == RMAP_COUNT:
-                    n += 1
-                elif op == RMAP_YOUNG:
-                    if p[0] & PTE_ACCESSED:
-                        p[0] &= ~PTE_ACCESSED
-                        tlb_invalidate(&self.tlb, mm, vpn)
-                        n += 1
-                else:
-                    if unlikely(self.ev.on):   # the victim's lowest pid, for its events
-                        pid = self.mm_pid[mm]
-                        if owner < 0 or (0 <= pid < owner):
-                            owner = pid
-                    p[0] = arg
-                    tlb_invalidate(&self.tlb, mm, vpn)
-                    n += 1
-            mm = self.mm_fnext[mm]
-        self.rmap_owner = owner
-        return n
-
-    cdef inline void _prefetch_rmap(self, int64_t pfn) noexcept nogil:
-        """Start loading the PTE through which the reverse map first finds ``pfn``."""
-        cdef pte_t *q
-        cdef int64_t mm
-        if self.fm[pfn].state != F_FREE:       # (a free frame's rmap word holds links)
-            mm = self.fam_head[self._rmap_family(pfn)]
-            if mm:
-                q = self._walk_cached(mm, self._rmap_vpn(pfn))
-                if q != NULL:
-                    prefetch(q)
+    cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil:
+        """Whether any PTE that maps ``pfn`` has ``bit`` set."""
+        if self.fm[pfn].state == F_FREE:
+            return False
+        return rmap_any(&self.rm, &self.pt, pfn, self.fm[pfn].rmap, bit)
 
     cdef bint _evictable(self, int64_t pfn) noexcept nogil:
         cdef frame_t *f = &self.fm[pfn]
@@ -748,9 +557,9 @@ cdef class Core:
             "heaps": (self.pool.root, self.pool.count, self.dirty.root, self.dirty.count),
             "scalars": (self.clock_hand, self.zero_refs, self.rng, self.references),
             "mm_free": list(self.mm_free),
-            "mm": (self._bytes(<char *>self.mm_family, n * sizeof(int64_t)),
-                   self._bytes(<char *>self.mm_fnext, n * sizeof(int64_t)),
-                   self._bytes(<char *>self.fam_head, n * sizeof(int64_t)),
+            "mm": (self._bytes(<char *>self.rm.family, n * sizeof(int64_t)),
+                   self._bytes(<char *>self.rm.next, n * sizeof(int64_t)),
+                   self._bytes(<char *>self.rm.head, n * sizeof(int64_t)),
                    self._bytes(<char *>self.mm_pid, n * sizeof(int64_t))),
             "vmas": self.vma_keep[:n], "trees": trees,
             "objects": ([(self.omap[i].npages, self.obj_base[i], self.obj_family[i],
@@ -777,10 +586,10 @@ cdef class Core:
     cdef object _dump_tree(self, int64_t mm):
         """``mm``'s page table as one uint64 array of its nodes in preorder, each
         child pointer replaced by 1 + the child's index (None without a root)."""
-        if self.mm_root[mm] == 0:
+        if self.pt.root[mm] == NULL:
             return None
         nodes = []
-        self._dump_node(<uint64_t *>self.mm_root[mm], 0, nodes)
+        self._dump_node(self.pt.root[mm], 0, nodes)
         return np.concatenate(nodes)
 
     cdef int64_t _dump_node(self, uint64_t *node, int level, list nodes) except -1:
@@ -798,13 +607,12 @@ cdef class Core:
     cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
                               int64_t total) except NULL:
         cdef int64_t i, count = (<int64_t>1) << self.bits
-        cdef uint64_t *node = self._new_node()
+        cdef uint64_t *node = pt_new_node(&self.pt)
         cdef uint64_t v
         if node == NULL:
             raise MemoryError("out of memory for a page table")
         if index < 0 or index >= total:
-            free(node)
-            self.nodes -= 1
+            pt_free_tree(&self.pt, node, self.levels - 1)
             raise ValueError("snapshot: a page-table node index is out of range")
         for i in range(count):
             v = flat[index * count + i]
@@ -851,12 +659,12 @@ cdef class Core:
         self.vma_keep = list(vmas) + [None] * (self.mm_cap - n)
         self.mm_next = n
         family, fnext, head, pids = state["mm"]
-        self._copy_in(<char *>self.mm_family, family, n * sizeof(int64_t))
-        self._copy_in(<char *>self.mm_fnext, fnext, n * sizeof(int64_t))
-        self._copy_in(<char *>self.fam_head, head, n * sizeof(int64_t))
+        self._copy_in(<char *>self.rm.family, family, n * sizeof(int64_t))
+        self._copy_in(<char *>self.rm.next, fnext, n * sizeof(int64_t))
+        self._copy_in(<char *>self.rm.head, head, n * sizeof(int64_t))
         self._copy_in(<char *>self.mm_pid, pids, n * sizeof(int64_t))
         self.mm_free = sorted(int(x) for x in state["mm_free"])
-        if any(not 0 < x < n or self.mm_family[x] != -2 for x in self.mm_free):
+        if any(not 0 < x < n or self.rm.family[x] != -2 for x in self.mm_free):
             raise ValueError("snapshot: a free address-space id is not free")
         for mm in range(n):
             rows = vmas[mm]
@@ -878,7 +686,7 @@ cdef class Core:
             flat = np.ascontiguousarray(flat, np.uint64)
             if flat.ndim != 1 or flat.shape[0] % count:
                 raise ValueError("snapshot: a page table has the wrong size")
-            self.mm_root[mm] = <uintptr_t>self._load_node(flat, 0, 0, flat.shape[0] // count)
+            self.pt.root[mm] = self._load_node(flat, 0, 0, flat.shape[0] // count)
         objects, images = state["objects"]
         self._load_objects(list(objects))
         images = list(images)
@@ -898,7 +706,7 @@ cdef class Core:
                 if self.tlb.mm[i]:
                     if not 0 < self.tlb.mm[i] < n:
                         raise ValueError("snapshot: a TLB entry names no address space")
-                    self.tlb.pte[i] = self._walk(self.tlb.mm[i], self.tlb.vpn[i], False)
+                    self.tlb.pte[i] = pt_walk(&self.pt, self.tlb.mm[i], self.tlb.vpn[i], False)
                     if self.tlb.pte[i] == NULL:
                         raise ValueError("snapshot: a TLB entry caches no PTE")
         if state["policy"] is not None:
@@ -1011,22 +819,6 @@ cdef class Core:
         """Python-level ``_hook_check``, for operations machine.py completes."""
         self._hook_check()
 
-    cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil:
-        """Whether any PTE that maps ``pfn`` has ``bit`` set."""
-        cdef int64_t fam = self._rmap_family(pfn), mm
-        cdef uint64_t vpn = self._rmap_vpn(pfn)
-        cdef pte_t *p
-        if self.fm[pfn].state == F_FREE:
-            return False
-        mm = self.fam_head[fam]
-        while mm:
-            p = self._walk(mm, vpn, False)
-            if p != NULL and (p[0] & PTE_PRESENT) and pte_pfn(p[0]) == <uint64_t>pfn \
-                    and p[0] & bit:
-                return True
-            mm = self.mm_fnext[mm]
-        return False
-
     # ------------------------------------------------------------------
     # replacement policies: one interface (alloc, map, use, free, victim); each
     # policy's part of it is here, chosen by self.policy, fixed for the machine
@@ -1115,7 +907,7 @@ cdef class Core:
         else:                       # shmem: the object remembers the slot
             swap_write(self, slot, pfn)
             self._rmap(pfn, RMAP_REPLACE, 0)
-            self._shmem_set(f.link, <int64_t>self._rmap_vpn(pfn), -(slot + 2))
+            self._shmem_set(f.link, <int64_t>rmap_vpn(&self.rm, f.rmap), -(slot + 2))
             self.sl[slot].count = 1
         if unlikely(self.ev.on):
             self._victim_events(pfn, slot, written)
@@ -1357,7 +1149,7 @@ cdef class Core:
             else:
                 self._count(S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
-            p = self._walk(mm, vpn, False)
+            p = pt_walk(&self.pt, mm, vpn, False)
         return self._settle(mm, vpn, kind, vma, p, i, out)
 
     cdef int _settle(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma, pte_t *p,
@@ -1366,25 +1158,23 @@ cdef class Core:
         (NULL: no leaf table yet) until it allows ``kind``, set A/D, do the
         policy's bookkeeping and fill TLB entry ``i``."""
         cdef int64_t pfn
-        cdef uint64_t *chain
-        cdef uint64_t *at
-        cdef int level
+        cdef pt_made_t made
         cdef int st
         if p == NULL:
             # No table yet: make the tables first (running out of memory for one
             # changes nothing), and take them back if the fault fails, so that a
             # failed access leaves no table behind.
-            p = self._walk(mm, vpn, True)
+            p = pt_walk(&self.pt, mm, vpn, True)
             if p == NULL:
                 return ST_NOMEM
-            chain, at, level = self.chain, self.chain_at, self.chain_level
+            made = self.pt.made
             while not pte_allows(p[0], kind):
                 st = self._fault(mm, vpn, kind, vma, p)
                 if st != ST_OK:
                     if p[0] & PTE_PRESENT:      # (a first step that did map)
                         self._put_frame(<int64_t>pte_pfn(p[0]))
                         p[0] = 0
-                    self._unmake_chain(mm, vpn, chain, at, level)
+                    pt_unmake(&self.pt, mm, vpn, made)
                     return st
         while not pte_allows(p[0], kind):
             st = self._fault(mm, vpn, kind, vma, p)
@@ -1473,7 +1263,7 @@ cdef class Core:
             vpn = first
             off = <int64_t>(addr & <uint64_t>(self.page_size - 1))
             while vpn <= last:
-                p = self._walk(mm, vpn, False)
+                p = pt_walk(&self.pt, mm, vpn, False)
                 chunk = min(self.page_size - off, n - done)
                 self._move(pte_pfn(p[0]), off, buf + done, chunk, kind)
                 done += chunk
@@ -1691,10 +1481,10 @@ cdef class Core:
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
-                q = self._walk_cached(mm, addr[i + PF_PTE] >> shift)
+                q = pt_walk_cached(&self.pt, mm, addr[i + PF_PTE] >> shift)
                 if q != NULL:
                     prefetch(q)
-                q = self._walk_cached(mm, addr[i + PF_SLOT] >> shift)
+                q = pt_walk_cached(&self.pt, mm, addr[i + PF_SLOT] >> shift)
                 if q != NULL and pte_is_swap(q[0]):
                     prefetch(&self.sl[pte_pfn(q[0])])
             if opt and pos + PF_PTE < npos:
@@ -1737,7 +1527,7 @@ cdef class Core:
                             p = tlb_pte[t]
                             hits += 1
                     else:
-                        q = self._walk_cached(mm, vpn)
+                        q = pt_walk_cached(&self.pt, mm, vpn)
                         if q != NULL and pte_allows(q[0], acc):
                             p = q
                             misses += 1
@@ -1855,7 +1645,7 @@ cdef class Core:
         if mm >= self.mm_cap:
             self._grow_mm(2 * self.mm_cap)
             self.vma_keep.extend([None] * (self.mm_cap - len(self.vma_keep)))
-        root = self._new_node()             # the top-level table, before anything changes
+        root = pt_new_node(&self.pt)        # the top-level table, before anything changes
         if root == NULL:
             raise MemoryError("out of memory for a page table")
         if self.mm_free:
@@ -1864,12 +1654,10 @@ cdef class Core:
             self.mm_next += 1
         if family < 0:
             family = mm             # a family is named after its first member
-        self.mm_family[mm] = family
-        self.mm_fnext[mm] = self.fam_head[family]
-        self.fam_head[family] = mm
+        rmap_join(&self.rm, mm, family)
         self.vma_rows[mm] = 0
         self.vma_count[mm] = 0
-        self.mm_root[mm] = <uintptr_t>root
+        self.pt.root[mm] = root
         return mm
 
     def set_vmas(self, int64_t mm, cnp.ndarray rows):
@@ -1885,39 +1673,20 @@ cdef class Core:
         """Copy ``parent``'s page table into a new address space of its family:
         private pages become read-only + COW in both, refcounts and swap counts
         go up. No page data moves. Returns the child's mm."""
-        cdef int64_t child = self.mm_new(self.mm_family[parent])
+        cdef int64_t child = self.mm_new(self.rm.family[parent])
         self._enter()
-        if self.mm_root[parent]:
+        if self.pt.root[parent]:
             # Two passes, so that running out of memory changes nothing: first
             # every table of the copy, then the PTEs, COW bits and counts.
-            if self._fork_alloc(<uint64_t *>self.mm_root[parent],
-                                <uint64_t *>self.mm_root[child], 0) != 0:
+            if pt_clone_shape(&self.pt, self.pt.root[parent], self.pt.root[child], 0) != 0:
                 self.mm_destroy(child)
                 raise MemoryError("out of memory copying a page table (fork)")
-            self._fork_fill(<uint64_t *>self.mm_root[parent],
-                            <uint64_t *>self.mm_root[child], 0)
+            self._fork_fill(self.pt.root[parent], self.pt.root[child], 0)
         tlb_flush(&self.tlb, parent)
         return child
 
-    cdef int _fork_alloc(self, uint64_t *src, uint64_t *dst, int level) noexcept:
-        """Give ``dst`` an empty table wherever ``src`` has one; -1 if memory
-        ran out (the tables made so far stay linked, for mm_destroy)."""
-        cdef int64_t i, n = (<int64_t>1) << self.bits
-        cdef uint64_t *child
-        if level == self.levels - 1:
-            return 0
-        for i in range(n):
-            if src[i]:
-                child = self._new_node()
-                if child == NULL:
-                    return -1
-                dst[i] = <uint64_t><uintptr_t>child
-                if self._fork_alloc(<uint64_t *><uintptr_t>src[i], child, level + 1) != 0:
-                    return -1
-        return 0
-
     cdef void _fork_fill(self, uint64_t *src, uint64_t *dst, int level) noexcept:
-        """Copy the PTEs of ``src`` into ``dst``'s tables (made by _fork_alloc):
+        """Copy the PTEs of ``src`` into ``dst``'s tables (made by pt_clone_shape):
         private pages read-only + COW in both, references counted."""
         cdef int64_t i, n = (<int64_t>1) << self.bits
         cdef pte_t pte
@@ -1947,32 +1716,19 @@ cdef class Core:
     def mm_destroy(self, int64_t mm):
         """Drop every PTE of ``mm``, free its page table, flush its TLB entries;
         its id is reused once no family is named after it (see _reusable)."""
-        cdef int64_t fam, cur, prev = 0, k
+        cdef int64_t fam
         self._enter()
-        if not 0 < mm < self.mm_next or self.mm_family[mm] < 0:
+        if not 0 < mm < self.mm_next or self.rm.family[mm] < 0:
             raise ValueError(f"no address space {mm}")
-        fam = self.mm_family[mm]
+        fam = self.rm.family[mm]
         self.unmap(mm, 0, self.max_vpn)
-        if self.mm_root[mm]:
-            self._free_tree(<uint64_t *>self.mm_root[mm], 0)
-            self.mm_root[mm] = 0
-        for k in range(PWC_N):
-            if self.pwc_mm[k] == mm:
-                self.pwc_mm[k] = 0
+        pt_destroy(&self.pt, mm)
         tlb_flush(&self.tlb, mm)
-        cur = self.fam_head[fam]
-        while cur and cur != mm:
-            prev, cur = cur, self.mm_fnext[cur]
-        if cur:
-            if prev:
-                self.mm_fnext[prev] = self.mm_fnext[mm]
-            else:
-                self.fam_head[fam] = self.mm_fnext[mm]
+        rmap_leave(&self.rm, mm)            # (its family: -1, destroyed)
         self.vma_keep[mm] = None
         self.vma_rows[mm] = 0
         self.vma_count[mm] = 0
         self.mm_pid[mm] = -1
-        self.mm_family[mm] = -1             # destroyed
         self._reusable(mm)
         if fam != mm:
             self._reusable(fam)             # (its family may have died with it)
@@ -1981,8 +1737,8 @@ cdef class Core:
         """Offer a destroyed address space's id for reuse, unless a live family is
         named after it: frames' reverse maps name families by their first
         member's id, so a new family must not take the name of a live one."""
-        if self.mm_family[mm] == -1 and self.fam_head[mm] == 0:
-            self.mm_family[mm] = -2         # (offered: not twice)
+        if self.rm.family[mm] == -1 and self.rm.head[mm] == 0:
+            self.rm.family[mm] = -2         # (offered: not twice)
             heapq.heappush(self.mm_free, mm)
 
     def unmap(self, int64_t mm, uint64_t lo, uint64_t hi):
@@ -1993,7 +1749,7 @@ cdef class Core:
         self._enter()
         vpns, ptes = self.ptes(mm, lo, hi)
         for i in range(vpns.shape[0]):
-            p = self._walk(mm, vpns[i], False)
+            p = pt_walk(&self.pt, mm, vpns[i], False)
             if ptes[i] & PTE_PRESENT:
                 self._put_frame(pte_pfn(ptes[i]))
             else:
@@ -2021,7 +1777,7 @@ cdef class Core:
                 pte |= PTE_WRITABLE
             elif not (pte & (PTE_ZERO | PTE_WRITABLE)):
                 pte |= PTE_COW
-            p = self._walk(mm, vpns[i], False)
+            p = pt_walk(&self.pt, mm, vpns[i], False)
             p[0] = pte
             tlb_invalidate(&self.tlb, mm, vpns[i])
 
@@ -2048,7 +1804,7 @@ cdef class Core:
             self.obj_next += 1
         objmap_init(&self.omap[obj], npages)
         self.obj_base[obj] = base_vpn
-        self.obj_family[obj] = self.mm_family[mm]
+        self.obj_family[obj] = self.rm.family[mm]
         self.obj_live[obj] = 1
         return obj
 
@@ -2176,9 +1932,11 @@ cdef class Core:
 
 
 @cython.final
+@cython.auto_pickle(False)      # (its pointer must never come from a pickle)
 cdef class _EventBuffer:
     """A closed event log's buffer, handed to the numpy array of its rows (which
-    keeps it alive through the buffer protocol; freed with the last view)."""
+    keeps it alive through the buffer protocol; freed with the last view).
+    Not picklable: the rows array pickles as numpy data instead."""
     cdef char *p
     cdef Py_ssize_t nbytes
     cdef Py_ssize_t shape[1]
@@ -2415,7 +2173,7 @@ cdef class ProcessCore:
         cdef pte_t *p
         if self._mm == 0 or addr >= self._top or not busy_acquire(&self._c.busy):
             return -1
-        p = self._c._walk(self._mm, addr >> self._c.page_shift, False)
+        p = pt_walk(&self._c.pt, self._mm, addr >> self._c.page_shift, False)
         busy_release(&self._c.busy)
         if p == NULL or not (p[0] & PTE_PRESENT):
             return -1

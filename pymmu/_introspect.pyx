@@ -18,7 +18,7 @@ def translate(Core self, int64_t mm, uint64_t addr):
     self._enter()
     if addr >> self.page_shift >= self.max_vpn or mm == 0:
         return None
-    p = self._walk(mm, addr >> self.page_shift, False)
+    p = pt_walk(&self.pt, mm, addr >> self.page_shift, False)
     if p == NULL or not (p[0] & PTE_PRESENT):
         return None
     return (pte_pfn(p[0]) << self.page_shift) | (addr & <uint64_t>(self.page_size - 1))
@@ -29,7 +29,7 @@ def pte(Core self, int64_t mm, uint64_t addr):
     self._enter()
     if addr >> self.page_shift >= self.max_vpn or mm == 0:
         return 0
-    p = self._walk(mm, addr >> self.page_shift, False)
+    p = pt_walk(&self.pt, mm, addr >> self.page_shift, False)
     return 0 if p == NULL else p[0]
 
 
@@ -81,8 +81,8 @@ def clear_accessed(Core self, int64_t mm):
     TLB entries (a real kernel flushes them too); returns how many were set."""
     cdef int64_t n = 0
     self._enter()
-    if self.mm_root[mm] != 0:
-        n = clear_accessed_node(self, <uint64_t *>self.mm_root[mm], 0)
+    if self.pt.root[mm] != NULL:
+        n = clear_accessed_node(self, self.pt.root[mm], 0)
     tlb_flush(&self.tlb, mm)
     return n
 
@@ -120,6 +120,6 @@ def memory(Core self):
     return {"frame": sizeof(frame_t) + policy, "frame_record": sizeof(frame_t),
             "policy": policy,
             "slot": sizeof(slot_t) + <double>slot_set / max(self.swap_slots, 1),
-            "pte": sizeof(pte_t), "nodes": self.nodes * (sizeof(uint64_t) << self.bits),
+            "pte": sizeof(pte_t), "nodes": self.pt.nodes * (sizeof(uint64_t) << self.bits),
             "replay_frame": sizeof(int64_t) if self.policy == P_OPT else 0,
             "replay_reference": sizeof(int32_t) + 1 / 8 if self.policy == P_OPT else 0}

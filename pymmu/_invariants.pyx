@@ -139,7 +139,7 @@ def check(Core self, list mms):
             continue
         if mm not in mms:
             return f"TLB entry {i} belongs to a dead address space"
-        if self._walk(mm, self.tlb.vpn[i], False) != self.tlb.pte[i] or not (
+        if pt_walk(&self.pt, mm, self.tlb.vpn[i], False) != self.tlb.pte[i] or not (
                 self.tlb.pte[i][0] & PTE_PRESENT):
             return f"TLB entry {i} (vpn {self.tlb.vpn[i]:#x}) disagrees with the page table"
     # reverse map: each used anon/file frame is found through its family

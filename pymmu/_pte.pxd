@@ -1,4 +1,4 @@
-# Cython view of pymmu/include/pte.h, pymmu/include/frame.h and pymmu/include/lowset.h: nothing here but extern blocks.
+# Cython view of the core's C units (pymmu/include/*.h): nothing here but extern blocks.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 cdef extern from "pymmu/include/pte.h" nogil:
@@ -128,3 +128,57 @@ cdef extern from "pymmu/include/wset.h" nogil:
     int wset_init(wset_t *w, int64_t window)
     void wset_free(wset_t *w)
     void wset_add(wset_t *w, uint64_t vpn)
+
+
+cdef extern from "pymmu/include/pgtable.h" nogil:
+    int PT_MAX_LEVELS
+    int PWC_N
+    ctypedef struct pt_made_t:        # the tables one allocating walk made
+        uint64_t *top
+        uint64_t *at
+        int level
+    ctypedef struct pgtable_t:
+        int bits                       # index bits per level
+        int levels                     # levels of every tree
+        uint64_t mask                  # (1 << bits) - 1
+        int64_t nodes                  # tables allocated, every space's
+        int64_t cap                    # address-space ids with room for a root
+        uint64_t **root                # per address space: its top table, or NULL
+        pt_made_t made                 # what the last allocating pt_walk made
+    int64_t pt_fail_after
+    void pt_init(pgtable_t *t, int bits, int levels)
+    int pt_grow(pgtable_t *t, int64_t cap)
+    void pt_free(pgtable_t *t)
+    uint64_t *pt_new_node(pgtable_t *t)
+    void pt_free_tree(pgtable_t *t, uint64_t *node, int level)
+    pte_t *pt_walk_cached(const pgtable_t *t, int64_t mm, uint64_t vpn)
+    pte_t *pt_walk(pgtable_t *t, int64_t mm, uint64_t vpn, int alloc)
+    void pt_unmake(pgtable_t *t, int64_t mm, uint64_t vpn, pt_made_t made)
+    void pt_destroy(pgtable_t *t, int64_t mm)
+    int pt_clone_shape(pgtable_t *t, const uint64_t *src, uint64_t *dst, int level)
+    int64_t pt_collect(const pgtable_t *t, int64_t mm, uint64_t lo, uint64_t hi,
+                       uint64_t *vpns, uint64_t *ptes)
+
+
+cdef extern from "pymmu/include/rmap.h" nogil:
+    int RMAP_COUNT                     # rmap_walk's operations
+    int RMAP_YOUNG
+    int RMAP_REPLACE
+    ctypedef struct rmap_t:
+        int vpn_bits                   # a frame's word is (family << vpn_bits) | vpn
+        int64_t cap                    # address-space ids with room
+        int64_t *family                # per space: its family; -1 destroyed, -2 offered
+        int64_t *next                  # per space: the next member of its family, 0: last
+        int64_t *head                  # per family name: its first member, 0: none
+    void rmap_init(rmap_t *r, int vpn_bits)
+    int rmap_grow(rmap_t *r, int64_t cap)
+    void rmap_free(rmap_t *r)
+    uint64_t rmap_word(const rmap_t *r, int64_t family, uint64_t vpn)
+    int64_t rmap_family(const rmap_t *r, uint64_t word)
+    uint64_t rmap_vpn(const rmap_t *r, uint64_t word)
+    void rmap_join(rmap_t *r, int64_t mm, int64_t family)
+    void rmap_leave(rmap_t *r, int64_t mm)
+    int64_t rmap_walk(const rmap_t *r, pgtable_t *pt, tlb_t *tlb, int64_t pfn, uint64_t word,
+                      int op, pte_t arg, const int64_t *mm_pid, int64_t *owner)
+    bint rmap_any(const rmap_t *r, pgtable_t *pt, int64_t pfn, uint64_t word, pte_t bit)
+    void rmap_prefetch(const rmap_t *r, const pgtable_t *pt, uint64_t word)

@@ -398,15 +398,16 @@ cdef class Scheduler:
         elif J.state == J_BLOCKED or J.state == J_ENDING:
             self._wait_time(J, -1)              # suspended time is not waiting time
         self._recompute_next()
-        n = c._collect(J.mm, 0, c.max_vpn, None, None)
+        n = pt_collect(&c.pt, J.mm, 0, c.max_vpn, NULL, NULL)
         vpns = np.empty(n, np.uint64)
-        c._collect(J.mm, 0, c.max_vpn, vpns, np.empty(n, np.uint64))
+        pt_collect(&c.pt, J.mm, 0, c.max_vpn, &vpns[0] if n else NULL,
+                   <uint64_t *>cnp.PyArray_DATA(np.empty(n, np.uint64)))
         c.cur_pid = J.pid
         c.ps = J.ps
         c.now_ns = self.now
         for i in range(n):
             vpn = vpns[i]
-            p = c._walk(J.mm, vpn, False)
+            p = pt_walk(&c.pt, J.mm, vpn, False)
             if p == NULL or not (p[0] & PTE_PRESENT):
                 continue
             pfn = <int64_t>pte_pfn(p[0])
@@ -437,7 +438,7 @@ cdef class Scheduler:
         for k in range(self.nj):
             if k == j or not self._active(k):
                 continue
-            p = self.core._walk(self.jobs[k].mm, vpn, False)
+            p = pt_walk(&self.core.pt, self.jobs[k].mm, vpn, False)
             if p != NULL and (p[0] & PTE_PRESENT) and <int64_t>pte_pfn(p[0]) == pfn:
                 return True
         return False
@@ -511,7 +512,7 @@ cdef class Scheduler:
                 now += c_hit
                 cpu += c_hit
             else:
-                q = self.core._walk_cached(mm, vpn)
+                q = pt_walk_cached(&self.core.pt, mm, vpn)
                 if q == NULL or not pte_allows(q[0], acc):
                     break
                 p = q
@@ -604,7 +605,7 @@ cdef class Scheduler:
                 if pte_allows(tlb.pte[t][0], J.acc):
                     p = tlb.pte[t]
             else:
-                q = self.core._walk_cached(J.mm, vpn)
+                q = pt_walk_cached(&self.core.pt, J.mm, vpn)
                 if q != NULL and pte_allows(q[0], J.acc):
                     p = q
                     miss = 1

@@ -1,7 +1,9 @@
 """Test wrappers of the core's C units (tests/test_units.py), as scikit-learn tests
 its ``_utils``: the free-frame heaps (include/frame.h), the lowest-first bitmap sets
 (include/lowset.h), the event log (include/events.h), the TLB's slot choice, the
-working sets (include/wset.h) and shared objects' page maps (include/objmap.h),
+working sets (include/wset.h), shared objects' page maps (include/objmap.h), the
+page tables with their walk cache (include/pgtable.h) and the reverse map
+(include/rmap.h),
 driven directly with small inputs. Nothing in pymmu's API uses this module."""
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -142,3 +144,134 @@ def objmap_run(int64_t npages, list ops):
         return out, list(zip(pages.tolist(), values.tolist())), m.held
     finally:
         objmap_clear(&m)
+
+
+def pgtable_run(int bits, int levels, int64_t spaces, list ops):
+    """Run ``ops`` on page tables of ``levels`` levels of ``bits`` bits for spaces
+    1..spaces (each with a root): ``("set", mm, vpn, pte)`` (an allocating walk,
+    then the write), ``("get", mm, vpn)`` (None when a table is missing),
+    ``("fail", mm, vpn, k)`` (the k-th node allocation fails: the walk's answer,
+    True or False, then the tables are taken back as a failed fault does),
+    ``("destroy", mm)`` (then a new root). Returns each get's and fail's answer,
+    every space's nonzero PTEs as (vpn, pte) in vpn order, and the node count."""
+    global pt_fail_after
+    cdef pgtable_t t
+    cdef pte_t *p
+    cdef pt_made_t made
+    cdef int64_t mm, n
+    cdef list out = []
+    if not 1 <= levels <= PT_MAX_LEVELS or not 1 <= bits <= 16 or bits * levels > 64:
+        raise ValueError("bad geometry")
+    pt_init(&t, bits, levels)
+    try:
+        if pt_grow(&t, spaces + 1):
+            raise MemoryError()
+        for mm in range(1, spaces + 1):
+            t.root[mm] = pt_new_node(&t)
+        for op in ops:
+            mm = op[1]
+            if not 1 <= mm <= spaces:
+                raise ValueError("no such space")
+            if op[0] == "destroy":
+                pt_destroy(&t, mm)
+                t.root[mm] = pt_new_node(&t)
+                continue
+            if bits * levels < 64 and op[2] >> (bits * levels):
+                raise ValueError("vpn out of range")
+            if op[0] == "set":
+                p = pt_walk(&t, mm, op[2], 1)
+                if p == NULL:
+                    raise MemoryError()
+                p[0] = op[3]
+            elif op[0] == "get":
+                p = pt_walk(&t, mm, op[2], 0)
+                out.append(None if p == NULL else p[0])
+            else:
+                pt_fail_after = op[3]
+                p = pt_walk(&t, mm, op[2], 1)
+                pt_fail_after = 0
+                out.append(p != NULL)
+                if p != NULL:
+                    pt_unmake(&t, mm, op[2], t.made)
+        ptes = {}
+        for mm in range(1, spaces + 1):
+            n = pt_collect(&t, mm, 0, <uint64_t>-1, NULL, NULL)
+            vpns = np.empty(n, np.uint64)
+            vals = np.empty(n, np.uint64)
+            if n:
+                pt_collect(&t, mm, 0, <uint64_t>-1, <uint64_t *>cnp.PyArray_DATA(vpns),
+                           <uint64_t *>cnp.PyArray_DATA(vals))
+            ptes[mm] = list(zip(vpns.tolist(), vals.tolist()))
+        return out, ptes, t.nodes
+    finally:
+        pt_fail_after = 0
+        pt_free(&t)
+
+
+def rmap_run(int64_t spaces, list ops):
+    """Run ``ops`` on the reverse map's families over spaces 1..spaces, with page
+    tables (9 bits, 2 levels) and an 8-entry TLB: ``("join", mm, family)``,
+    ``("leave", mm)``, ``("map", mm, vpn, pte)``, ``("count", pfn, family, vpn)``,
+    ``("young", ...)``, ``("any", pfn, family, vpn, bit)``, ``("replace", pfn,
+    family, vpn, value)`` (answers its count and the owner by pid = 100 + mm).
+    A mapped PTE with ACCESSED set is loaded into the TLB. Returns the answers
+    and each family's members in list order, after checking that every TLB entry
+    still caches a present, accessed PTE."""
+    cdef pgtable_t t
+    cdef tlb_t tlb
+    cdef rmap_t r
+    cdef pte_t *p
+    cdef int64_t mm, owner, n
+    cdef int64_t *pids = NULL
+    cdef uint64_t word
+    cdef list out = []
+    pt_init(&t, 9, 2)
+    rmap_init(&r, 18)
+    if tlb_init(&tlb, 8) or pt_grow(&t, spaces + 1) or rmap_grow(&r, spaces + 1):
+        tlb_free(&tlb); pt_free(&t); rmap_free(&r)
+        raise MemoryError()
+    pids = <int64_t *>calloc(spaces + 1, sizeof(int64_t))
+    try:
+        for mm in range(1, spaces + 1):
+            t.root[mm] = pt_new_node(&t)
+            pids[mm] = 100 + mm
+        for op in ops:
+            if op[0] == "join":
+                rmap_join(&r, op[1], op[2])
+            elif op[0] == "leave":
+                rmap_leave(&r, op[1])
+            elif op[0] == "map":
+                p = pt_walk(&t, op[1], op[2], 1)
+                p[0] = op[3]
+                tlb_invalidate(&tlb, op[1], op[2])
+                if p[0] & PTE_PRESENT and p[0] & PTE_ACCESSED:
+                    tlb_fill(&tlb, tlb_slot(&tlb, op[2]), op[1], op[2], p)
+            else:
+                word = rmap_word(&r, op[2], op[3])
+                if rmap_family(&r, word) != op[2] or rmap_vpn(&r, word) != op[3]:
+                    raise AssertionError("a word does not give back its family and vpn")
+                if op[0] == "count":
+                    out.append(rmap_walk(&r, &t, &tlb, op[1], word, RMAP_COUNT, 0, NULL, NULL))
+                elif op[0] == "young":
+                    out.append(rmap_walk(&r, &t, &tlb, op[1], word, RMAP_YOUNG, 0, NULL, NULL))
+                elif op[0] == "any":
+                    out.append(bool(rmap_any(&r, &t, op[1], word, op[4])))
+                else:
+                    n = rmap_walk(&r, &t, &tlb, op[1], word, RMAP_REPLACE, op[4], pids, &owner)
+                    out.append((n, owner))
+        families = {f: [] for f in range(1, spaces + 1)}
+        for f in range(1, spaces + 1):
+            mm = r.head[f]
+            while mm:
+                families[f].append(mm)
+                mm = r.next[mm]
+        # a TLB entry never survives a change of its PTE
+        for i in range(tlb.n):
+            if tlb.mm[i] and not (tlb.pte[i][0] & PTE_PRESENT and tlb.pte[i][0] & PTE_ACCESSED):
+                raise AssertionError("a stale TLB entry")
+        return out, {f: v for f, v in families.items() if v}
+    finally:
+        free(pids)
+        tlb_free(&tlb)
+        pt_free(&t)
+        rmap_free(&r)

@@ -175,3 +175,21 @@ def test_a_damaged_core_snapshot_is_refused(damage):
     damage(state)
     with pytest.raises(ValueError, match="snapshot"):
         restore(config, state)
+
+
+def test_an_event_buffer_never_comes_from_a_pickle():
+    # The closed log's rows array lives on a C buffer; no pickle can make one
+    # point at memory it does not own (Cython would otherwise add a loader).
+    from pymmu import _core
+
+    assert not hasattr(_core, "__pyx_unpickle__EventBuffer")
+    m = pymmu.Machine(4)
+    p = m.spawn()
+    with m.events() as log:
+        p.write(p.mmap(PS), b"x")
+    with pytest.raises(TypeError):
+        pickle.dumps(log.array.base.obj)
+    rows = pickle.loads(pickle.dumps(log.array))      # the rows themselves: data
+    assert rows.tolist() == log.array.tolist()
+    empty = _core._EventBuffer.__new__(_core._EventBuffer)
+    assert bytes(memoryview(empty)) == b""

@@ -1,6 +1,7 @@
 """The core's C units, driven directly through pymmu._testing's wrappers: the free
 frame heaps, the lowest-first sets, the event log's ring, the TLB's slot choice,
-the working sets and the shared objects' page maps.
+the working sets, the shared objects' page maps, the page tables with their walk
+cache, and the reverse map.
 Each is checked against a plain-Python model on random operations."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pymmu
+from pymmu import _ptebits as bits_
 from pymmu import _testing
 
 
@@ -119,3 +121,109 @@ def test_objmap_agrees_with_a_dict(npages, data):
     assert answers == gets
     assert held == sorted(model.items()) and count == len(model)
 
+
+
+@pytest.mark.parametrize("bits,levels", [(1, 3), (2, 1), (2, 4), (9, 4), (9, 7)])
+@given(st.data())
+def test_page_tables_agree_with_a_dict(bits, levels, data):
+    # Three spaces over a few shared vpns (one leaf table, the walk cache's
+    # (mm, vpn >> bits) tags colliding across spaces) and far ones; a failed
+    # allocation and a failed fault's take-back must leave the tables as they were.
+    top = 2 ** (bits * levels)
+    vpn = st.sampled_from([0, 1, min(2 ** bits, top - 1), top - 1]) | st.integers(0, top - 1)
+    ptes = {mm: {} for mm in (1, 2, 3)}
+    tables = {mm: set() for mm in (1, 2, 3)}      # (level, prefix) of non-root tables
+    ops, answers = [], []
+
+    def path(v):
+        return {(lv, v >> (bits * (levels - lv))) for lv in range(1, levels)}
+
+    for _ in range(data.draw(st.integers(0, 40))):
+        mm = data.draw(st.integers(1, 3))
+        what = data.draw(st.sampled_from(["set", "set", "get", "fail", "destroy"]))
+        if what == "destroy":
+            ops.append(("destroy", mm))
+            ptes[mm].clear()
+            tables[mm].clear()
+            continue
+        v = data.draw(vpn)
+        if what == "set":
+            value = data.draw(st.integers(0, 2**64 - 1))
+            ops.append(("set", mm, v, value))
+            tables[mm] |= path(v)
+            ptes[mm][v] = value
+        elif what == "get":
+            ops.append(("get", mm, v))
+            answers.append(ptes[mm].get(v, 0) if path(v) <= tables[mm] else None)
+        else:
+            k = data.draw(st.integers(0, levels))
+            ops.append(("fail", mm, v, k))
+            answers.append(k == 0 or k > len(path(v) - tables[mm]))
+    out, collected, nodes = _testing.pgtable_run(bits, levels, 3, ops)
+    assert out == answers
+    for mm in (1, 2, 3):
+        assert collected[mm] == sorted((v, x) for v, x in ptes[mm].items() if x)
+    assert nodes == sum(1 + len(t) for t in tables.values())
+
+
+def _pte(pfn, accessed=False, dirty=False):
+    return ((pfn << bits_.PFN_SHIFT) | bits_.PRESENT | bits_.USER
+            | (bits_.ACCESSED if accessed else 0) | (bits_.DIRTY if dirty else 0))
+
+
+@given(st.data())
+def test_reverse_map_finds_every_mapping_through_the_family(data):
+    spaces = 5
+    family = {}                        # mm -> its family, for members only
+    order = {f: [] for f in range(1, spaces + 1)}   # members, the newest first
+    table = {}                         # (mm, vpn) -> pte
+    ops, answers = [], []
+    pte_values = st.builds(_pte, st.integers(1, 3), st.booleans(), st.booleans()) | \
+        st.sampled_from([0, (7 << bits_.PFN_SHIFT) | bits_.SWAP])
+
+    def mapping(pfn, fam, vpn):
+        return [mm for mm in order[fam] if table.get((mm, vpn), 0) & bits_.PRESENT
+                and table[(mm, vpn)] >> bits_.PFN_SHIFT == pfn]
+
+    for _ in range(data.draw(st.integers(0, 40))):
+        what = data.draw(st.sampled_from(["join", "leave", "map", "map", "count", "young",
+                                          "any", "replace"]))
+        mm = data.draw(st.integers(1, spaces))
+        vpn = data.draw(st.sampled_from([0, 5, 2**17 + 3]))
+        pfn, fam = data.draw(st.integers(1, 3)), data.draw(st.integers(1, spaces))
+        if what == "join":
+            if mm not in family:
+                ops.append(("join", mm, fam))
+                family[mm] = fam
+                order[fam].insert(0, mm)
+        elif what == "leave":
+            if mm in family:
+                ops.append(("leave", mm))
+                order[family.pop(mm)].remove(mm)
+        elif what == "map":
+            value = data.draw(pte_values)
+            ops.append(("map", mm, vpn, value))
+            table[(mm, vpn)] = value
+        elif what == "count":
+            ops.append(("count", pfn, fam, vpn))
+            answers.append(len(mapping(pfn, fam, vpn)))
+        elif what == "young":
+            ops.append(("young", pfn, fam, vpn))
+            young = [m for m in mapping(pfn, fam, vpn) if table[(m, vpn)] & bits_.ACCESSED]
+            for m in young:
+                table[(m, vpn)] &= ~bits_.ACCESSED
+            answers.append(len(young))
+        elif what == "any":
+            bit = data.draw(st.sampled_from([bits_.ACCESSED, bits_.DIRTY]))
+            ops.append(("any", pfn, fam, vpn, bit))
+            answers.append(any(table[(m, vpn)] & bit for m in mapping(pfn, fam, vpn)))
+        else:
+            value = data.draw(st.sampled_from([0, (9 << bits_.PFN_SHIFT) | bits_.SWAP]))
+            ops.append(("replace", pfn, fam, vpn, value))
+            hit = mapping(pfn, fam, vpn)
+            for m in hit:
+                table[(m, vpn)] = value
+            answers.append((len(hit), min((100 + m for m in hit), default=-1)))
+    out, families = _testing.rmap_run(spaces, ops)
+    assert out == answers
+    assert families == {f: v for f, v in order.items() if v}

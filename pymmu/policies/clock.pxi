@@ -11,7 +11,8 @@ cdef inline int64_t clock_victim(Core self) noexcept nogil:
     for _ in range(2 * self.frames):
         pfn = self.clock_hand
         self.clock_hand = pfn + 1 if pfn + 1 < self.frames else 0
-        self._prefetch_rmap(ahead)
+        if self.fm[ahead].state != F_FREE:  # (a free frame's rmap word holds links)
+            rmap_prefetch(&self.rm, &self.pt, self.fm[ahead].rmap)
         ahead = ahead + 1 if ahead + 1 < self.frames else 0
         if not self._evictable(pfn):
             continue
