@@ -53,7 +53,8 @@ def ext(name):
         extra_compile_args=cflags,
         depends=[*sorted(glob.glob("pymmu/include/*.h") + glob.glob("pymmu/*.pxi")
                          + glob.glob("pymmu/policies/*.pxi")),
-                 "pymmu/_pte.pxd", "pymmu/_core.pxd", "pymmu/_tables.pxd"],
+                 "pymmu/_pte.pxd", "pymmu/_core.pxd", "pymmu/_tables.pxd",
+                 "pymmu/counting.pxd"],
     )
 
 

@@ -166,13 +166,6 @@ cdef class Core:
     cdef void _grow_mm(self, int64_t cap) except *
     cdef void _reusable(self, int64_t mm) except *
     cdef void _fork_fill(self, uint64_t *src, uint64_t *dst, int level) noexcept
-    cdef inline void _count(self, int stat) noexcept nogil
-    cdef inline void _add(self, int stat, int64_t n) noexcept nogil
-    cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,
-                           int64_t slot) noexcept nogil
-    cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
-                     int64_t slot) noexcept nogil
-    cdef void _victim_events(self, int64_t pfn, int64_t slot, bint written) noexcept nogil
     cdef void _free_frame(self, int64_t pfn) noexcept nogil
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil
     cdef inline void _put_frame(self, int64_t pfn) noexcept nogil

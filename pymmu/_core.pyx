@@ -42,6 +42,7 @@ import numpy as np
 cimport numpy as cnp
 
 from pymmu._pte cimport *
+from pymmu.counting cimport *
 from pymmu.errors import (
     OutOfMemory, ProcessStateError, ProtectionFault, SegmentationFault, TraceError,
 )
@@ -316,57 +317,14 @@ cdef class Core:
     # TLB
 
     # ------------------------------------------------------------------
-    # frames
-
-    cdef inline void _count(self, int stat) noexcept nogil:
-        self._add(stat, 1)
-
-    cdef inline void _add(self, int stat, int64_t n) noexcept nogil:
-        """Add ``n`` to a counter of the machine and of the process being served."""
-        self.stats[stat] += n
-        self.ps[stat] += n
-
-    # ------------------------------------------------------------------
-    # events (pymmu/include/events.h): recorded beside the counters they mirror
-
-    cdef inline void _note(self, int stat, int kind, uint64_t vpn, int64_t pfn,
-                           int64_t slot) noexcept nogil:
-        """Count ``stat`` and, while recording, its event (the current process's
-        reference to page ``vpn``)."""
-        self._count(stat)
-        if unlikely(self.ev.on):
-            self._event(kind, self.cur_pid, vpn << self.page_shift, pfn, slot)
-
-    cdef void _event(self, int kind, int64_t pid, uint64_t vaddr, int64_t pfn,
-                     int64_t slot) noexcept nogil:
-        cdef event_t e
-        memset(&e, 0, sizeof(e))            # the padding too: logs compare as bytes
-        e.seq = self.references
-        e.t_ns = self.now_ns
-        e.pid = pid
-        e.vaddr = vaddr
-        e.pfn = pfn
-        e.slot = slot
-        e.kind = <uint8_t>kind
-        evlog_push(&self.ev, &e)
-
-    cdef void _victim_events(self, int64_t pfn, int64_t slot, bint written) noexcept nogil:
-        """A victim's ``evictions`` then (if it is written) ``swap_outs`` events,
-        named by the lowest pid that mapped it (``rmap_owner``, which the
-        eviction's RMAP_REPLACE pass just found; -1 / 0 when no PTE did)."""
-        cdef int64_t owner = self.rmap_owner
-        cdef uint64_t vaddr = 0
-        if owner >= 0:
-            vaddr = rmap_vpn(&self.rm, self.fm[pfn].rmap) << self.page_shift
-        self._event(E_EVICTIONS, owner, vaddr, pfn, slot)
-        if written:
-            self._event(E_SWAP_OUTS, owner, vaddr, pfn, slot)
+    # events: counted and recorded through pymmu/counting.pxd (stat_note); the
+    # log itself is pymmu/include/events.h (self.ev)
 
     def refused(self, int64_t pid, uint64_t vaddr):
         """Record the ``segv`` event of an access the Python layer refuses
         (an address beyond the address space) at page ``vaddr``."""
         if unlikely(self.ev.on):
-            self._event(E_SEGV, pid, vaddr, -1, -1)
+            ev_record(self, E_SEGV, pid, vaddr, -1, -1)
 
     def set_mm_pid(self, int64_t mm, int64_t pid):
         """Name the process address space ``mm`` was made for (events' victims)."""
@@ -473,7 +431,7 @@ cdef class Core:
         if zeroed:
             if self.pool.count:
                 pfn = freeheap_pop(&self.pool, self.fm)
-                self._count(S_ZERO_POOL_HITS)
+                stat_count(self, S_ZERO_POOL_HITS)
             else:
                 pfn = freeheap_pop(&self.dirty, self.fm)
                 if not self.fm[pfn].czero:
@@ -910,10 +868,10 @@ cdef class Core:
             self._shmem_set(f.link, <int64_t>rmap_vpn(&self.rm, f.rmap), -(slot + 2))
             self.sl[slot].count = 1
         if unlikely(self.ev.on):
-            self._victim_events(pfn, slot, written)
+            ev_victim(self, pfn, slot, written)
         if written:
-            self._count(S_SWAP_OUTS)
-        self._count(S_EVICTIONS)
+            stat_count(self, S_SWAP_OUTS)
+        stat_count(self, S_EVICTIONS)
         f.refcnt = 0
         self._free_frame(pfn)
         return 0
@@ -980,7 +938,7 @@ cdef class Core:
             self._put_frame(self.zero_pfn)
             self._own(new, F_ANON, mm, vpn)
             p[0] = pte_with_pfn(base | PTE_WRITABLE, new)
-            self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
+            stat_note(self, S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
         else:
             old = pte_pfn(pte)
             if self.fm[old].refcnt == 1:
@@ -989,7 +947,7 @@ cdef class Core:
                     uncache(self, old)
                 self.fm[old].state = F_ANON
                 p[0] = (pte | PTE_WRITABLE) & ~PTE_COW
-                self._note(S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
+                stat_note(self, S_COW_REUSES, E_COW_REUSES, vpn, old, -1)
             else:
                 saved = self.fm[old].pinned
                 self.fm[old].pinned = 1
@@ -1001,9 +959,9 @@ cdef class Core:
                 self._own(new, F_ANON, mm, vpn)
                 self._put_frame(old)
                 p[0] = pte_with_pfn((pte & ~PTE_COW) | PTE_WRITABLE, new)
-                self._note(S_COW_COPIES, E_COW_COPIES, vpn, new, -1)
+                stat_note(self, S_COW_COPIES, E_COW_COPIES, vpn, new, -1)
         tlb_invalidate(&self.tlb, mm, vpn)
-        self._count(S_MINOR)
+        stat_count(self, S_MINOR)
         return ST_OK
 
     cdef int _do_swap_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
@@ -1022,8 +980,8 @@ cdef class Core:
             self.fm[new].refcnt += 1
             p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
             slot_put(self, slot, 1)
-            self._note(S_SWAP_CACHE_HITS, E_SWAP_CACHE_HITS, vpn, new, slot)
-            self._count(S_MINOR)
+            stat_note(self, S_SWAP_CACHE_HITS, E_SWAP_CACHE_HITS, vpn, new, slot)
+            stat_count(self, S_MINOR)
             return ST_OK
         new = self._alloc_frame(False)
         if new < 0:
@@ -1038,8 +996,8 @@ cdef class Core:
         else:
             p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
         slot_put(self, slot, 1)
-        self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
-        self._count(S_MAJOR)
+        stat_note(self, S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
+        stat_count(self, S_MAJOR)
         return ST_OK
 
     cdef int _do_anonymous_page(self, int64_t mm, uint64_t vpn, int kind, int64_t *vma,
@@ -1056,12 +1014,12 @@ cdef class Core:
                 return _alloc_status(new)
             self._own(new, F_ANON, mm, vpn)
             p[0] = pte_with_pfn(base | (PTE_WRITABLE if vma_w else 0), new)
-            self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
+            stat_note(self, S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
         else:
             self.zero_refs += 1
             p[0] = pte_with_pfn(base | PTE_ZERO, self.zero_pfn)
-            self._note(S_ZERO_PAGE_MAPS, E_ZERO_PAGE_MAPS, vpn, self.zero_pfn, -1)
-        self._count(S_MINOR)
+            stat_note(self, S_ZERO_PAGE_MAPS, E_ZERO_PAGE_MAPS, vpn, self.zero_pfn, -1)
+        stat_count(self, S_MINOR)
         return ST_OK
 
     cdef int _do_shared_page(self, int64_t mm, uint64_t vpn, int64_t *vma,
@@ -1074,7 +1032,7 @@ cdef class Core:
         new = objmap_get(&self.omap[obj], page)
         if new >= 0:
             self.fm[new].refcnt += 1
-            self._count(S_MINOR)
+            stat_count(self, S_MINOR)
         elif new == -1:
             if objmap_reserve(&self.omap[obj], page) != 0:
                 return ST_NOMEM             # (before the frame: nothing to give back)
@@ -1082,8 +1040,8 @@ cdef class Core:
             if new < 0:
                 return _alloc_status(new)
             self._own_shmem(new, obj, page, mm, vpn)
-            self._note(S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
-            self._count(S_MINOR)
+            stat_note(self, S_ZERO_FILLS, E_ZERO_FILLS, vpn, new, -1)
+            stat_count(self, S_MINOR)
         else:
             slot = -new - 2
             new = self._alloc_frame(False)
@@ -1092,8 +1050,8 @@ cdef class Core:
             swap_read(self, new, slot)
             slot_put(self, slot, 1)
             self._own_shmem(new, obj, page, mm, vpn)
-            self._note(S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
-            self._count(S_MAJOR)
+            stat_note(self, S_SWAP_INS, E_SWAP_INS, vpn, new, slot)
+            stat_count(self, S_MAJOR)
         p[0] = pte_with_pfn(base | PTE_SHARED | (PTE_WRITABLE if vma_w else 0), new)
         return ST_OK
 
@@ -1124,8 +1082,8 @@ cdef class Core:
         else:
             self._own(new, F_FILE, mm, vpn)
             p[0] = pte_with_pfn(base | (PTE_COW if vma_w else 0), new)
-        self._note(S_FILE_READS, E_FILE_READS, vpn, new, -1)
-        self._count(S_MAJOR)
+        stat_note(self, S_FILE_READS, E_FILE_READS, vpn, new, -1)
+        stat_count(self, S_MAJOR)
         return ST_OK
 
     cdef void _own_shmem(self, int64_t pfn, int64_t obj, int64_t page, int64_t mm,
@@ -1144,10 +1102,10 @@ cdef class Core:
         if self.tlb.n:
             i = tlb_slot(&self.tlb, vpn)
             if self.tlb.mm[i] == mm and self.tlb.vpn[i] == vpn:
-                self._count(S_TLB_HITS)
+                stat_count(self, S_TLB_HITS)
                 p = self.tlb.pte[i]
             else:
-                self._count(S_TLB_MISSES)
+                stat_count(self, S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
             p = pt_walk(&self.pt, mm, vpn, False)
         return self._settle(mm, vpn, kind, vma, p, i, out)
@@ -1235,7 +1193,7 @@ cdef class Core:
             if buf != NULL:
                 self._move(pte_pfn(p[0]), <int64_t>(addr & <uint64_t>(self.page_size - 1)),
                            buf, n, kind)
-            self._count(access_stat(kind))
+            stat_count(self, access_stat(kind))
             return ST_OK
         self._reserve_pins(npages)
         # 2. touch each page, pinning the ones done so far
@@ -1269,7 +1227,7 @@ cdef class Core:
                 done += chunk
                 off = 0
                 vpn += 1
-        self._count(access_stat(kind))
+        stat_count(self, access_stat(kind))
         return ST_OK
 
     cdef inline void _move(self, int64_t pfn, int64_t off, uint8_t *buf, int64_t n,
@@ -1302,7 +1260,7 @@ cdef class Core:
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil:
         """While recording: the event of an access refused with ``st``."""
         if unlikely(self.ev.on) and (st == ST_SEGV or st == ST_PROT or st == ST_OOM):
-            self._event(E_SEGV if st == ST_SEGV else E_PROTECTION if st == ST_PROT else E_OOM,
+            ev_record(self, E_SEGV if st == ST_SEGV else E_PROTECTION if st == ST_PROT else E_OOM,
                         pid, self.fault_addr & ~(<uint64_t>self.page_size - 1), -1, -1)
 
     cdef object _status_error(self, int st, int64_t pid):
@@ -1579,10 +1537,10 @@ cdef class Core:
         """Add what a replay counted in registers to the machine's and the process's
         counters (done: reads, writes, fetches, indexed by access kind)."""
         cdef int kind
-        self._add(S_TLB_HITS, hits)
-        self._add(S_TLB_MISSES, misses)
+        stat_add(self, S_TLB_HITS, hits)
+        stat_add(self, S_TLB_MISSES, misses)
         for kind in range(3):
-            self._add(access_stat(kind), done[kind])
+            stat_add(self, access_stat(kind), done[kind])
 
     def replay(self, int64_t mm, int64_t pid, const uint64_t[::1] addr,
                const uint8_t[::1] kind, const uint32_t[::1] size,

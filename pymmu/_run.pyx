@@ -25,6 +25,7 @@ cimport numpy as cnp
 
 from pymmu._core cimport *
 from pymmu._pte cimport *
+from pymmu.counting cimport *
 
 cnp.import_array()
 
@@ -546,11 +547,11 @@ cdef class Scheduler:
         self.since = since
         self.core.references += refs
         self.core.ps = J.ps
-        self.core._add(S_TLB_HITS, hits)
-        self.core._add(S_TLB_MISSES, misses)
+        stat_add(self.core, S_TLB_HITS, hits)
+        stat_add(self.core, S_TLB_MISSES, misses)
         for k in range(3):
-            self.core._add(access_stat(k), done[k])
-        self.core._add(S_VFORK_CHILD_WRITES, vwrites)
+            stat_add(self.core, access_stat(k), done[k])
+        stat_add(self.core, S_VFORK_CHILD_WRITES, vwrites)
 
     cdef int _reference(self) except -1 nogil:
         """Run the running job's next page reference at ``now`` (rules 2-6, 8).
@@ -616,7 +617,7 @@ cdef class Scheduler:
             pfn = <int64_t>pte_pfn(p[0])
             if pfn != self.core.zero_pfn:
                 self.core._policy_use(pfn)
-            self.core._count(S_TLB_MISSES if miss else S_TLB_HITS)
+            stat_count(self.core, S_TLB_MISSES if miss else S_TLB_HITS)
             if self.window:
                 wset_add(&J.ws, vpn)
             c = self.cost[0] + self.cost[1] * miss
@@ -658,9 +659,9 @@ cdef class Scheduler:
         if J.vpn == J.last:
             J.mid = False
             J.rec += 1
-            self.core._count(access_stat(J.acc))
+            stat_count(self.core, access_stat(J.acc))
             if J.vchild and J.acc == ACC_WRITE:   # it wrote into its parent (section 5)
-                self.core._count(S_VFORK_CHILD_WRITES)
+                stat_count(self.core, S_VFORK_CHILD_WRITES)
         else:
             J.vpn += 1
         self.since += 1

@@ -33,6 +33,14 @@ typedef struct {
     int level;
 } pt_made_t;
 
+/* A page-walk cache entry: the leaf table of (mm, hi = vpn >> bits); mm 0: empty.
+ * One entry per probe's cache line. */
+typedef struct {
+    int64_t mm;
+    uint64_t hi;
+    uint64_t *leaf;
+} pwc_entry_t;
+
 typedef struct {
     int bits;                   /* index bits per level                           */
     int levels;                 /* levels of every tree                           */
@@ -41,9 +49,7 @@ typedef struct {
     int64_t cap;                /* address-space ids with room for a root         */
     uint64_t **root;            /* per address space: its top table, or NULL      */
     pt_made_t made;             /* what the last allocating pt_walk made          */
-    int64_t pwc_mm[PWC_N];      /* page-walk cache: (mm, hi) -> leaf; mm 0: empty */
-    uint64_t pwc_hi[PWC_N];
-    uint64_t *pwc_leaf[PWC_N];
+    pwc_entry_t pwc[PWC_N];     /* the page-walk cache                            */
 } pgtable_t;
 
 /* Testing: when positive, the pt_fail_after-th node allocation from now fails
@@ -115,8 +121,8 @@ static inline uint64_t pt_pwc_slot(int64_t mm, uint64_t hi) {
  * a probe without side effects, for prefetching. */
 static inline uint64_t *pt_walk_cached(const pgtable_t *t, int64_t mm, uint64_t vpn) {
     uint64_t hi = vpn >> t->bits;
-    uint64_t k = pt_pwc_slot(mm, hi);
-    if (t->pwc_mm[k] == mm && t->pwc_hi[k] == hi) return &t->pwc_leaf[k][vpn & t->mask];
+    const pwc_entry_t *e = &t->pwc[pt_pwc_slot(mm, hi)];
+    if (e->mm == mm && e->hi == hi) return &e->leaf[vpn & t->mask];
     return NULL;
 }
 
@@ -146,7 +152,8 @@ static inline uint64_t *pt_new_chain(pgtable_t *t, int first, uint64_t vpn) {
 static inline uint64_t *pt_walk(pgtable_t *t, int64_t mm, uint64_t vpn, int alloc) {
     uint64_t *node = t->root[mm];
     uint64_t *child;
-    uint64_t idx, k, hi = vpn >> t->bits;
+    uint64_t idx, hi = vpn >> t->bits;
+    pwc_entry_t *e;
     int level;
     uint64_t *p;
     if (alloc) t->made.top = NULL;          /* (before the cache: a hit made none) */
@@ -176,10 +183,10 @@ static inline uint64_t *pt_walk(pgtable_t *t, int64_t mm, uint64_t vpn, int allo
         }
         node = child;
     }
-    k = pt_pwc_slot(mm, hi);
-    t->pwc_mm[k] = mm;
-    t->pwc_hi[k] = hi;
-    t->pwc_leaf[k] = node;
+    e = &t->pwc[pt_pwc_slot(mm, hi)];
+    e->mm = mm;
+    e->hi = hi;
+    e->leaf = node;
     return &node[vpn & t->mask];
 }
 
@@ -187,11 +194,11 @@ static inline uint64_t *pt_walk(pgtable_t *t, int64_t mm, uint64_t vpn, int allo
  * taken right after it): a failed fault leaves none behind. */
 static inline void pt_unmake(pgtable_t *t, int64_t mm, uint64_t vpn, pt_made_t made) {
     uint64_t hi = vpn >> t->bits;
-    uint64_t k = pt_pwc_slot(mm, hi);
+    pwc_entry_t *e = &t->pwc[pt_pwc_slot(mm, hi)];
     if (made.top == NULL) return;
     if (made.at == NULL) t->root[mm] = NULL;
     else made.at[0] = 0;
-    if (t->pwc_mm[k] == mm && t->pwc_hi[k] == hi) t->pwc_mm[k] = 0;
+    if (e->mm == mm && e->hi == hi) e->mm = 0;
     pt_free_tree(t, made.top, made.level);
 }
 
@@ -201,7 +208,7 @@ static inline void pt_destroy(pgtable_t *t, int64_t mm) {
     if (t->root[mm]) pt_free_tree(t, t->root[mm], 0);
     t->root[mm] = NULL;
     for (k = 0; k < PWC_N; k++)
-        if (t->pwc_mm[k] == mm) t->pwc_mm[k] = 0;
+        if (t->pwc[k].mm == mm) t->pwc[k].mm = 0;
 }
 
 /* Give `dst` (at `level`) an empty table wherever `src` has one, leaves excepted:
