@@ -793,11 +793,9 @@ cdef class Core:
 
     cdef inline void _policy_use(self, int64_t pfn) noexcept nogil:
         """A page reference to frame ``pfn`` (not the zero page): lru moves it
-        last; a Python policy that wants references hears of it. (The replay
-        loop does lru's part inline.)"""
+        last; a Python policy that wants references hears of it."""
         if self.policy == P_LRU:
-            list_unlink(self, pfn)
-            list_append(self, pfn)
+            list_use(self, pfn)
         if unlikely(self.py_access):
             self._hook(HOOK_ACCESS, pfn)
 
@@ -1100,12 +1098,8 @@ cdef class Core:
         cdef int64_t i = 0
         cdef pte_t *p = NULL
         if self.tlb.n:
-            i = tlb_slot(&self.tlb, vpn)
-            if self.tlb.mm[i] == mm and self.tlb.vpn[i] == vpn:
-                stat_count(self, S_TLB_HITS)
-                p = self.tlb.pte[i]
-            else:
-                stat_count(self, S_TLB_MISSES)
+            p = tlb_lookup(&self.tlb, mm, vpn, &i)
+            stat_count(self, S_TLB_HITS if p != NULL else S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
             p = pt_walk(&self.pt, mm, vpn, False)
         return self._settle(mm, vpn, kind, vma, p, i, out)
@@ -1394,10 +1388,11 @@ cdef class Core:
         independent reference (no pinning). Stops at the first record that
         faults or runs out of memory, with ``index`` set to it.
 
-        The common cases are handled inline, with the same steps as ``_touch``
-        (count the TLB hit or miss, set A/D, fill the TLB, policy bookkeeping)
-        without its calls: a TLB hit on a page that allows the access, and a TLB
-        miss whose walk the page-walk cache answers with such a page.
+        The common cases are handled inline, through the same operations as
+        ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
+        the policy's use: ``list_use``) with the hit and miss counts in registers: a TLB hit on
+        a page that allows the access, and a TLB miss whose walk the page-walk
+        cache answers with such a page.
 
         Under memory pressure (no free frame) most records fault, and a fault
         waits on loads from all over memory: the PTE, then the swap slot it
@@ -1416,6 +1411,8 @@ cdef class Core:
         cdef pte_t *p
         cdef pte_t bits
         cdef bint opt = next_use is not None
+        # The policy's use operation, dispatched on a flag fixed for the loop (a
+        # Python policy that hears of references sends each through _touch).
         cdef bint lru = self.policy == P_LRU
         cdef pte_t *q
         cdef pte_t *tp
@@ -1429,10 +1426,7 @@ cdef class Core:
         cdef int shift = self.page_shift
         # (a Python policy that wants every reference: each goes through _touch)
         cdef int64_t tn = 0 if self.py_access else self.tlb.n
-        cdef uint64_t tmask = self.tlb.mask
-        cdef int64_t *tlb_mm = self.tlb.mm
-        cdef uint64_t *tlb_vpn = self.tlb.vpn
-        cdef pte_t **tlb_pte = self.tlb.pte
+        cdef tlb_t tlb = self.tlb             # (its arrays are shared, not copied)
         cdef int64_t zero_pfn = self.zero_pfn
         cdef int64_t key, npos = next_use.shape[0] if opt else 0
         cdef int64_t refs = self.references   # page references, in a register
@@ -1479,27 +1473,24 @@ cdef class Core:
             while vpn <= last:
                 p = walked = NULL
                 if tn:
-                    t = <int64_t>(vpn & tmask) if tmask else tlb_slot(&self.tlb, vpn)
-                    if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
-                        if pte_allows(tlb_pte[t][0], acc):
-                            p = tlb_pte[t]
+                    q = tlb_lookup(&tlb, mm, vpn, &t)
+                    if q != NULL:
+                        if pte_allows(q[0], acc):
+                            p = q
                             hits += 1
                     else:
                         q = pt_walk_cached(&self.pt, mm, vpn)
                         if q != NULL and pte_allows(q[0], acc):
                             p = q
                             misses += 1
-                            tlb_mm[t] = mm
-                            tlb_vpn[t] = vpn
-                            tlb_pte[t] = q
+                            tlb_fill(&tlb, t, mm, vpn, q)
                         else:
                             walked = q      # a fault on a PTE we already found
                 if p != NULL:
                     p[0] |= bits
                     pfn = pte_pfn(p[0])
                     if lru and pfn != zero_pfn:
-                        list_unlink(self, pfn)
-                        list_append(self, pfn)
+                        list_use(self, pfn)
                 else:
                     self.fault_addr = a if vpn == a >> shift else vpn << shift
                     self.fault_kind = acc

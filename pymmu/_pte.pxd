@@ -103,6 +103,7 @@ cdef extern from "pymmu/include/tlb.h" nogil:
     int tlb_init(tlb_t *t, int64_t n)
     void tlb_free(tlb_t *t)
     int64_t tlb_slot(const tlb_t *t, uint64_t vpn)
+    pte_t *tlb_lookup(const tlb_t *t, int64_t mm, uint64_t vpn, int64_t *slot)
     void tlb_fill(tlb_t *t, int64_t i, int64_t mm, uint64_t vpn, pte_t *pte)
     void tlb_invalidate(tlb_t *t, int64_t mm, uint64_t vpn)
     void tlb_flush(tlb_t *t, int64_t mm)

@@ -463,12 +463,8 @@ cdef class Scheduler:
         (a fault, a record outside the job's remembered mapping, an event due,
         the quantum's last reference, an I/O burst's, the job's last), which
         ``_reference`` then runs. The counts are added once at the end."""
-        cdef tlb_t *tlb = &self.core.tlb
+        cdef tlb_t tlb = self.core.tlb        # (a copy in a local: see tlb_lookup)
         cdef int64_t tn = 0 if self.core.py_access else tlb.n
-        cdef uint64_t tmask = tlb.mask
-        cdef int64_t *tlb_mm = tlb.mm
-        cdef uint64_t *tlb_vpn = tlb.vpn
-        cdef pte_t **tlb_pte = tlb.pte
         cdef int64_t mm = J.mm, n = J.n, rec = J.rec
         cdef int shift = self.core.page_shift
         cdef int64_t now = self.now, next_wake = self.next_wake
@@ -504,11 +500,10 @@ cdef class Scheduler:
                 mid = True                      # (its pages are checked)
             if vpn == last and rec + 1 == n:
                 break                           # the job's last reference
-            t = <int64_t>(vpn & tmask) if tmask else tlb_slot(tlb, vpn)
-            if tlb_mm[t] == mm and tlb_vpn[t] == vpn:
-                if not pte_allows(tlb_pte[t][0], acc):
+            p = tlb_lookup(&tlb, mm, vpn, &t)
+            if p != NULL:
+                if not pte_allows(p[0], acc):
                     break
-                p = tlb_pte[t]
                 hits += 1
                 now += c_hit
                 cpu += c_hit
@@ -517,9 +512,7 @@ cdef class Scheduler:
                 if q == NULL or not pte_allows(q[0], acc):
                     break
                 p = q
-                tlb_mm[t] = mm
-                tlb_vpn[t] = vpn
-                tlb_pte[t] = q
+                tlb_fill(&tlb, t, mm, vpn, q)
                 misses += 1
                 now += c_miss
                 cpu += c_miss
@@ -601,10 +594,10 @@ cdef class Scheduler:
             J.vpn, J.last, J.mid = vpn, last, True
         vpn = J.vpn
         if tlb.n and not self.core.py_access:
-            t = tlb_slot(tlb, vpn)
-            if tlb.mm[t] == J.mm and tlb.vpn[t] == vpn:
-                if pte_allows(tlb.pte[t][0], J.acc):
-                    p = tlb.pte[t]
+            q = tlb_lookup(tlb, J.mm, vpn, &t)
+            if q != NULL:
+                if pte_allows(q[0], J.acc):
+                    p = q
             else:
                 q = pt_walk_cached(&self.core.pt, J.mm, vpn)
                 if q != NULL and pte_allows(q[0], J.acc):

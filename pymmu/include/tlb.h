@@ -45,6 +45,17 @@ static inline int64_t tlb_slot(const tlb_t *t, uint64_t vpn) {
     return t->mask ? (int64_t)(vpn & t->mask) : (int64_t)(vpn % (uint64_t)t->n);
 }
 
+/* Look (mm, vpn) up: the address of the PTE its entry caches, or NULL on a miss;
+ * *slot is the entry either way (where tlb_fill puts it). Every path that models
+ * the TLB (Core._touch, the replay loop, m.run's fast path) looks up here. Hot
+ * loops pass a copy of the tlb_t in a local, so that a store through a PTE
+ * pointer does not make the compiler reload its fields. */
+static inline uint64_t *tlb_lookup(const tlb_t *t, int64_t mm, uint64_t vpn, int64_t *slot) {
+    int64_t i = tlb_slot(t, vpn);
+    *slot = i;
+    return (t->mm[i] == mm && t->vpn[i] == vpn) ? t->pte[i] : NULL;
+}
+
 /* Remember that (mm, vpn) translates through the PTE at pte, in entry i. */
 static inline void tlb_fill(tlb_t *t, int64_t i, int64_t mm, uint64_t vpn, uint64_t *pte) {
     t->mm[i] = mm;

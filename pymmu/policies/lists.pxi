@@ -1,8 +1,8 @@
 # fifo and lru, one unit of the core's replacement-policy interface: an intrusive
 # doubly linked list of the used frames, oldest first (node `frames` is the head,
 # Core.lnext / Core.lprev). Allocation appends (both), a use moves the frame last
-# (lru only: Core._policy_use, and replay's loop inline), freeing unlinks; the
-# victim is the oldest evictable frame. Included in pymmu/_core.pyx.
+# (lru only: list_use, from Core._policy_use and the replay loop), freeing unlinks;
+# the victim is the oldest evictable frame. Included in pymmu/_core.pyx.
 
 
 cdef inline void list_unlink(Core self, int64_t pfn) noexcept nogil:
@@ -23,6 +23,12 @@ cdef inline void list_append(Core self, int64_t pfn) noexcept nogil:
     self.lprev[pfn] = last
     self.lnext[pfn] = head
     self.lprev[head] = <int32_t>pfn
+
+
+cdef inline void list_use(Core self, int64_t pfn) noexcept nogil:
+    """lru: ``pfn`` was just used: move it to the young end."""
+    list_unlink(self, pfn)
+    list_append(self, pfn)
 
 
 cdef inline int64_t list_victim(Core self) noexcept nogil:
