@@ -60,12 +60,6 @@ cdef enum:
     F_FILE = 2              # clean page read from an exec image: drop, don't swap
     F_SHMEM = 3             # owned by a shared memory object
 
-# Frame flag bits.
-cdef enum:
-    FL_POOL = 1             # free and in the pre-zeroed pool
-    FL_CZERO = 2            # content known to be all zero (bytes really are zero)
-    FL_PINNED = 4           # touched by the access in progress: never a victim
-
 cdef enum:
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
     PF_SLOT = 8           # then the swap slots they name

@@ -1535,15 +1535,21 @@ cdef class Core:
 
     def replay(self, int64_t mm, int64_t pid, const uint64_t[::1] addr,
                const uint8_t[::1] kind, const uint32_t[::1] size,
-               const int64_t[::1] next_use, cnp.ndarray ps):
+               const int64_t[::1] next_use, cnp.ndarray ps, cnp.ndarray delta=None):
         """Replay trace columns in ``mm``; ``next_use`` (for opt) is the next
         position of each page reference, or None. Returns None, or
-        ``(exception, index)`` for the record that failed."""
+        ``(exception, index)`` for the record that failed. ``delta`` (counters
+        like ``ps``) gains what the replay added to the machine's counters,
+        taken while the machine is busy: no other thread's access is in it."""
         cdef int64_t index = -1
         cdef int st
-        cdef int64_t pfn
+        cdef int64_t pfn, i
         cdef int64_t *counters
+        cdef int64_t *added = NULL
+        cdef int64_t before[S_COUNT]
         self._enter()
+        if delta is not None:
+            added = self._counters(delta)
         if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
             raise ValueError(f"trace columns of different lengths: addr {addr.shape[0]}, "
                              f"kind {kind.shape[0]}, size {size.shape[0]}")
@@ -1560,9 +1566,14 @@ cdef class Core:
             opt_end(self)
             raise RuntimeError("this Machine is busy")
         try:
+            for i in range(S_COUNT):
+                before[i] = self.stats[i]
             with nogil:
                 st = self._replay(mm, addr, kind, size, next_use, &index)
         finally:
+            if added != NULL:
+                for i in range(S_COUNT):
+                    added[i] += self.stats[i] - before[i]
             busy_release(&self.busy)
             self.ps = self.scratch
             opt_end(self)

@@ -133,7 +133,6 @@ cdef extern from "pymmu/include/wset.h" nogil:
 
 cdef extern from "pymmu/include/pgtable.h" nogil:
     int PT_MAX_LEVELS
-    int PWC_N
     ctypedef struct pt_made_t:        # the tables one allocating walk made
         uint64_t *top
         uint64_t *at

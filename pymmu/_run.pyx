@@ -720,20 +720,24 @@ cdef class Scheduler:
                 return st
 
     def run(self):
-        """Run the jobs. Returns ``(rows, disk_busy_ns, switches)``, ``rows`` one
-        int64 row per job in ``C_*`` order; raises the run's error, with
-        ``.index``, ``.pid`` and ``.job`` when a record caused it."""
+        """Run the jobs. Returns ``(rows, disk_busy_ns, switches, added)``,
+        ``rows`` one int64 row per job in ``C_*`` order, ``added`` what the run
+        added to the machine's counters (taken while the machine is busy: no
+        other thread's access is in it); raises the run's error, with ``.index``,
+        ``.pid`` and ``.job`` when a record caused it."""
         cdef Core core = self.core
         cdef int st = ST_OK
         cdef int64_t j, k
         core._enter()
         if not busy_acquire(&core.busy):
             raise RuntimeError("this Machine is busy")
+        added = np.array(core.stats_array, copy=True)
         try:
             try:
                 with nogil:
                     st = self._loop()
             finally:
+                added = core.stats_array - added
                 busy_release(&core.busy)
                 core.ps = core.scratch
             if st != ST_OK:
@@ -755,4 +759,4 @@ cdef class Scheduler:
         for j in range(self.nj):
             for k in range(C_N):
                 rows[j, k] = self.jobs[j].col[k]
-        return rows, self.disk_busy, self.switches
+        return rows, self.disk_busy, self.switches, added

@@ -353,11 +353,11 @@ class Machine:
         else:
             proc = self.spawn()
             proc.mmap(self._top, "rwx", addr=0)
-        before = self._stats.copy()
+        added = np.zeros(len(STAT_NAMES), np.int64)     # (by the core, while busy)
         offset = 0
         try:
             for part in parts:
-                self._replay_part(proc, part, offset)
+                self._replay_part(proc, part, offset, added)
                 offset += len(part)
         except BaseException:
             if process is None:
@@ -368,7 +368,7 @@ class Machine:
             raise
         if process is None:
             proc.exit()
-        return dict(zip(STAT_NAMES, (self._stats - before).tolist()))
+        return dict(zip(STAT_NAMES, added.tolist()))
 
     def run(self, jobs, *, quantum=10_000, cost=None, load_control=None):
         """Run jobs on one CPU in simulated time (DESIGN.md section 12).
@@ -432,9 +432,8 @@ class Machine:
                  for (job, _, trace), (proc, fresh) in zip(entries, procs)]
         costs = (cost.ref, cost.tlb_miss, cost.minor, cost.zero, cost.copy, cost.major,
                  cost.disk_read, cost.disk_write, cost.switch)
-        before = self._stats.copy()
         try:
-            rows, disk_busy, switches = Scheduler(self._core, specs, quantum, costs,
+            rows, disk_busy, switches, added = Scheduler(self._core, specs, quantum, costs,
                                                   window, on_exit).run()
         except BaseException:
             for proc, fresh in procs:           # rule 8: the fresh ones exit
@@ -448,10 +447,11 @@ class Machine:
         for i, name in enumerate(table.dtype.names):
             table[name] = rows[:, i]
         return RunResult(table, disk_busy_ns=disk_busy, switches=switches,
-                         stats=dict(zip(STAT_NAMES, (self._stats - before).tolist())))
+                         stats=dict(zip(STAT_NAMES, added.tolist())))
 
-    def _replay_part(self, proc: "Process", trace, offset: int) -> None:
-        """Replay one Trace whose first record is record ``offset`` of the whole.
+    def _replay_part(self, proc: "Process", trace, offset: int, added) -> None:
+        """Replay one Trace whose first record is record ``offset`` of the whole,
+        adding what it counts to ``added`` (an int64 array of the counters).
 
         A vfork child's STORE and MODIFY records write into its parent's
         memory, as ``write`` does: each one that completes counts
@@ -459,7 +459,7 @@ class Machine:
         ``ProcessStateError`` (``.index`` set) after the records before it ran.
         """
         if not proc._borrowing:
-            self._replay_run(proc, trace, offset)
+            self._replay_run(proc, trace, offset, added)
             return
         from pymmu.traces import MODIFY, STORE
 
@@ -471,7 +471,7 @@ class Machine:
         done = int(proc._stats[_DONE].sum())
         try:
             if len(trace):
-                self._replay_run(proc, trace, offset)
+                self._replay_run(proc, trace, offset, added)
         finally:
             # the records that completed are the first ones (reads, writes and
             # fetches count one per completed record, whatever stopped the rest)
@@ -481,6 +481,7 @@ class Machine:
                 i = _STAT_INDEX["vfork_child_writes"]
                 self._stats[i] += stores
                 proc._stats[i] += stores
+                added[i] += stores
         if refused is not None:
             error = ProcessStateError(
                 f"pid {proc.pid} is a vfork child: trace record {offset + refused} writes "
@@ -488,7 +489,7 @@ class Machine:
             error.index = offset + refused
             raise error
 
-    def _replay_run(self, proc: "Process", trace, offset: int) -> None:
+    def _replay_run(self, proc: "Process", trace, offset: int, added) -> None:
         """Replay one Trace in the core (see ``_replay_part``)."""
         from pymmu.traces import bad_record_error, first_bad_record
 
@@ -501,7 +502,7 @@ class Machine:
                 run = trace[:bad]
             next_use = run.next_use(self.page_size)
         failure = self._core.replay(proc._mm, proc.pid, run.addr, run.kind, run.size,
-                                    next_use, proc._stats)
+                                    next_use, proc._stats, added)
         if failure is None and bad is not None:
             raise bad_record_error(trace, bad, offset)
         if failure is not None:

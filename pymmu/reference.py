@@ -925,18 +925,22 @@ class Machine:
         else:
             proc = self.spawn()
             proc.mmap(1 << self._va_bits, "rwx", addr=0)
-        before = dict(self._stats)
+        added = dict.fromkeys(STAT_NAMES, 0)   # part by part: not what runs between
         offset = 0
         try:
             for part in parts:
-                if not self._replay_part(proc, part, offset):
+                before = dict(self._stats)
+                done = self._replay_part(proc, part, offset)
+                for k in STAT_NAMES:
+                    added[k] += self._stats[k] - before[k]
+                if not done:
                     break                 # a hook raised: _api raises it at the end
                 offset += len(part)
         finally:
             self._future = None
             if process is None:
                 proc.exit()
-        return {k: self._stats[k] - before[k] for k in STAT_NAMES}
+        return added
 
     # The simulated time of the reference under way inside run (the events'
     # t_ns, DESIGN.md section 11); 0 elsewhere. A class default, so that

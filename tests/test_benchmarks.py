@@ -454,3 +454,34 @@ def test_asv_benchmark_runs_once(cls, method, impl, monkeypatch):
     finally:
         if hasattr(bench, "teardown"):
             bench.teardown(*args)
+
+
+def _ab():
+    spec = importlib.util.spec_from_file_location("_pymmu_ab", BENCH / "ab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ab_times_both_trees_and_prints_ratios():
+    import pymmu
+
+    ab = _ab()
+    tree = os.path.dirname(os.path.dirname(pymmu.__file__))   # (installed or in place)
+    best = ab.compare({"base": tree, "head": tree}, ["clock/8", "lru/4"], rounds=1, repeat=1)
+    assert set(best) == {"base", "head"}
+    assert all(set(b) == {"clock/8", "lru/4"} and min(b.values()) > 0 for b in best.values())
+    lines = ab.report(best, "base", "head").splitlines()
+    assert lines[0].split() == ["case", "base", "head", "ratio"]
+    case, _, _, _, _, ratio = lines[1].split()
+    assert case == "clock/8"
+    assert float(ratio) == pytest.approx(best["head"]["clock/8"] / best["base"]["clock/8"],
+                                         abs=1e-3)
+
+
+@pytest.mark.parametrize("text", ["", "clock", "clock/", "clock/0", "/8", "clock/x"])
+def test_ab_refuses_a_bad_case(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _ab().parse_cases(text)

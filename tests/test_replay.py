@@ -624,3 +624,24 @@ def test_replay_out_of_memory_names_the_failing_records_access(Machine):
         m.replay(Trace([base, base, base + PS], kind=[FETCH, FETCH, LOAD], size=1),
                  process=p)
     assert (e.value.addr, e.value.access, e.value.index) == (base + PS, "read", 2)
+
+
+def test_replay_returns_only_what_its_own_records_counted(Machine):
+    # Between the chunks of a streamed trace the machine is free, and another
+    # process's accesses count in m.stats, not in the replay's delta.
+    m = Machine(16)
+    other = m.spawn()
+    a = other.mmap(PS)
+    p = m.spawn()
+    p.mmap(4 * PS, addr=0)
+
+    def chunks():
+        yield Trace([0, PS], kind=LOAD, size=1)
+        other.write(a, b"x")
+        other.read(a, 1)
+        yield Trace([2 * PS], kind=STORE, size=1)
+
+    added = m.replay(chunks(), process=p)
+    assert (added["reads"], added["writes"]) == (2, 1)
+    assert (m.stats["reads"], m.stats["writes"]) == (3, 2)
+    assert added["zero_fills"] == 1 and m.stats["zero_fills"] == 2
