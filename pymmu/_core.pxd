@@ -158,6 +158,7 @@ cdef class Core:
     cdef int64_t opt_npos             # page references in the replay
 
     cdef void _grow_mm(self, int64_t cap) except *
+    cdef inline bint _live(self, int64_t mm) noexcept nogil
     cdef void _reusable(self, int64_t mm) except *
     cdef void _fork_fill(self, uint64_t *src, uint64_t *dst, int level) noexcept
     cdef void _free_frame(self, int64_t pfn) noexcept nogil
@@ -172,7 +173,7 @@ cdef class Core:
     cdef object _dump_tree(self, int64_t mm)
     cdef int64_t _dump_node(self, uint64_t *node, int level, list nodes) except -1
     cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
-                              int64_t total) except NULL
+                              uint8_t[::1] used) except NULL
     cdef int _load(self, dict state) except -1
     cdef int _load_objects(self, list objects) except -1
     cdef int _copy_in(self, char *dst, object src, size_t n) except -1

@@ -305,6 +305,8 @@ cdef class Core:
         cdef int64_t n
         cdef cnp.ndarray vpns, ptes
         self._enter()
+        if not self._live(mm):
+            raise ValueError(f"no live address space {mm}")
         n = pt_collect(&self.pt, mm, lo, h, NULL, NULL)
         vpns = np.zeros(n, np.uint64)
         ptes = np.zeros(n, np.uint64)
@@ -563,22 +565,31 @@ cdef class Core:
         return me
 
     cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
-                              int64_t total) except NULL:
+                              uint8_t[::1] used) except NULL:
+        """Node ``index`` of a dumped tree, and its children; each node of the
+        dump is used once (``used``): a tree, never a graph that multiplies."""
         cdef int64_t i, count = (<int64_t>1) << self.bits
-        cdef uint64_t *node = pt_new_node(&self.pt)
+        cdef uint64_t *node
+        cdef uint64_t *child
         cdef uint64_t v
+        if index < 0 or index >= used.shape[0] or used[index]:
+            raise ValueError("snapshot: a page-table node index is out of range or reused")
+        used[index] = 1
+        node = pt_new_node(&self.pt)
         if node == NULL:
             raise MemoryError("out of memory for a page table")
-        if index < 0 or index >= total:
-            pt_free_tree(&self.pt, node, self.levels - 1)
-            raise ValueError("snapshot: a page-table node index is out of range")
-        for i in range(count):
-            v = flat[index * count + i]
-            if level < self.levels - 1 and v:
-                node[i] = <uint64_t><uintptr_t>self._load_node(flat, <int64_t>v - 1,
-                                                                level + 1, total)
-            else:
-                node[i] = v
+        try:
+            for i in range(count):
+                v = flat[index * count + i]
+                if level < self.levels - 1 and v:
+                    child = self._load_node(flat, <int64_t>(v - 1) if v - 1 < <uint64_t>used.shape[0]
+                                            else -1, level + 1, used)
+                    node[i] = <uint64_t><uintptr_t>child
+                else:
+                    node[i] = v
+        except BaseException:
+            pt_free_tree(&self.pt, node, level)     # (its children made so far too)
+            raise
         return node
 
     cdef int _load(self, dict state) except -1:
@@ -644,7 +655,8 @@ cdef class Core:
             flat = np.ascontiguousarray(flat, np.uint64)
             if flat.ndim != 1 or flat.shape[0] % count:
                 raise ValueError("snapshot: a page table has the wrong size")
-            self.pt.root[mm] = self._load_node(flat, 0, 0, flat.shape[0] // count)
+            self.pt.root[mm] = self._load_node(flat, 0, 0,
+                                               np.zeros(flat.shape[0] // count, np.uint8))
         objects, images = state["objects"]
         self._load_objects(list(objects))
         images = list(images)
@@ -1146,6 +1158,8 @@ cdef class Core:
         cdef uint64_t first = addr >> self.page_shift, last, vpn
         cdef int64_t *vma
         cdef int need = access_need(kind)
+        if not self._live(mm):                  # (a released process's space: 0)
+            return ST_STATE
         self.fault_kind = kind
         if addr + <uint64_t>(n - 1) < addr:     # wraps around 2**64
             self.fault_addr = addr
@@ -1323,6 +1337,8 @@ cdef class Core:
         it in events); a failed access's own error is the one to raise, so a
         policy hook's exception of the same access is dropped."""
         cdef int st
+        if not self._live(mm):                  # (a released process's space: 0)
+            return ST_STATE
         self.ps = ps
         self.cur_pid = pid
         st = self._access(mm, addr, n, kind, buf)
@@ -1548,6 +1564,8 @@ cdef class Core:
         cdef int64_t *added = NULL
         cdef int64_t before[S_COUNT]
         self._enter()
+        if not self._live(mm):
+            raise ValueError(f"no live address space {mm}")
         if delta is not None:
             added = self._counters(delta)
         if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
@@ -1692,6 +1710,11 @@ cdef class Core:
         self._reusable(mm)
         if fam != mm:
             self._reusable(fam)             # (its family may have died with it)
+
+    cdef inline bint _live(self, int64_t mm) noexcept nogil:
+        """Whether ``mm`` names an address space that exists (made, not destroyed):
+        every path that takes an mm from outside the core checks it first."""
+        return 0 < mm < self.mm_next and self.rm.family[mm] >= 0
 
     cdef void _reusable(self, int64_t mm) except *:
         """Offer a destroyed address space's id for reuse, unless a live family is
@@ -1938,9 +1961,19 @@ cdef int64_t _as_pfn(object value):
 
 
 def _restore_core(tuple config, dict state):
-    """A core in the state ``Core.__reduce__`` saved (pickle's constructor)."""
+    """A core in the state ``Core.__reduce__`` saved (pickle's constructor).
+    A state that breaks the machine's bounds or invariants (a damaged or
+    crafted snapshot) raises ValueError, before anything uses it."""
+    from pymmu._invariants import check_restored
+
     cdef Core c = Core(*config)
-    c._load(state)
+    try:
+        c._load(state)
+    except (TypeError, OverflowError, KeyError, IndexError) as e:   # a value of a wrong type
+        raise ValueError(f"snapshot: {e}") from e
+    problem = check_restored(c)
+    if problem is not None:
+        raise ValueError(f"snapshot: {problem}")
     return c
 
 
@@ -2131,7 +2164,7 @@ cdef class ProcessCore:
     cdef int64_t translate(self, uint64_t addr) noexcept nogil:
         """The physical address of ``addr``, or -1 when not present (never faults)."""
         cdef pte_t *p
-        if self._mm == 0 or addr >= self._top or not busy_acquire(&self._c.busy):
+        if not self._c._live(self._mm) or addr >= self._top or not busy_acquire(&self._c.busy):
             return -1
         p = pt_walk(&self._c.pt, self._mm, addr >> self._c.page_shift, False)
         busy_release(&self._c.busy)
@@ -2164,6 +2197,8 @@ def _restore_process(cls, Core core, int64_t pid, int64_t mm, bint strict, bint 
                      bint borrowing, stats):
     """A process as ``ProcessCore.__reduce__`` saved it (pickle's constructor)."""
     cdef ProcessCore p = cls.__new__(cls)
+    if mm != 0 and not core._live(mm):
+        raise ValueError(f"snapshot: a process's address space {mm} is not in its machine")
     ProcessCore.__init__(p, core, pid, mm, strict)
     if (not isinstance(stats, np.ndarray) or stats.dtype != np.int64
             or stats.shape != (S_COUNT,) or not stats.flags.c_contiguous):

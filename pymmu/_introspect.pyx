@@ -16,7 +16,7 @@ cnp.import_array()
 def translate(Core self, int64_t mm, uint64_t addr):
     cdef pte_t *p
     self._enter()
-    if addr >> self.page_shift >= self.max_vpn or mm == 0:
+    if addr >> self.page_shift >= self.max_vpn or not self._live(mm):
         return None
     p = pt_walk(&self.pt, mm, addr >> self.page_shift, False)
     if p == NULL or not (p[0] & PTE_PRESENT):
@@ -27,7 +27,7 @@ def translate(Core self, int64_t mm, uint64_t addr):
 def pte(Core self, int64_t mm, uint64_t addr):
     cdef pte_t *p
     self._enter()
-    if addr >> self.page_shift >= self.max_vpn or mm == 0:
+    if addr >> self.page_shift >= self.max_vpn or not self._live(mm):
         return 0
     p = pt_walk(&self.pt, mm, addr >> self.page_shift, False)
     return 0 if p == NULL else p[0]
@@ -81,6 +81,8 @@ def clear_accessed(Core self, int64_t mm):
     TLB entries (a real kernel flushes them too); returns how many were set."""
     cdef int64_t n = 0
     self._enter()
+    if not self._live(mm):
+        raise ValueError(f"no live address space {mm}")
     if self.pt.root[mm] != NULL:
         n = clear_accessed_node(self, self.pt.root[mm], 0)
     tlb_flush(&self.tlb, mm)

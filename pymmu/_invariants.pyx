@@ -149,3 +149,116 @@ def check(Core self, list mms):
                 return (f"frame {pfn}: the reverse map finds "
                         f"{self._rmap(pfn, RMAP_COUNT, 0)} of its {self.fm[pfn].refcnt} PTEs")
     return None
+
+
+def check_restored(Core self):
+    """The first problem of a restored state (``Core._load``) as a string, or
+    None: first whether every index it holds stays inside the machine and every
+    linked structure closes, before anything follows them, then ``check``.
+
+    ``check`` relies on what the first part establishes:
+    frame links name slots or live objects, slots name frames, reverse-map words
+    name address spaces, fork families, fifo/lru lists and free heaps are lists
+    and trees (no cycle, no member twice), mapping tables name live objects and
+    images within their bounds. A crafted snapshot fails here with its reason
+    instead of reaching memory outside the machine or looping forever.
+    """
+    cdef int64_t pfn, mm, fam, steps, slot, i, n = self.mm_next, frames = self.frames
+    cdef int64_t cur, nxt
+    cdef frame_t *f
+    cdef uint64_t word
+    cdef int64_t[:, ::1] rows
+    # frames: a free one links only its heap (checked by check's heap walk, which
+    # tests each link before following it); a used one names a slot or an object,
+    # and its reverse-map word a family, an address space of this machine
+    for pfn in range(frames):
+        f = &self.fm[pfn]
+        if f.state == F_FREE:
+            if f.link != -1 or not (-1 <= f.heap.child < frames) \
+                    or not (-1 <= f.heap.sibling < frames):
+                return f"free frame {pfn} links outside the machine"
+            continue
+        if f.state == F_ANON and not -1 <= f.link < self.swap_slots:
+            return f"frame {pfn} caches swap slot {f.link}, beyond the swap device"
+        if f.state == F_FILE and f.link != -1:
+            return f"file frame {pfn} has a link"
+        if f.state == F_SHMEM and not (0 <= f.link < self.obj_next and self.obj_live[f.link]):
+            return f"frame {pfn} belongs to no shared object"
+        if not 0 <= rmap_family(&self.rm, f.rmap) < n:
+            return f"frame {pfn}'s reverse map names no address space"
+    for slot in range(self.swap_slots):
+        if self.sl[slot].count < 0 or not -1 <= self.sl[slot].cache < frames \
+                or self.sl[slot].zero > 1:
+            return f"swap slot {slot} is malformed"
+    if not (-1 <= self.pool.root < frames and -1 <= self.dirty.root < frames
+            and self.pool.count <= <uint64_t>frames and self.dirty.count <= <uint64_t>frames):
+        return "a free set is out of range"
+    if self.zero_refs < 0 or self.references < 0:
+        return "a negative count"
+    # fork families: each live space in exactly its family's list, no cycle
+    seen = np.zeros(n, np.int8)
+    for mm in range(n):
+        fam = self.rm.family[mm]
+        if not (fam in (-1, -2) or 0 < fam < n) or not 0 <= self.rm.next[mm] < n \
+                or not 0 <= self.rm.head[mm] < n:
+            return f"address space {mm}'s family links are out of range"
+    for fam in range(n):
+        cur, steps = self.rm.head[fam], 0
+        while cur:
+            if seen[cur] or self.rm.family[cur] != fam or steps >= n:
+                return f"family {fam}'s list is broken at address space {cur}"
+            seen[cur] = 1
+            cur, steps = self.rm.next[cur], steps + 1
+    for mm in range(n):
+        if (self.rm.family[mm] >= 0) != bool(seen[mm]):
+            return f"address space {mm} is missing from its family"
+        if self.rm.family[mm] < 0 and self.pt.root[mm] != NULL:
+            return f"destroyed address space {mm} has a page table"
+    # fifo / lru: one list through the head, every used frame on it once
+    if self.lnext != NULL:
+        for pfn in range(frames + 1):
+            if not -1 <= self.lnext[pfn] <= frames or not -1 <= self.lprev[pfn] <= frames:
+                return f"frame {pfn}'s list links are out of range"
+        cur, steps = frames, 0
+        while True:
+            nxt = self.lnext[cur]
+            if nxt < 0 or self.lprev[nxt] != cur or steps > frames:
+                return f"the policy's list is broken after frame {cur}"
+            if nxt == frames:
+                break
+            if self.fm[nxt].state == F_FREE:
+                return f"free frame {nxt} is on the policy's list"
+            cur, steps = nxt, steps + 1
+        for pfn in range(frames):
+            if (self.fm[pfn].state != F_FREE) != (self.lprev[pfn] >= 0):
+                return f"frame {pfn} is {'not ' if self.lprev[pfn] < 0 else ''}on the " \
+                       "policy's list"
+        if steps != sum(self.fm[pfn].state != F_FREE for pfn in range(frames)):
+            return "the policy's list does not hold every used frame once"
+    # shared objects: a family of this machine, vpns within the address space
+    for i in range(self.obj_next):
+        if self.obj_live[i] and not (
+                0 < self.obj_family[i] < n and 0 <= self.obj_base[i]
+                and self.obj_base[i] + self.omap[i].npages <= <int64_t>self.max_vpn):
+            return f"shared object {i} lies outside the machine"
+    # mapping tables: inside the address space, sorted, naming live objects and images
+    for mm in range(n):
+        if self.vma_count[mm] == 0:
+            continue
+        rows = self.vma_keep[mm]
+        for i in range(rows.shape[0]):
+            if not (0 <= rows[i, V_START] < rows[i, V_END] <= <int64_t>self.max_vpn) or (
+                    i and rows[i, V_START] < rows[i - 1, V_END]) or not 0 <= rows[i, V_PROT] <= 7:
+                return f"address space {mm}: mapping {i} is malformed"
+            if rows[i, V_KIND] == K_SHARED:
+                if not (0 <= rows[i, V_OBJ] < self.obj_next and self.obj_live[rows[i, V_OBJ]]
+                        and 0 <= rows[i, V_PGOFF] and rows[i, V_PGOFF] + rows[i, V_END]
+                        - rows[i, V_START] <= self.omap[rows[i, V_OBJ]].npages):
+                    return f"address space {mm}: mapping {i} names no shared object"
+            elif rows[i, V_KIND] == K_FILE:
+                if not (0 <= rows[i, V_OBJ] < len(self.images)
+                        and self.images[rows[i, V_OBJ]] is not None):
+                    return f"address space {mm}: mapping {i} names no image"
+            elif rows[i, V_KIND] not in (K_ANON, K_STACK):
+                return f"address space {mm}: mapping {i} has no kind"
+    return check(self, [mm for mm in range(1, n) if self.rm.family[mm] >= 0])

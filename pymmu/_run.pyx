@@ -156,6 +156,8 @@ cdef class Scheduler:
                 raise ValueError(f"job {j}: trace columns of different lengths")
             self.keep.append((a, kd, sz, ps))
             J = &self.jobs[j]
+            if not core._live(mm):
+                raise ValueError(f"job {j}: no live address space {mm}")
             J.mm, J.pid = mm, pid
             J.n = addr.shape[0]
             J.addr = &addr[0] if J.n else NULL

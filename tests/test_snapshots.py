@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pymmu
 from pymmu.policy import Fifo
@@ -193,3 +195,101 @@ def test_an_event_buffer_never_comes_from_a_pickle():
     assert rows.tolist() == log.array.tolist()
     empty = _core._EventBuffer.__new__(_core._EventBuffer)
     assert bytes(memoryview(empty)) == b""
+
+
+def _machine_under_pressure(policy):
+    """A machine with COW sharing, a shared mapping, swap entries and the swap
+    cache in use, and the (mm, pid, first vpn, pages) of each process's mappings."""
+    m = pymmu.Machine(6, swap_slots=24, policy=policy, tlb_entries=8)
+    parent = m.spawn()
+    a = parent.mmap(8 * PS)
+    s = parent.mmap(2 * PS, shared=True)
+    for i in range(8):
+        parent.write(a + i * PS, bytes([i + 1]))
+    parent.write(s, b"s")
+    child = parent.fork()
+    child.write(a + PS, b"c")
+    for i in range(0, 8, 2):
+        parent.read(a + i * PS, 1)
+    spaces = [(p._mm, p.pid, [(a // PS, 8), (s // PS, 2)]) for p in (parent, child)]
+    return m, spaces
+
+
+@pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "random"])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_corrupted_core_snapshot_is_refused_or_sound(policy, data):
+    # One field of a snapshot's tables damaged at random: restoring it raises
+    # ValueError, or gives a machine whose invariants hold and that runs; it never
+    # reads or writes outside the machine, nor loops forever.
+    from pymmu import _invariants
+
+    m, spaces = _machine_under_pressure(policy)
+    restore, (config, state) = m._core.__reduce__()
+    state = dict(state)
+    field = data.draw(st.sampled_from([f for f in ("fm", "sl", "lnext", "lprev", "mm", "trees",
+                                                   "tlb", "heaps", "scalars")
+                                       if state[f] is not None]))
+    if field in ("fm", "sl", "lnext", "lprev", "mm", "tlb"):
+        tables = list(state[field]) if field in ("mm", "tlb") else [state[field]]
+        k = data.draw(st.integers(0, len(tables) - 1))
+        raw = bytearray(tables[k])
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+        tables[k] = bytes(raw)
+        state[field] = tuple(tables) if field in ("mm", "tlb") else tables[0]
+    elif field == "trees":
+        trees = [None if t is None else t.copy() for t in state["trees"]]
+        k = data.draw(st.sampled_from([i for i, t in enumerate(trees) if t is not None]))
+        trees[k][data.draw(st.integers(0, len(trees[k]) - 1))] = data.draw(
+            st.integers(0, 2**64 - 1))
+        state["trees"] = trees
+    else:
+        values = list(state[field])
+        k = data.draw(st.integers(0, len(values) - 1))
+        values[k] = data.draw(st.integers(-2, 2**31 - 1))
+        state[field] = tuple(values)
+    try:
+        core = restore(config, state)
+    except ValueError as e:
+        assert str(e).startswith("snapshot:")
+        return
+    mms = [mm for mm, _, _ in spaces]
+    assert _invariants.check(core, mms) is None
+    for mm, pid, maps in spaces:                  # every page, twice over, under pressure
+        addr = np.array([(vpn + i) * PS for vpn, n in maps for i in range(n)] * 2, np.uint64)
+        kind = np.tile(np.array([1, 2], np.uint8), len(addr) // 2)
+        stats = np.zeros(len(pymmu.Machine(1).stats), np.int64)
+        core.replay(mm, pid, addr, kind, np.ones(len(addr), np.uint32), None, stats)
+    assert _invariants.check(core, mms) is None
+
+
+@pytest.mark.parametrize("mm", [2, 99, 2**40, -1])
+def test_a_process_snapshot_names_a_live_address_space(mm):
+    m = pymmu.Machine(4)
+    p = m.spawn()
+    p.write(p.mmap(PS), b"x")
+    restore, args = p.__reduce__()[:2]
+    args = list(args)
+    assert args[3] == p._mm
+    args[3] = mm
+    with pytest.raises(ValueError, match="snapshot"):
+        restore(*args)
+
+
+@pytest.mark.parametrize("mm", [0, 2, 99, 2**40])
+def test_a_process_whose_address_space_is_not_live_touches_nothing(mm):
+    # (its private _mm overwritten): every core path checks the space first
+    m = pymmu.Machine(4)
+    p = m.spawn()
+    a = p.mmap(PS)
+    p.write(a, b"x")
+    p._mm = mm
+    with pytest.raises(pymmu.ProcessStateError):
+        p.read(a, 1)
+    with pytest.raises(pymmu.ProcessStateError):
+        p.write(a, b"y")
+    assert p.translate(a) is None
+    with pytest.raises(ValueError):
+        m._core.ptes(mm)
+    m.check()
