@@ -61,7 +61,7 @@ def ext(name):
 setup(
     ext_modules=cythonize(
         [ext("_ptebits"), ext("_core"), ext("_invariants"), ext("_testing"), ext("_tracefile"),
-         ext("_run"), ext("_introspect")],
+         ext("_run"), ext("_introspect"), ext("_snapshot")],
         compiler_directives=directives,
         include_path=["pymmu"],
     ),

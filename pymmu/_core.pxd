@@ -169,14 +169,6 @@ cdef class Core:
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil
     cdef inline int64_t _rmap(self, int64_t pfn, int op, pte_t arg) noexcept nogil
     cdef bint _evictable(self, int64_t pfn) noexcept nogil
-    cdef bytes _bytes(self, char *p, size_t n)
-    cdef object _dump_tree(self, int64_t mm)
-    cdef int64_t _dump_node(self, uint64_t *node, int level, list nodes) except -1
-    cdef uint64_t *_load_node(self, const uint64_t[::1] flat, int64_t index, int level,
-                              uint8_t[::1] used) except NULL
-    cdef int _load(self, dict state) except -1
-    cdef int _load_objects(self, list objects) except -1
-    cdef int _copy_in(self, char *dst, object src, size_t n) except -1
     cdef int64_t _py_victim(self) noexcept nogil
     cdef int64_t _ask_victim(self) noexcept
     cdef void _hook(self, int which, int64_t pfn) noexcept nogil
