@@ -191,3 +191,28 @@ def test_a_family_name_is_not_reused_while_the_family_lives():
     r.write(r.mmap(PS), b"r")
     assert q.read(b, 1) == b"\x10"
     m.check()
+
+
+@pytest.mark.parametrize("nth", [1, 2, 5, 9])
+def test_a_snapshot_restore_that_runs_out_of_memory_leaves_the_original(nth):
+    # the restore's tables are made by pymmu._snapshot, which counts toward the
+    # same failure point as the core's own allocations
+    import copy
+
+    m = pymmu.Machine(4, swap_slots=16)
+    p = spread(m)
+    before = state(m)
+    _core._fail_node_allocation(nth)
+    try:
+        copy.deepcopy(m)
+    except MemoryError:
+        pass
+    else:
+        pytest.fail("a restore with this many tables must have hit the failure")
+    finally:
+        _core._fail_node_allocation(0)
+    assert state(m) == before
+    m.check()
+    m2, p2 = copy.deepcopy([m, p])
+    assert p2.read(1 << 30, 1) == b"\x01"
+    m2.check()

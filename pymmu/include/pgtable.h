@@ -49,11 +49,15 @@ typedef struct {
     int64_t cap;                /* address-space ids with room for a root         */
     uint64_t **root;            /* per address space: its top table, or NULL      */
     pt_made_t made;             /* what the last allocating pt_walk made          */
+    int64_t *fail_after;        /* testing: pt_fail_after of the module that made it */
     pwc_entry_t pwc[PWC_N];     /* the page-walk cache                            */
 } pgtable_t;
 
 /* Testing: when positive, the pt_fail_after-th node allocation from now fails
- * (pymmu._core._fail_node_allocation), to check that every caller rolls back. */
+ * (pymmu._core._fail_node_allocation), to check that every caller rolls back.
+ * Each extension module has its own copy of this static: page tables keep a
+ * pointer to the copy of the module whose pt_init made them (pymmu._core's for
+ * every Core), so allocations made from another module count there too. */
 static int64_t pt_fail_after = 0;
 
 /* Empty tables for trees of `levels` levels of `bits` bits; no address space yet. */
@@ -62,6 +66,7 @@ static inline void pt_init(pgtable_t *t, int bits, int levels) {
     t->bits = bits;
     t->levels = levels;
     t->mask = ((uint64_t)1 << bits) - 1;
+    t->fail_after = &pt_fail_after;
 }
 
 /* Room for address spaces 0 .. cap-1 (new ones have no root): 0, or -1 if memory
@@ -81,7 +86,7 @@ static inline int pt_grow(pgtable_t *t, int64_t cap) {
 /* An empty node, or NULL if memory ran out. */
 static inline uint64_t *pt_new_node(pgtable_t *t) {
     uint64_t *n;
-    if (pt_fail_after > 0 && --pt_fail_after == 0) return NULL;
+    if (*t->fail_after > 0 && --*t->fail_after == 0) return NULL;
     n = (uint64_t *)calloc((size_t)1 << t->bits, sizeof(uint64_t));
     if (n != NULL) t->nodes++;
     return n;
