@@ -169,9 +169,6 @@ cdef class Core:
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil
     cdef inline int64_t _rmap(self, int64_t pfn, int op, pte_t arg) noexcept nogil
     cdef bint _evictable(self, int64_t pfn) noexcept nogil
-    cdef int64_t _py_victim(self) noexcept nogil
-    cdef int64_t _ask_victim(self) noexcept
-    cdef void _hook(self, int which, int64_t pfn) noexcept nogil
     cdef int _hook_check(self) except -1
     cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil
     cdef inline void _policy_alloc(self, int64_t pfn) noexcept nogil

@@ -55,12 +55,6 @@ from pymmu.tables import ACCESSES as _ACCESS_NAMES
 # Trace kind codes to access kinds, the prot bit an access needs and the counter it
 # adds to: kind_access, access_need and access_stat in _core.pxd (shared with _run).
 
-# The hooks of a Python policy (Core._hook).
-cdef enum:
-    HOOK_MAP = 0
-    HOOK_FREE = 1
-    HOOK_ACCESS = 2
-
 # opt: the key of a frame mapped before the replay (after every real position)
 cdef int64_t OPT_BEFORE = (<int64_t>1) << 62
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
@@ -114,6 +108,7 @@ include "policies/clock.pxi"
 include "policies/lists.pxi"
 include "policies/random.pxi"
 include "policies/opt.pxi"
+include "policies/python.pxi"
 include "swap.pxi"
 
 
@@ -523,55 +518,6 @@ cdef class Core:
         self.py_access = bool(getattr(policy, "wants_access", False))
         self.victim_error = self.hook_error = None
 
-    cdef int64_t _py_victim(self) noexcept nogil:
-        """Ask the policy for a victim: its pfn, -1 for None (OutOfMemory), or
-        -2 with ``victim_error`` set (an exception, or a pfn that is not an
-        evictable frame). Nothing has changed when it is called."""
-        with gil:
-            return self._ask_victim()
-
-    cdef int64_t _ask_victim(self) noexcept:
-        cdef PolicyView view = PolicyView(self)
-        cdef int64_t pfn
-        self.in_hook += 1
-        try:
-            choice = self.pypolicy.victim(view)
-        except BaseException as e:
-            self.victim_error = e
-            return -2
-        finally:
-            self.in_hook -= 1
-            view.live = False           # a view is valid during its call only
-        if choice is None:
-            return -1
-        pfn = _as_pfn(choice)
-        if pfn < 0 or pfn >= self.frames or not self._evictable(pfn):
-            self.victim_error = ValueError(
-                f"{type(self.pypolicy).__name__}.victim() returned {choice!r}: not an "
-                f"evictable frame (0 <= pfn < {self.frames}, in use, not pinned, "
-                "and swap for it if it needs a slot)")
-            return -2
-        return pfn
-
-    cdef void _hook(self, int which, int64_t pfn) noexcept nogil:
-        """Call on_map, on_free or on_access; the first exception is kept and
-        raised once the operation completes (``_hook_check``)."""
-        with gil:
-            self.in_hook += 1
-            try:
-                if which == HOOK_MAP:
-                    self.pypolicy.on_map(pfn)
-                elif which == HOOK_FREE:
-                    self.pypolicy.on_free(pfn)
-                else:
-                    self.pypolicy.on_access(pfn)
-            except BaseException as e:
-                if not self.hook_failed:     # the first one is raised
-                    self.hook_error = e
-                    self.hook_failed = True
-            finally:
-                self.in_hook -= 1
-
     cdef int _hook_check(self) except -1:
         """Raise the exception a later hook raised during the operation just done."""
         if self.hook_failed:
@@ -596,7 +542,7 @@ cdef class Core:
     cdef inline void _policy_map(self, int64_t pfn) noexcept nogil:
         """A frame got its first mapping: a Python policy's on_map."""
         if unlikely(self.py_hooks):
-            self._hook(HOOK_MAP, pfn)
+            python_hook(self, HOOK_MAP, pfn)
 
     cdef inline void _policy_use(self, int64_t pfn) noexcept nogil:
         """A page reference to frame ``pfn`` (not the zero page): lru moves it
@@ -604,7 +550,7 @@ cdef class Core:
         if self.policy == P_LRU:
             list_use(self, pfn)
         if unlikely(self.py_access):
-            self._hook(HOOK_ACCESS, pfn)
+            python_hook(self, HOOK_ACCESS, pfn)
 
     cdef inline void _policy_free(self, int64_t pfn) noexcept nogil:
         """A frame was freed (evicted, unmapped, exited): out of fifo/lru's
@@ -613,7 +559,7 @@ cdef class Core:
         if self.opt_active:
             opt_unset(self, pfn)
         if unlikely(self.py_hooks):
-            self._hook(HOOK_FREE, pfn)
+            python_hook(self, HOOK_FREE, pfn)
 
     cdef int64_t _policy_victim(self) noexcept nogil:
         """The frame to reclaim: a pfn, -1 when none can be (OutOfMemory), -2 when
@@ -625,7 +571,7 @@ cdef class Core:
         if self.policy == P_RANDOM:
             return random_victim(self)
         if self.policy == P_PYTHON:
-            return self._py_victim()
+            return python_victim(self)
         if self.opt_active:
             return opt_victim(self)
         return -3
@@ -1742,72 +1688,12 @@ cdef class _EventBuffer:
         free(self.p)
 
 
-cdef int64_t _as_pfn(object value):
-    """``value`` as a frame number (any integer type but bool), or -1."""
-    import operator
-
-    if isinstance(value, bool):
-        return -1
-    try:
-        value = operator.index(value)
-    except TypeError:
-        return -1
-    return value if 0 <= value < (<int64_t>1) << 62 else -1
-
-
 def _restore_core(tuple config, dict state):
     """A core in the state ``Core.__reduce__`` saved (pickle's constructor, by
     this name): ``pymmu._snapshot.restore``, which checks it before use."""
     from pymmu._snapshot import restore
 
     return restore(config, state)
-
-
-@cython.final
-cdef class PolicyView:
-    """What a Python policy's ``victim(view)`` sees of the machine's frames.
-
-    Valid only during the call; every method takes a pfn in [0, frames).
-    """
-
-    cdef Core _c
-    cdef readonly int64_t frames
-    cdef bint live                     # its victim() call is running
-
-    def __cinit__(self, Core core):
-        self._c = core
-        self.frames = core.frames
-        self.live = True
-
-    cdef int64_t _pfn(self, object value) except -1:
-        cdef int64_t pfn = _as_pfn(value)
-        if not self.live:
-            raise RuntimeError("a policy view is valid only during its victim() call")
-        if pfn < 0 or pfn >= self.frames:
-            raise ValueError(f"pfn must be an int in [0, {self.frames}), not {value!r}")
-        return pfn
-
-    def evictable(self, pfn) -> bool:
-        """Whether ``pfn`` may be the victim: in use, not pinned by the access in
-        progress, and swap for it if it needs a new slot."""
-        return self._c._evictable(self._pfn(pfn))
-
-    def accessed(self, pfn) -> bool:
-        """Whether any PTE that maps ``pfn`` has its accessed bit set."""
-        return self._c._rmap_bits(self._pfn(pfn), PTE_ACCESSED)
-
-    def dirty(self, pfn) -> bool:
-        """Whether any PTE that maps ``pfn`` has its dirty bit set."""
-        return self._c._rmap_bits(self._pfn(pfn), PTE_DIRTY)
-
-    def clear_accessed(self, pfn) -> bool:
-        """Test and clear: clear the accessed bit of every PTE that maps ``pfn``
-        (dropping their TLB entries, as the built-in clock does); whether any
-        was set."""
-        cdef int64_t f = self._pfn(pfn)
-        if self._c.fm[f].state == F_FREE:
-            return False
-        return self._c._rmap(f, RMAP_YOUNG, 0) > 0
 
 
 cdef class ProcessCore:
