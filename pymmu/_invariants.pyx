@@ -186,6 +186,10 @@ def check_restored(Core self):
             return f"frame {pfn} belongs to no shared object"
         if not 0 <= rmap_family(&self.rm, f.rmap) < n:
             return f"frame {pfn}'s reverse map names no address space"
+    f = &self.fm[frames]                       # the zero page's record: never used
+    if f.state != F_FREE or f.link != -1 or f.rmap != <uint64_t>-1 or f.refcnt or f.pinned \
+            or f.pool:
+        return "the zero page's frame record is not its own"
     for slot in range(self.swap_slots):
         if self.sl[slot].count < 0 or not -1 <= self.sl[slot].cache < frames \
                 or self.sl[slot].zero > 1:
