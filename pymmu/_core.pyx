@@ -132,9 +132,7 @@ cdef class Core:
         self.vma_rows = NULL
         self.vma_count = NULL
         self.tlb.n = 0
-        self.tlb.mm = NULL
-        self.tlb.vpn = NULL
-        self.tlb.pte = NULL
+        self.tlb.e = NULL
         self.pins = NULL
         self.lnext = NULL
         self.lprev = NULL
@@ -851,7 +849,8 @@ cdef class Core:
         cdef int64_t i = 0
         cdef pte_t *p = NULL
         if self.tlb.n:
-            p = tlb_lookup(&self.tlb, mm, vpn, &i)
+            i = tlb_slot(&self.tlb, vpn)
+            p = tlb_lookup(&self.tlb, i, mm, vpn)
             stat_count(self, S_TLB_HITS if p != NULL else S_TLB_MISSES)
         if p == NULL or not pte_allows(p[0], kind):
             p = pt_walk(&self.pt, mm, vpn, False)
@@ -1230,7 +1229,8 @@ cdef class Core:
             while vpn <= last:
                 p = walked = NULL
                 if tn:
-                    q = tlb_lookup(&tlb, mm, vpn, &t)
+                    t = tlb_slot(&tlb, vpn)
+                    q = tlb_lookup(&tlb, t, mm, vpn)
                     if q != NULL:
                         if pte_allows(q[0], acc):
                             p = q

@@ -134,14 +134,14 @@ def check(Core self, list mms):
     if counted != self.free_slots.count:
         return "the free-slot count disagrees with its members"
     for i in range(self.tlb.n):
-        mm = self.tlb.mm[i]
+        mm = self.tlb.e[i].mm
         if mm == 0:
             continue
         if mm not in mms:
             return f"TLB entry {i} belongs to a dead address space"
-        if pt_walk(&self.pt, mm, self.tlb.vpn[i], False) != self.tlb.pte[i] or not (
-                self.tlb.pte[i][0] & PTE_PRESENT):
-            return f"TLB entry {i} (vpn {self.tlb.vpn[i]:#x}) disagrees with the page table"
+        if pt_walk(&self.pt, mm, self.tlb.e[i].vpn, False) != self.tlb.e[i].pte or not (
+                self.tlb.e[i].pte[0] & PTE_PRESENT):
+            return f"TLB entry {i} (vpn {self.tlb.e[i].vpn:#x}) disagrees with the page table"
     # reverse map: each used anon/file frame is found through its family
     for pfn in range(frames):
         if self.fm[pfn].state != F_FREE and self.fm[pfn].refcnt:

@@ -94,16 +94,18 @@ cdef extern from "pymmu/include/events.h" nogil:
     const event_t *evlog_at(const evlog_t *l, int64_t i)
 
 cdef extern from "pymmu/include/tlb.h" nogil:
+    ctypedef struct tlb_entry_t:
+        int64_t mm                     # the address space tag, 0 when empty
+        uint64_t vpn                   # the virtual page tag
+        pte_t *pte                     # the address of the cached PTE
     ctypedef struct tlb_t:
         int64_t n                      # entries; 0: no TLB is modelled
         uint64_t mask                  # n - 1 for a power of two above 1, else 0
-        int64_t *mm                    # per entry: the address space tag, 0 when empty
-        uint64_t *vpn                  # per entry: the virtual page tag
-        pte_t **pte                    # per entry: the address of the cached PTE
+        tlb_entry_t *e                 # the entries
     int tlb_init(tlb_t *t, int64_t n)
     void tlb_free(tlb_t *t)
     int64_t tlb_slot(const tlb_t *t, uint64_t vpn)
-    pte_t *tlb_lookup(const tlb_t *t, int64_t mm, uint64_t vpn, int64_t *slot)
+    pte_t *tlb_lookup(const tlb_t *t, int64_t i, int64_t mm, uint64_t vpn)
     void tlb_fill(tlb_t *t, int64_t i, int64_t mm, uint64_t vpn, pte_t *pte)
     void tlb_invalidate(tlb_t *t, int64_t mm, uint64_t vpn)
     void tlb_flush(tlb_t *t, int64_t mm)

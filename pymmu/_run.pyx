@@ -503,7 +503,8 @@ cdef class Scheduler:
                 mid = True                      # (its pages are checked)
             if vpn == last and rec + 1 == n:
                 break                           # the job's last reference
-            p = tlb_lookup(&tlb, mm, vpn, &t)
+            t = tlb_slot(&tlb, vpn)
+            p = tlb_lookup(&tlb, t, mm, vpn)
             if p != NULL:
                 if not pte_allows(p[0], acc):
                     break
@@ -597,7 +598,8 @@ cdef class Scheduler:
             J.vpn, J.last, J.mid = vpn, last, True
         vpn = J.vpn
         if tlb.n and not self.core.py_access:
-            q = tlb_lookup(tlb, J.mm, vpn, &t)
+            t = tlb_slot(tlb, vpn)
+            q = tlb_lookup(tlb, t, J.mm, vpn)
             if q != NULL:
                 if pte_allows(q[0], J.acc):
                     p = q

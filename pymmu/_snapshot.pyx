@@ -62,9 +62,7 @@ def state(Core self):
         "objects": ([(self.omap[i].npages, self.obj_base[i], self.obj_family[i],
                       *self.obj_items(i)) if self.obj_live[i] else None
                      for i in range(self.obj_next)], self.images),
-        "tlb": (_bytes(<char *>self.tlb.mm, self.tlb.n * sizeof(int64_t)),
-                _bytes(<char *>self.tlb.vpn, self.tlb.n * sizeof(uint64_t)))
-               if self.tlb.n else None,
+        "tlb": _dump_tlb(self) if self.tlb.n else None,
         "policy": self.pypolicy,
     }
     return config, state
@@ -72,6 +70,18 @@ def state(Core self):
 
 cdef bytes _bytes(char *p, size_t n):
     return p[:n] if n else b""
+
+
+cdef tuple _dump_tlb(Core self):
+    """The TLB's tags as two byte strings, its entries' mm (int64) and vpn
+    (uint64); the cached PTE addresses are found again on load."""
+    cdef int64_t i
+    mms = np.empty(self.tlb.n, np.int64)
+    vpns = np.empty(self.tlb.n, np.uint64)
+    for i in range(self.tlb.n):
+        mms[i] = self.tlb.e[i].mm
+        vpns[i] = self.tlb.e[i].vpn
+    return mms.tobytes(), vpns.tobytes()
 
 
 cdef object _dump_tree(Core self, int64_t mm):
@@ -204,14 +214,20 @@ def load(Core self, dict state):
             self._image_put(img, entry[0], entry[1])
     if self.tlb.n:
         tlb_mm, tlb_vpn = state["tlb"]
-        _copy_in(<char *>self.tlb.mm, tlb_mm, self.tlb.n * sizeof(int64_t))
-        _copy_in(<char *>self.tlb.vpn, tlb_vpn, self.tlb.n * sizeof(uint64_t))
+        mms = np.zeros(self.tlb.n, np.int64)
+        vpns = np.zeros(self.tlb.n, np.uint64)
+        _copy_in(<char *>cnp.PyArray_DATA(mms), tlb_mm, self.tlb.n * sizeof(int64_t))
+        _copy_in(<char *>cnp.PyArray_DATA(vpns), tlb_vpn, self.tlb.n * sizeof(uint64_t))
         for i in range(self.tlb.n):
-            if self.tlb.mm[i]:
-                if not 0 < self.tlb.mm[i] < n:
+            self.tlb.e[i].mm = mms[i]
+            self.tlb.e[i].vpn = vpns[i]
+        for i in range(self.tlb.n):
+            if self.tlb.e[i].mm:
+                if not 0 < self.tlb.e[i].mm < n:
                     raise ValueError("snapshot: a TLB entry names no address space")
-                self.tlb.pte[i] = pt_walk(&self.pt, self.tlb.mm[i], self.tlb.vpn[i], False)
-                if self.tlb.pte[i] == NULL:
+                self.tlb.e[i].pte = pt_walk(&self.pt, self.tlb.e[i].mm, self.tlb.e[i].vpn,
+                                            False)
+                if self.tlb.e[i].pte == NULL:
                     raise ValueError("snapshot: a TLB entry caches no PTE")
     if state["policy"] is not None:
         self.set_policy(state["policy"])

@@ -267,7 +267,8 @@ def rmap_run(int64_t spaces, list ops):
                 mm = r.next[mm]
         # a TLB entry never survives a change of its PTE
         for i in range(tlb.n):
-            if tlb.mm[i] and not (tlb.pte[i][0] & PTE_PRESENT and tlb.pte[i][0] & PTE_ACCESSED):
+            if tlb.e[i].mm and not (tlb.e[i].pte[0] & PTE_PRESENT
+                                    and tlb.e[i].pte[0] & PTE_ACCESSED):
                 raise AssertionError("a stale TLB entry")
         return out, {f: v for f, v in families.items() if v}
     finally:
