@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as where:
         try:
-            tree = build(args.rev, where)
+            try:
+                tree = build(args.rev, where)
+            except subprocess.CalledProcessError as e:
+                raise SystemExit(f"could not check out and build {args.rev!r}: {e}") from None
             best = compare({args.rev: tree, "working tree": ROOT}, args.cases, args.rounds,
                            args.repeat)
         finally:
