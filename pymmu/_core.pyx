@@ -491,12 +491,23 @@ cdef class Core:
     # snapshots: pickle and deepcopy give an independent machine in the same state
 
     def __reduce__(self):
-        """``(restore, (config, state))``: a snapshot (pymmu/_snapshot.pyx).
-        Refused during a replay and inside a policy hook."""
+        """``(restore, (config, state))``: a snapshot (pymmu/_snapshot.pyx),
+        taken whole while the machine is held. Refused during a replay and
+        inside a policy hook."""
         from pymmu import _snapshot
 
-        self._enter()
-        return _restore_core, _snapshot.state(self)
+        return _restore_core, _snapshot.held_state(self)
+
+    def __deepcopy__(self, memo):
+        """A snapshot restored at once (its arrays copied once, not twice)."""
+        import copy
+        from pymmu import _snapshot
+
+        config, state = _snapshot.held_state(self, memo)
+        state["policy"] = copy.deepcopy(state["policy"], memo)
+        c = _restore_core(config, state)
+        memo[id(self)] = c
+        return c
 
     def __copy__(self):
         raise TypeError("a shallow copy of a machine's core would share its state: "

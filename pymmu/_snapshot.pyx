@@ -35,6 +35,27 @@ def restore(tuple config, dict state):
     return c
 
 
+def held_state(Core self, dict memo=None):
+    """``state(self)``, taken while the machine is held (busy): another thread's
+    operation is refused during the dump instead of tearing it. With a deepcopy
+    ``memo``, the frame, swap and counter arrays are copied in the hold too (by
+    the memo: the Machine shares its counter array with the core). RuntimeError
+    if the machine is busy (a replay in another thread) or inside a policy hook."""
+    import copy
+
+    self._enter()
+    if not busy_acquire(&self.busy):
+        raise RuntimeError("this Machine is busy replaying a trace in another thread")
+    try:
+        config, st = state(self)
+        if memo is not None:
+            for name in ("mem", "swap", "stats"):
+                st[name] = copy.deepcopy(st[name], memo)
+    finally:
+        busy_release(&self.busy)
+    return config, st
+
+
 def state(Core self):
     """``(config, state)`` of a core: every byte and bit of machine state,
     position-independent (page tables as node lists, the TLB as tags; the
