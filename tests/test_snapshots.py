@@ -153,6 +153,11 @@ def test_a_snapshot_during_a_replay_in_another_thread_is_refused():
         except RuntimeError as e:
             refused += 1
             errors.append(str(e))
+        except ValueError as e:
+            # the replay's process being made or exiting in the other thread, in
+            # Python between the core's calls, can tear a copy; the restore's
+            # check refuses it (a known limit: docs/api.md, Snapshots)
+            assert str(e).startswith("snapshot:")
     t.join()
     m.check()
     assert refused == 0 or "busy" in errors[0]
