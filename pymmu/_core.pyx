@@ -1085,11 +1085,10 @@ cdef class Core:
     cdef int _access_for(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
                          uint8_t *buf, int64_t *ps) noexcept nogil:
         """``_access`` on behalf of process ``pid`` (counting into ``ps``, naming
-        it in events); a failed access's own error is the one to raise, so a
-        policy hook's exception of the same access is dropped."""
+        it in events), for an access ``_check`` passed (which also refuses an
+        address space that is not live); a failed access's own error is the one
+        to raise, so a policy hook's exception of the same access is dropped."""
         cdef int st
-        if not self._live(mm):                  # (a released process's space: 0)
-            return ST_STATE
         self.ps = ps
         self.cur_pid = pid
         st = self._access(mm, addr, n, kind, buf)

@@ -166,7 +166,6 @@ def check_restored(Core self):
     cdef int64_t pfn, mm, fam, steps, slot, i, n = self.mm_next, frames = self.frames
     cdef int64_t cur, nxt
     cdef frame_t *f
-    cdef uint64_t word
     cdef int64_t[:, ::1] rows
     # frames: a free one links only its heap (checked by check's heap walk, which
     # tests each link before following it); a used one names a slot or an object,

@@ -389,7 +389,7 @@ cdef class Scheduler:
         cdef int64_t i, n, k, pfn, writes
         cdef uint64_t vpn
         cdef pte_t *p
-        cdef uint64_t[::1] vpns, values
+        cdef uint64_t[::1] vpns
         J.suspended = True
         J.susp_since = self.now
         J.susp_order = self.susp_seq
@@ -403,9 +403,8 @@ cdef class Scheduler:
         self._recompute_next()
         n = pt_collect(&c.pt, J.mm, 0, c.max_vpn, NULL, NULL)
         vpns = np.empty(n, np.uint64)
-        values = np.empty(n, np.uint64)                 # (unused: the PTEs change below)
         if n:
-            pt_collect(&c.pt, J.mm, 0, c.max_vpn, &vpns[0], &values[0])
+            pt_collect(&c.pt, J.mm, 0, c.max_vpn, &vpns[0], NULL)
         c.cur_pid = J.pid
         c.ps = J.ps
         c.now_ns = self.now

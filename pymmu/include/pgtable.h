@@ -244,10 +244,8 @@ static inline int64_t pt_collect_node(const pgtable_t *t, const uint64_t *node, 
         first = base + ((uint64_t)i << shift);
         if (first >= hi || first + span <= lo) continue;
         if (level == t->levels - 1) {
-            if (vpns != NULL) {
-                vpns[n] = first;
-                ptes[n] = node[i];
-            }
+            if (vpns != NULL) vpns[n] = first;
+            if (ptes != NULL) ptes[n] = node[i];
             n++;
         } else {
             n = pt_collect_node(t, (const uint64_t *)(uintptr_t)node[i], level + 1, first,
@@ -257,8 +255,8 @@ static inline int64_t pt_collect_node(const pgtable_t *t, const uint64_t *node, 
     return n;
 }
 
-/* How many nonzero PTEs space mm has in [lo, hi); with arrays, also their vpns
- * and values, in vpn order. */
+/* How many nonzero PTEs space mm has in [lo, hi); into the arrays given (either
+ * may be NULL), their vpns and values, in vpn order. */
 static inline int64_t pt_collect(const pgtable_t *t, int64_t mm, uint64_t lo, uint64_t hi,
                                  uint64_t *vpns, uint64_t *ptes) {
     if (t->root[mm] == NULL) return 0;
