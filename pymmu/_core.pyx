@@ -1156,9 +1156,9 @@ cdef class Core:
 
         The common cases are handled inline, through the same operations as
         ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
-        the policy's use: ``list_use``) with the hit and miss counts in registers: a TLB hit on
-        a page that allows the access, and a TLB miss whose walk the page-walk
-        cache answers with such a page.
+        the policy's use: ``list_use``) with the hit and miss counts in
+        registers: a TLB hit on a page that allows the access, and a TLB miss
+        whose walk the page-walk cache answers with such a page.
 
         Under memory pressure (no free frame) most records fault, and a fault
         waits on loads from all over memory: the PTE, then the swap slot it
