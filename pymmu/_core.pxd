@@ -132,11 +132,10 @@ cdef class Core:
     cdef int64_t *pins
     cdef int64_t pin_n, pin_cap
     cdef bint opt_active              # in a replay that knows the future (opt)
-    cdef readonly int busy            # a replay or a nogil C API call runs: refuse re-entry
+    cdef hold_t hold                  # which thread may use the machine now (include/hold.h)
     cdef readonly int64_t references  # page references started, machine-wide (events' seq)
     cdef int64_t cur_pid              # the process making the current access
     cdef int64_t now_ns               # simulated time inside m.run (events' t_ns), else 0
-    cdef unsigned long cb_thread      # m.run's callback (an exit) runs on this thread: let it in
     cdef int64_t *mm_pid              # per address space: the pid it was made for
     cdef evlog_t ev                   # the event log (pymmu/include/events.h)
     cdef int64_t rmap_owner           # lowest pid an RMAP_REPLACE pass met (events)

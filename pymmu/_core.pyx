@@ -34,7 +34,6 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
-from cpython.pythread cimport PyThread_get_thread_ident
 
 cimport cython
 import heapq
@@ -51,6 +50,9 @@ from pymmu.errors import (
 cnp.import_array()
 
 from pymmu.tables import ACCESSES as _ACCESS_NAMES
+
+# Why a call is refused while another thread holds the machine (include/hold.h).
+_BUSY = "this Machine is busy in another thread (a replay, a run or another operation)"
 
 # Trace kind codes to access kinds, the prot bit an access needs and the counter it
 # adds to: kind_access, access_need and access_stat in _core.pxd (shared with _run).
@@ -1027,7 +1029,7 @@ cdef class Core:
         access = _ACCESS_NAMES[self.fault_kind]
         if st == ST_BUSY:
             self._enter()
-            raise RuntimeError("this Machine is busy")
+            raise RuntimeError(_BUSY)
         if st == ST_NOMEM:
             raise MemoryError("out of memory for a page table: the access changed nothing")
         if st == ST_STATE:
@@ -1052,11 +1054,12 @@ cdef class Core:
         raise SystemError(f"unknown core status {st}")
 
     cdef inline int _enter(self) except -1:
-        """Refuse to touch the machine while a replay runs without the GIL (in
-        another thread): the core's state is not safe to share mid-replay."""
-        if self.busy and not (self.cb_thread and PyThread_get_thread_ident() == self.cb_thread):
-            # (m.run's exit callback, on the running thread, may use the machine)
-            raise RuntimeError("this Machine is busy replaying a trace in another thread")
+        """Refuse to touch the machine while another thread holds it (a replay
+        without the GIL, or an operation of several calls: include/hold.h):
+        the core's state is not safe to share then. The holding thread itself
+        is let in (an operation's own calls, m.run's exit callback)."""
+        if hold_elsewhere(&self.hold):
+            raise RuntimeError(_BUSY)
         if self.in_hook:
             raise RuntimeError("a policy hook may not call the machine it serves")
         return 0
@@ -1064,6 +1067,29 @@ cdef class Core:
     def enter(self):
         """Raise RuntimeError if this machine may not be used now (``_enter``)."""
         self._enter()
+
+    def hold_acquire(self):
+        """Hold the machine for an operation of several core calls (machine.py's
+        ``_holding``): until ``hold_release``, another thread's call is refused
+        with RuntimeError, and this thread's calls go through. Nests. Raises
+        RuntimeError, and holds nothing, if another thread holds the machine
+        or a policy hook is running."""
+        if not hold_take(&self.hold):
+            raise RuntimeError(_BUSY)
+        if self.in_hook:
+            hold_give(&self.hold)
+            raise RuntimeError("a policy hook may not call the machine it serves")
+
+    def hold_release(self):
+        """Give back one ``hold_acquire`` of this thread."""
+        if not hold_mine(&self.hold):
+            raise RuntimeError("hold_release without hold_acquire on this thread")
+        hold_give(&self.hold)
+
+    @property
+    def busy(self):
+        """1 while some thread holds the machine (a replay, a run, an operation), else 0."""
+        return self.hold.busy
 
     cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL:
         """The data of a per-process counter array (int64, S_COUNT long)."""
@@ -1330,10 +1356,10 @@ cdef class Core:
             opt_begin(self, next_use.shape[0])
         self.cur_pid = pid
         self.ps = counters
-        if not busy_acquire(&self.busy):
+        if not hold_take(&self.hold):
             self.ps = self.scratch
             opt_end(self)
-            raise RuntimeError("this Machine is busy")
+            raise RuntimeError(_BUSY)
         try:
             for i in range(S_COUNT):
                 before[i] = self.stats[i]
@@ -1343,7 +1369,7 @@ cdef class Core:
             if added != NULL:
                 for i in range(S_COUNT):
                     added[i] += self.stats[i] - before[i]
-            busy_release(&self.busy)
+            hold_give(&self.hold)
             self.ps = self.scratch
             opt_end(self)
         if st == ST_OK:
@@ -1808,10 +1834,13 @@ cdef class ProcessCore:
         cdef int st
         if n <= 0:
             return ST_OK
-        if not self._active or (kind == ACC_WRITE and self._borrowing and self._strict):
-            return ST_STATE
-        if self._c.in_hook or not busy_acquire(&self._c.busy):
+        if self._c.in_hook or not hold_take(&self._c.hold):
             return ST_BUSY
+        # (the process's state is read in the hold: another thread's exit or
+        # vfork changes it only while holding the machine)
+        if not self._active or (kind == ACC_WRITE and self._borrowing and self._strict):
+            hold_give(&self._c.hold)
+            return ST_STATE
         if addr >= self._top:
             self._c.fault_addr = addr
             self._c.fault_kind = kind
@@ -1827,7 +1856,7 @@ cdef class ProcessCore:
         if (st == ST_OK or self._c.hook_failed) and kind == ACC_WRITE and self._borrowing:
             self._c.stats[S_VFORK_CHILD_WRITES] += 1
             self._ps[S_VFORK_CHILD_WRITES] += 1
-        busy_release(&self._c.busy)
+        hold_give(&self._c.hold)
         return st
 
     cdef int read_into(self, uint64_t addr, uint8_t *buf, int64_t n) noexcept nogil:
@@ -1846,10 +1875,12 @@ cdef class ProcessCore:
     cdef int64_t translate(self, uint64_t addr) noexcept nogil:
         """The physical address of ``addr``, or -1 when not present (never faults)."""
         cdef pte_t *p
-        if not self._c._live(self._mm) or addr >= self._top or not busy_acquire(&self._c.busy):
+        if addr >= self._top or not hold_take(&self._c.hold):
             return -1
-        p = pt_walk(&self._c.pt, self._mm, addr >> self._c.page_shift, False)
-        busy_release(&self._c.busy)
+        p = NULL
+        if self._c._live(self._mm):     # (checked in the hold: an exit may be under way)
+            p = pt_walk(&self._c.pt, self._mm, addr >> self._c.page_shift, False)
+        hold_give(&self._c.hold)
         if p == NULL or not (p[0] & PTE_PRESENT):
             return -1
         return <int64_t>((pte_pfn(p[0]) << self._c.page_shift)

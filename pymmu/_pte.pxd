@@ -47,12 +47,20 @@ cdef extern from "pymmu/include/frame.h" nogil:
     uint32_t FRAME_REF_MAX
     void prefetch(const void *p)
     bint unlikely(bint x)
-    bint busy_acquire(int *flag)
-    void busy_release(int *flag)
     ctypedef struct slot_t:
         int32_t count
         int32_t cache
         uint8_t zero
+
+cdef extern from "pymmu/include/hold.h" nogil:
+    ctypedef struct hold_t:
+        int busy
+        int depth
+        unsigned long holder
+    bint hold_take(hold_t *h)
+    void hold_give(hold_t *h)
+    bint hold_elsewhere(hold_t *h)
+    bint hold_mine(hold_t *h)
 
 cdef extern from "pymmu/include/lowset.h" nogil:
     ctypedef struct lowset_t:

@@ -15,7 +15,6 @@ expiry's push to the ready queue. Rule numbers in comments are section 12's.
 module owns the loop. Exits (a fresh job's end, a killed job) call back into
 Python with the GIL at their instant, since they change the machine.
 """
-from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 
@@ -277,11 +276,7 @@ cdef class Scheduler:
 
     cdef int _exit(self, int64_t j, int64_t t, int status) except -1:
         self.core.now_ns = t
-        self.core.cb_thread = PyThread_get_thread_ident()   # it may use the busy machine
-        try:
-            self.on_exit(j, status)
-        finally:
-            self.core.cb_thread = 0
+        self.on_exit(j, status)     # (on the thread that holds the machine: let in)
         return 0
 
     # ------------------------------------------------------------------
@@ -733,8 +728,8 @@ cdef class Scheduler:
         cdef int st = ST_OK
         cdef int64_t j, k
         core._enter()
-        if not busy_acquire(&core.busy):
-            raise RuntimeError("this Machine is busy")
+        if not hold_take(&core.hold):
+            raise RuntimeError("this Machine is busy in another thread")
         added = np.array(core.stats_array, copy=True)
         try:
             try:
@@ -742,7 +737,7 @@ cdef class Scheduler:
                     st = self._loop()
             finally:
                 added = core.stats_array - added
-                busy_release(&core.busy)
+                hold_give(&core.hold)
                 core.ps = core.scratch
             if st != ST_OK:
                 pid = self.jobs[self.err_job].pid

@@ -44,15 +44,15 @@ def held_state(Core self, dict memo=None):
     import copy
 
     self._enter()
-    if not busy_acquire(&self.busy):
-        raise RuntimeError("this Machine is busy replaying a trace in another thread")
+    if not hold_take(&self.hold):
+        raise RuntimeError("this Machine is busy in another thread")
     try:
         config, st = state(self)
         if memo is not None:
             for name in ("mem", "swap", "stats"):
                 st[name] = copy.deepcopy(st[name], memo)
     finally:
-        busy_release(&self.busy)
+        hold_give(&self.hold)
     return config, st
 
 

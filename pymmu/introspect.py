@@ -21,6 +21,8 @@ Machine too.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from pymmu import pte as _pte
@@ -119,10 +121,19 @@ def show(what) -> str:
     0x10000  frame 0  pfn 0 P RW U A D     1
     """
     if hasattr(what, "frame_table") and hasattr(what, "processes"):
-        return _show_machine(what)
+        with _held(what):
+            return _show_machine(what)
     if hasattr(what, "page_table") and hasattr(what, "pid"):
-        return _show_process(what)
+        with _held(getattr(what, "_m", None)):
+            return _show_process(what)
     raise TypeError(f"show needs a pymmu Machine or Process, not {type(what).__name__}")
+
+
+def _held(m):
+    """``m._held()`` of a core Machine (one table from one instant, while
+    another thread is refused); a no-op for the reference, which has none."""
+    held = getattr(m, "_held", None)
+    return held() if held is not None else contextlib.nullcontext()
 
 
 def _show_machine(m) -> str:

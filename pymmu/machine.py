@@ -7,7 +7,10 @@ Everything an access does happens in ``pymmu._core.Core``.
 """
 from __future__ import annotations
 
+import copy
+import functools
 import weakref
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import Mapping as TMapping
 
@@ -52,6 +55,29 @@ class _Space:
         self.mm = mm
         self.amap = amap
         self.users = 1
+
+
+def _holding(method):
+    """Run a ``Machine`` or ``Process`` method holding the machine for its whole
+    duration (``Core.hold_acquire``, pymmu/include/hold.h).
+
+    An operation makes several core calls and changes Python-level state
+    between them (spawn: the address space, its mappings, the process; check:
+    the core's tables, then every space's mappings). Held, another thread's
+    call is refused with ``RuntimeError`` before it changes anything, instead
+    of finding the machine half changed or being refused half way; this
+    thread's own calls (an operation's parts, m.run's exit callback) go
+    through. Refused itself, the method changes nothing.
+    """
+    @functools.wraps(method)
+    def held(self, *args, **kwargs):
+        core = self._core
+        core.hold_acquire()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            core.hold_release()
+    return held
 
 
 def _backings(amap: AddressMap) -> set:
@@ -157,6 +183,15 @@ class Machine:
         if self._core.in_hook:
             raise RuntimeError("a policy hook may not call the machine it serves")
 
+    @contextmanager
+    def _held(self):
+        """Hold the machine for a block of several calls (see ``_holding``)."""
+        self._core.hold_acquire()
+        try:
+            yield self
+        finally:
+            self._core.hold_release()
+
     # ---- numbers ---------------------------------------------------------
 
     @property
@@ -198,11 +233,12 @@ class Machine:
         self._guard()
         return dict(zip(STAT_NAMES, self._stats.tolist()))
 
+    @_holding
     def reset_stats(self) -> None:
         """Zero the machine's counters (processes keep theirs)."""
-        self._core.check_idle()      # refused during a replay, or inside a hook
         self._stats[:] = 0
 
+    @_holding
     def refcount(self, pfn) -> int:
         """Number of PTEs, over all processes, that map frame ``pfn``.
 
@@ -222,6 +258,7 @@ class Machine:
                              f"got {pfn}")
         return int(_introspect.refcounts(self._core)[pfn])
 
+    @_holding
     def idle(self, n=None) -> int:
         """Zero dirty free frames into the pre-zeroed pool, as an idle loop does.
 
@@ -240,6 +277,7 @@ class Machine:
             n = count_int(n, "n")
         return self._core.idle(n)
 
+    @_holding
     def check(self) -> None:
         """Verify every invariant; raise ``InvariantError`` naming the first broken one."""
         mms = sorted(self._spaces)
@@ -311,6 +349,7 @@ class Machine:
 
     # ---- trace replay ------------------------------------------------------
 
+    @_holding
     def replay(self, trace, process=None) -> TMapping[str, int]:
         """Run a ``pymmu.traces.Trace`` (or chunks of one) and return the counters it added.
 
@@ -370,6 +409,7 @@ class Machine:
             proc.exit()
         return dict(zip(STAT_NAMES, added.tolist()))
 
+    @_holding
     def run(self, jobs, *, quantum=10_000, cost=None, load_control=None):
         """Run jobs on one CPU in simulated time (DESIGN.md section 12).
 
@@ -514,11 +554,13 @@ class Machine:
 
     # ---- processes -------------------------------------------------------
 
+    @_holding
     def spawn(self) -> "Process":
         """A new process with an empty address space and no parent (ppid 0)."""
         space = self._new_space(self._core.mm_new(), AddressMap())
         return self._new_process(0, space)
 
+    @_holding
     def process(self, pid) -> "Process":
         """The process with this pid: one that has not exited, or an exited one
         that something else still holds (the machine lets exited ones go).
@@ -653,11 +695,13 @@ class Machine:
         self._guard()
         return self._core.references
 
+    @_holding
     def processes(self) -> list["Process"]:
         """Every process that has not exited (running, suspended or zombie), by pid."""
         self._guard()
         return [p for _, p in sorted(self._procs.items()) if p.state != "exited"]
 
+    @_holding
     def frame_table(self) -> np.ndarray:
         """One row per user frame: a numpy structured array of
         ``pymmu.introspect.FRAME_TABLE_DTYPE`` (a new array; changing it changes
@@ -700,13 +744,24 @@ class Machine:
         raise TypeError("copy.copy of a Machine would share its frames and page tables: "
                         "use copy.deepcopy(m) or pickle for an independent snapshot")
 
+    @_holding
     def __getstate__(self) -> dict:
-        self._core.check_idle()           # refused during a replay, or inside a hook
         state = dict(self.__dict__)
         # weak references do not pickle: the exited processes still held go as
-        # a plain dict (a snapshot holds them only if it pickles them too)
-        state["_gone"] = dict(self._gone)
+        # a plain dict (a snapshot holds them only if it pickles them too). Its
+        # items(), not dict(): the collector may free an entry meanwhile, which
+        # items() skips and a lookup by key would raise KeyError for.
+        state["_gone"] = dict(self._gone.items())
         return state
+
+    def __deepcopy__(self, memo):
+        """An independent machine in the same state, copied whole while this
+        one is held (another thread's operation cannot tear the copy)."""
+        with self._held():
+            new = type(self).__new__(type(self))
+            memo[id(self)] = new
+            new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+            return new
 
     def __setstate__(self, state: dict) -> None:
         gone = state.pop("_gone", {})
@@ -793,6 +848,7 @@ class Process(ProcessCore):
                              f"(2**{self._m.va_bits})")
         return addr >> self._m._shift, (end + ps - 1) >> self._m._shift
 
+    @_holding
     def mmap(self, length, prot="rw", *, addr=None, shared=False) -> int:
         """Map ``length`` bytes (rounded up to pages); returns the base address.
 
@@ -846,6 +902,7 @@ class Process(ProcessCore):
         m._push(self._space)
         return start << m._shift
 
+    @_holding
     def munmap(self, addr, length) -> None:
         """Unmap every page in ``[addr, addr + length)``; holes are fine.
 
@@ -867,6 +924,7 @@ class Process(ProcessCore):
         self._m._unuse(_backings(AddressMap(removed)) - _backings(amap))
         self._core.hook_check()      # a policy's on_free that raised, now it is done
 
+    @_holding
     def mprotect(self, addr, length, prot) -> None:
         """Change the protection of ``[addr, addr + length)``.
 
@@ -906,6 +964,7 @@ class Process(ProcessCore):
             raise ValueError(f"addr and n must not be negative ({addr}, {n})")
         return addr, n
 
+    @_holding
     def _read_slow(self, addr, n, access: str) -> bytes:
         addr, n = self._checked(addr, n, "fetch" if access == "execute" else access)
         if n == 0:
@@ -917,6 +976,7 @@ class Process(ProcessCore):
         return self._core.read(self._mm, self.pid, addr, n, 0 if access == "read" else 2,
                                self._stats)
 
+    @_holding
     def _write_slow(self, addr, data) -> None:
         self._running("write")
         if self._borrowing and self._m.strict_vfork:
@@ -939,6 +999,7 @@ class Process(ProcessCore):
 
     # ---- process lifecycle -------------------------------------------------
 
+    @_holding
     def fork(self) -> "Process":
         """A child with a copy-on-write copy of this address space."""
         self._running("fork")
@@ -950,6 +1011,7 @@ class Process(ProcessCore):
         m._count(self, "forks")
         return child
 
+    @_holding
     def vfork(self) -> "Process":
         """A child that borrows this address space; this process is suspended
         until the child calls ``exec`` or ``exit``."""
@@ -976,6 +1038,7 @@ class Process(ProcessCore):
             self._borrowing = False
         self._m._drop_space(space)
 
+    @_holding
     def exec(self, image: Image) -> None:
         """Replace the address space with ``image`` (demand-paged: nothing is read now).
 
@@ -1023,6 +1086,7 @@ class Process(ProcessCore):
         m._count(self, "execs")
         self._core.hook_check()
 
+    @_holding
     def exit(self, status=0) -> None:
         """Terminate: release the address space, resume a vfork lender, orphan
         the children; a zombie until the parent waits (reaped at once if ppid 0).
@@ -1052,6 +1116,7 @@ class Process(ProcessCore):
             m._procs[self.ppid]._children.exited(self.pid)
         self._core.hook_check()
 
+    @_holding
     def wait(self, child=None) -> int:
         """Reap an exited child and return its exit status.
 
@@ -1100,6 +1165,7 @@ class Process(ProcessCore):
             raise ValueError(f"addr must not be negative, got {addr}")
         return addr
 
+    @_holding
     def clear_accessed(self) -> int:
         """Clear the accessed (A) bit of every present PTE; returns how many were set.
 
@@ -1138,6 +1204,7 @@ class Process(ProcessCore):
             return 0
         return int(_introspect.pte(self._core, self._mm, addr))
 
+    @_holding
     def page_table(self) -> np.ndarray:
         """One row per existing PTE (present or swap entry), sorted by address;
         see ``pymmu.pte.PAGE_TABLE_DTYPE``. A snapshot: the caller owns it."""
@@ -1149,6 +1216,7 @@ class Process(ProcessCore):
         rc = _introspect.refcounts(self._core)[np.where(present, pfn, 0)]
         return _pte.page_table_rows(vpns << np.uint64(self._m._shift), ptes, rc)
 
+    @_holding
     def maps(self) -> list[Mapping]:
         """The mappings, like ``/proc/PID/maps``."""
         self._m._guard()
@@ -1164,6 +1232,7 @@ class Process(ProcessCore):
             out.append(mapping_of(v, self._m._shift, name))
         return out
 
+    @_holding
     def _resident(self) -> np.ndarray:
         """Refcounts of the frames this process maps (zero page excluded)."""
         if self._space is None:
@@ -1193,6 +1262,17 @@ class Process(ProcessCore):
     def uss(self) -> int:
         """Unique set size: resident bytes that no other process maps."""
         return int(np.count_nonzero(self._resident() == 1)) * self._m.page_size
+
+    def __deepcopy__(self, memo):
+        """A copy of this process in a copy of its machine, made whole while
+        the machine is held (like ``Machine.__deepcopy__``)."""
+        with self._m._held():
+            restore, args, state = self.__reduce__()
+            new = restore(*copy.deepcopy(args, memo))
+            memo[id(self)] = new
+            if state:
+                new.__dict__.update(copy.deepcopy(state, memo))
+            return new
 
     def __repr__(self) -> str:
         return f"<Process pid={self.pid} ppid={self.ppid} {self.state}>"

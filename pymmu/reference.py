@@ -382,7 +382,9 @@ class Machine:
         state = self.__dict__.copy()
         state["_recorder"] = None
         state["_depth"] = 0                       # this very call is one
-        state["_gone"] = dict(self._gone)         # weak references do not pickle
+        # weak references do not pickle; items(), since a lookup by key raises
+        # KeyError for an entry the collector frees meanwhile
+        state["_gone"] = dict(self._gone.items())
         return state
 
     def __setstate__(self, state: dict) -> None:

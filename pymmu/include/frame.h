@@ -118,11 +118,4 @@ static inline void prefetch(const void *p) { __builtin_prefetch(p); }
  * laid out of the way of the common case. */
 static inline int unlikely(int x) { return __builtin_expect(!!x, 0); }
 
-/* A machine's busy flag, taken and given back atomically: a replay, or a call of
- * the C API (pymmu/core.pxd) made without the GIL, holds it for its duration. */
-static inline int busy_acquire(int *flag) {
-    return __atomic_exchange_n(flag, 1, __ATOMIC_ACQ_REL) == 0;
-}
-static inline void busy_release(int *flag) { __atomic_store_n(flag, 0, __ATOMIC_RELEASE); }
-
 #endif
