@@ -31,7 +31,7 @@ a status into an exception.
 """
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
@@ -329,61 +329,48 @@ cdef class Core:
         self.mm_pid[mm] = pid
 
     def events_start(self, object limit):
-        """Open an event block (``limit`` None: keep every event)."""
-        self._enter()
-        if unlikely(self.ev.on):
-            raise RuntimeError("this machine is already recording events: "
-                               "events() blocks cannot nest")
-        evlog_start(&self.ev, -1 if limit is None else <int64_t>limit)
+        """Open an event block (``limit`` None: keep every event; an int >= 0;
+        one beyond int64, which no count reaches, keeps every event too)."""
+        cdef int64_t keep = -1
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be at least 0, got {limit}")
+            if limit <= INT64_MAX:       # (larger: no count reaches it, keep all)
+                keep = limit
+        cdef int took = _hold_log(self)
+        try:
+            if unlikely(self.ev.on):
+                raise RuntimeError("this machine is already recording events: "
+                                   "events() blocks cannot nest")
+            evlog_start(&self.ev, keep)
+        finally:
+            if took:
+                busy_release(&self.busy)
 
     def events_snapshot(self):
         """``(rows, counts, dropped)`` of the events recorded so far: the kept
         events copied out in bulk, oldest first (``pymmu.events.DTYPE`` is
-        ``event_t``'s layout)."""
-        from pymmu.events import DTYPE
-
-        cdef int64_t i, n, first
-        self._enter()                       # (a replay in another thread writes the log)
-        n = self.ev.n
-        if DTYPE.itemsize != sizeof(event_t):
-            raise SystemError("pymmu.events.DTYPE does not match pymmu/include/events.h")
-        rows = np.empty(n, DTYPE)
-        cdef char *out = <char *>cnp.PyArray_DATA(rows)
-        if n:
-            # kept events are buf[head:] then buf[:head] (a full ring), else buf[:n]
-            first = n - self.ev.head if self.ev.limit >= 0 else n
-            memcpy(out, &self.ev.buf[self.ev.head], first * sizeof(event_t))
-            if first < n:
-                memcpy(out + first * sizeof(event_t), self.ev.buf,
-                       (n - first) * sizeof(event_t))
-        return rows, [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped
+        ``event_t``'s layout). RuntimeError while another thread holds the
+        machine (its replay writes the log) or inside a policy hook."""
+        cdef int took = _hold_log(self)
+        try:
+            return _events_copy(self)
+        finally:
+            if took:
+                busy_release(&self.busy)
 
     def events_stop(self):
         """Close the event block: its ``(rows, counts, dropped)``. Kept events in
         order (no ring wrapped) are handed over, not copied: the rows array owns
-        the log's buffer, and the next block starts a new one."""
-        cdef _EventBuffer owner
-        cdef int64_t i, n
-        cdef event_t *buf
-        self._enter()
-        n = self.ev.n
-        if n == 0 or self.ev.head != 0:
-            out = self.events_snapshot()
-        else:
-            from pymmu.events import DTYPE
-
-            buf = <event_t *>realloc(self.ev.buf, n * sizeof(event_t))   # (shrink: no copy)
-            if buf == NULL:
-                buf = self.ev.buf
-            owner = _EventBuffer.__new__(_EventBuffer)
-            owner.p, owner.nbytes = <char *>buf, n * sizeof(event_t)
-            self.ev.buf, self.ev.cap = NULL, 0
-            out = (np.frombuffer(owner, dtype=DTYPE, count=n),
-                   [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped)
-        self.ev.on = 0
-        self.ev.n = 0
-        return out
-
+        the log's buffer, and the next block starts a new one. RuntimeError,
+        the block left open, while another thread holds the machine or inside
+        a policy hook (``pymmu.machine._CoreRecorder.stop`` waits out the first)."""
+        cdef int took = _hold_log(self)
+        try:
+            return _events_close(self)
+        finally:
+            if took:
+                busy_release(&self.busy)
 
     cdef void _free_frame(self, int64_t pfn) noexcept nogil:
         """Return a frame nobody maps to the dirty set."""
@@ -1689,6 +1676,69 @@ cdef class Core:
             freeheap_push(&self.pool, self.fm, <int32_t>pfn)
             done += 1
         return done
+
+
+cdef int _hold_log(Core c) except -1:
+    """Take machine ``c`` for an event-log call (events_start, _snapshot, _stop).
+
+    A replay in another thread, or a call of the C API (pymmu/core.pxd) made
+    without the GIL, appends to the log without the GIL while it holds the busy
+    flag; the log is read, reset or handed over only while this call holds it,
+    so no buffer is freed or moved under a writer. Returns 1 when it took the
+    flag (the caller gives it back with busy_release), 0 when this thread's own
+    ``m.run`` holds it (its exit callback runs here: nothing else writes).
+    RuntimeError when another thread holds the machine, or inside a hook.
+    """
+    c._enter()
+    if c.busy and c.cb_thread and PyThread_get_thread_ident() == c.cb_thread:
+        return 0
+    if not busy_acquire(&c.busy):
+        raise RuntimeError("this Machine is busy replaying a trace in another thread")
+    return 1
+
+
+cdef tuple _events_copy(Core self):
+    """``events_snapshot`` for a caller that holds the machine."""
+    from pymmu.events import DTYPE
+
+    cdef int64_t i, n, first
+    n = self.ev.n
+    if DTYPE.itemsize != sizeof(event_t):
+        raise SystemError("pymmu.events.DTYPE does not match pymmu/include/events.h")
+    rows = np.empty(n, DTYPE)
+    cdef char *out = <char *>cnp.PyArray_DATA(rows)
+    if n:
+        # kept events are buf[head:] then buf[:head] (a full ring), else buf[:n]
+        first = n - self.ev.head if self.ev.limit >= 0 else n
+        memcpy(out, &self.ev.buf[self.ev.head], first * sizeof(event_t))
+        if first < n:
+            memcpy(out + first * sizeof(event_t), self.ev.buf,
+                   (n - first) * sizeof(event_t))
+    return rows, [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped
+
+
+cdef tuple _events_close(Core self):
+    """``events_stop`` for a caller that holds the machine."""
+    cdef _EventBuffer owner
+    cdef int64_t i, n
+    cdef event_t *buf
+    n = self.ev.n
+    if n == 0 or self.ev.head != 0:
+        out = _events_copy(self)
+    else:
+        from pymmu.events import DTYPE
+
+        buf = <event_t *>realloc(self.ev.buf, n * sizeof(event_t))   # (shrink: no copy)
+        if buf == NULL:
+            buf = self.ev.buf
+        owner = _EventBuffer.__new__(_EventBuffer)
+        owner.p, owner.nbytes = <char *>buf, n * sizeof(event_t)
+        self.ev.buf, self.ev.cap = NULL, 0
+        out = (np.frombuffer(owner, dtype=DTYPE, count=n),
+               [self.ev.counts[i] for i in range(EV_KINDS)], self.ev.dropped)
+    self.ev.on = 0
+    self.ev.n = 0
+    return out
 
 
 @cython.final

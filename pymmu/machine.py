@@ -95,12 +95,39 @@ class _CoreRecorder:
         self.core.events_start(limit)
 
     def snapshot(self):
-        self.core.check_idle()       # a replay in another thread is recording
+        # (RuntimeError while a replay in another thread records into the log)
         return self.core.events_snapshot()
 
     def stop(self):
-        self.core.check_idle()
-        return self.core.events_stop()
+        """Close the block, waiting first for another thread's replay or run.
+
+        The core refuses while another thread holds the machine: that thread
+        writes the log without the GIL, so the log must not be closed (its
+        buffer handed over) under it. Giving up would leave the machine
+        recording with no block to close it, so wait, polling with the GIL
+        released (``time.sleep``), until the machine is free, then close: the
+        log gets that operation's events. A refusal because a policy hook is
+        running (``in_hook``) is final: it is raised at once.
+        """
+        import time
+
+        core = self.core
+        free_refusals = 0        # in a row, the machine seen free after each
+        while True:
+            try:
+                return core.events_stop()
+            except RuntimeError:
+                if core.in_hook:
+                    raise
+                if core.busy:
+                    free_refusals = 0
+                else:
+                    # the holder left between the refusal and this look, or the
+                    # refusal has another cause: then do not wait for ever
+                    free_refusals += 1
+                    if free_refusals > 50:
+                        raise
+            time.sleep(0.001)
 
 
 class Machine:

@@ -493,8 +493,16 @@ class Machine:
         from pymmu.events import EventLog, ListRecorder
 
         if self._recorder is None:
-            self._recorder = ListRecorder()
+            self._recorder = ListRecorder(guard=self._refuse_in_hook)
         return EventLog(self._recorder, limit)
+
+    def _refuse_in_hook(self) -> None:
+        """The event log's guard: a policy hook may not open, read or close the
+        block (``log.array``, ``__exit__``...), as a hook may call no method of
+        the machine it serves."""
+        if self._in_hook is not None:
+            raise RuntimeError(f"a policy hook ({type(self._py_policy).__name__}."
+                               f"{self._in_hook}) must not use the machine's event log")
 
     @_api
     def processes(self) -> list:

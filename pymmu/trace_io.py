@@ -901,6 +901,10 @@ def load(path) -> Trace:
     The columns are read-only views of the file's memory map; nothing is read
     until used. Only the header is checked here (magic, version, and the
     record count against the file's length); replay checks every record.
+    The file must keep its length while the Trace lives: if another program
+    truncates it, touching the lost pages kills the process with SIGBUS,
+    which Python cannot catch (docs/traces.md, "A loaded trace and its
+    file"); ``Trace(t.addr, t.kind, t.size)`` is a copy in memory.
 
     Parameters
     ----------

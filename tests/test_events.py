@@ -338,6 +338,207 @@ def test_nested_blocks_raise_and_recording_stops_with_the_block(Machine):
     assert kinds(log) == ["zero_fills", "zero_fills"]
 
 
+# --- misuse (issue 16, item 9) ---------------------------------------------------
+
+
+def test_exit_of_a_log_never_entered_leaves_the_open_block_alone(Machine):
+    """A log's ``__exit__`` acts only on the block that log opened: on a log
+    never entered (or whose ``__enter__`` was refused) it raises RuntimeError
+    and the open block of another log records on."""
+    m = Machine(4)
+    p = m.spawn()
+    a = p.mmap(3 * PS)
+    with m.events() as log:
+        p.write(a, b"x")
+        stray, refused = m.events(), m.events()
+        with pytest.raises(RuntimeError):
+            stray.__exit__(None, None, None)
+        with pytest.raises(RuntimeError):
+            refused.__enter__()                # blocks do not nest
+        with pytest.raises(RuntimeError):
+            refused.__exit__(None, None, None)
+        p.write(a + PS, b"x")                  # still recorded
+        assert len(log) == 2 and log.counts()["zero_fills"] == 2
+    assert kinds(log) == ["zero_fills", "zero_fills"]
+    with stray:                                # still usable: it never recorded
+        p.write(a + 2 * PS, b"x")
+    assert kinds(stray) == ["zero_fills"]
+
+
+def test_closing_twice_raises_and_keeps_the_log(Machine):
+    m = Machine(4)
+    p = m.spawn()
+    a = p.mmap(3 * PS)
+    log = m.events()
+    log.__enter__()
+    p.write(a, b"x")
+    log.__exit__(None, None, None)
+    with pytest.raises(RuntimeError):
+        log.__exit__(None, None, None)
+    assert kinds(log) == ["zero_fills"]
+    assert log.counts()["zero_fills"] == 1 and len(log) == 1
+    with m.events() as log2:                   # nor does it close a later block
+        with pytest.raises(RuntimeError):
+            log.__exit__(None, None, None)
+        p.write(a + PS, b"x")
+    assert kinds(log2) == ["zero_fills"]
+    assert kinds(log) == ["zero_fills"]
+    assert repr(log) == "EventLog(done, 1 events, 0 dropped)"
+
+
+@pytest.mark.parametrize("limit", [None, 1, 10])
+def test_array_is_a_fresh_copy_each_call(Machine, limit):
+    m = Machine(4)
+    p = m.spawn()
+    a = p.mmap(3 * PS)
+    with m.events(limit=limit) as log:
+        p.write(a, b"x")
+        inside = log.array
+        assert inside is not log.array
+        inside["pid"] = 99
+        assert (log.array["pid"] == p.pid).all()
+        p.write(a + PS, b"x")
+    first, second = log.array, log.array
+    assert first is not second
+    assert first.flags.writeable and first.flags.owndata
+    first["pid"] = 99
+    first.sort(order="vaddr")
+    assert (second["pid"] == p.pid).all() and (log.array["pid"] == p.pid).all()
+    want = [a, a + PS][-limit:] if limit else [a, a + PS]
+    assert log.array["vaddr"].tolist() == want
+    assert log.counts()["zero_fills"] == 2 == len(log) + log.dropped
+
+
+@pytest.mark.parametrize("limit", [2 ** 63 - 1, 2 ** 63, 2 ** 64, 10 ** 30])
+def test_a_limit_no_log_can_reach_keeps_every_event(Machine, limit):
+    m = Machine(4)
+    p = m.spawn()
+    a = p.mmap(3 * PS)
+    log = m.events(limit=limit)
+    assert log.limit == limit
+    with log:
+        for i in range(3):
+            p.write(a + i * PS, b"x")
+    assert kinds(log) == ["zero_fills"] * 3
+    assert log.dropped == 0
+    with pytest.raises(ValueError):
+        m.events(limit=-2 ** 63 - 1)
+
+
+def test_a_policy_hook_may_not_open_read_or_close_a_block(Machine):
+    """Inside a hook the log is the machine's: every use is refused at once
+    (no wait), and the block records on and closes after."""
+    from pymmu.policy import Fifo
+
+    seen = []
+
+    class Meddler(Fifo):
+        def on_map(self, pfn):
+            super().on_map(pfn)
+            for name, call in (("array", lambda: log.array), ("len", lambda: len(log)),
+                               ("exit", lambda: log.__exit__(None, None, None)),
+                               ("enter", lambda: other.__enter__())):
+                try:
+                    call()
+                except RuntimeError:
+                    seen.append(name)
+
+    m = Machine(4, policy=Meddler())
+    p = m.spawn()
+    a = p.mmap(2 * PS)
+    other = m.events()
+    with m.events() as log:
+        p.write(a, b"x")
+        p.write(a + PS, b"x")
+    assert seen == ["array", "len", "exit", "enter"] * 2
+    assert kinds(log) == ["zero_fills", "zero_fills"]
+    with other:                                # never entered: still usable
+        p.read(a, 1)
+
+
+def hot_trace(base: int, records: int, seed: int = 0) -> Trace:
+    """Loads and stores over 16 pages at ``base``, every 64th record on one of
+    ``REGION`` pages: a long replay with few events (a fault per 64 records or
+    so), so that a log of all of them stays small."""
+    from pymmu.traces import LOAD, STORE
+
+    rng = np.random.default_rng(seed)
+    pages = rng.integers(0, 16, records, dtype=np.uint64)
+    far = pages[::64]
+    far[:] = rng.integers(16, REGION, len(far), dtype=np.uint64)
+    pages[::64] = far
+    kind = rng.choice(np.array([LOAD, STORE], np.uint8), records)
+    return Trace(np.uint64(base) + pages * np.uint64(PS) + 8, kind=kind, size=8)
+
+
+REGION = 4096
+
+
+@pytest.mark.parametrize("limit", [None, 100])
+def test_closing_a_block_while_another_thread_replays(Machine, limit):
+    """``__exit__`` from this thread while another thread's replay records into
+    the block stops the recording for good: the log keeps what it has (counts
+    and array agree), later events go elsewhere, a new block opens. The core
+    closes once the replay ends (the replay writes the log without the GIL),
+    so its log then holds the whole replay's events."""
+    import threading
+
+    core = getattr(Machine(1), "_core", None) is not None
+    m = Machine(32, page_size=PS, swap_slots=REGION + 64, zero_page=False)
+    p = m.spawn()
+    base = p.mmap(REGION * PS)
+    q = m.spawn()
+    qa = q.mmap(2 * PS)
+    trace = hot_trace(base, 3_000_000 if core else 30_000)
+    outcome = {}
+
+    def replay():
+        try:
+            outcome["result"] = m.replay(trace, process=p)
+        except BaseException as e:      # noqa: BLE001 - reported by the test
+            outcome["error"] = e
+
+    def replaying():
+        return m._core.busy if core else m._references > 0
+
+    worker = threading.Thread(target=replay, daemon=True)
+    before = m.stats
+    with m.events(limit=limit) as log:
+        worker.start()
+        while not replaying() and worker.is_alive():
+            pass
+        overlapped = worker.is_alive()
+    closed_stats = m.stats if core else None
+    counts, kept, dropped = log.counts(), log.array, log.dropped
+    with m.events() as log2:                   # the machine records for log2 now
+        q.write(qa, b"x")
+    worker.join()
+    assert "error" not in outcome, repr(outcome.get("error"))
+    if not overlapped:
+        pytest.skip("the replay ended before the block could close during it")
+    q.write(qa + PS, b"x")                     # recorded nowhere
+    assert log.counts() == counts and log.dropped == dropped
+    assert log.array.tobytes() == kept.tobytes()
+    assert sum(counts.values()) == len(kept) + dropped
+    if limit is None:
+        assert dropped == 0
+        assert np.bincount(kept["kind"], minlength=len(pymmu.events.KINDS)).tolist() == \
+            list(counts.values())
+    else:
+        assert len(kept) <= limit
+    assert ("zero_fills", q.pid, qa) in {(pymmu.events.KINDS[k], pid, v) for k, pid, v in
+                                         zip(log2.array["kind"].tolist(),
+                                             log2.array["pid"].tolist(),
+                                             log2.array["vaddr"].tolist())}
+    assert q.pid not in log.array["pid"].tolist()
+    if core:
+        # the block closed once the replay ended: it holds all of its events
+        for k in NINE:
+            assert counts[k] == closed_stats[k] - before[k], k
+        assert counts["zero_fills"] > 0
+    m.check()
+
+
 def test_a_snapshot_does_not_record(Machine):
     m = Machine(4)
     p = m.spawn()

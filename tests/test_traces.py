@@ -6,7 +6,11 @@ import doctest
 import gzip
 import lzma
 import pathlib
+import os
 import pickle
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -463,6 +467,64 @@ def test_read_simple_empty(tmp_path):
     p.write_text("# nothing\n\n")
     t = read_simple(p)
     assert len(t) == 0 and t.addr.dtype == np.uint64
+
+
+# --------------------------------------------------------------------------
+# a loaded trace whose file is cut short (issue 16, item 10: documented, inherent)
+# --------------------------------------------------------------------------
+
+_TRUNCATED = """
+import os, sys
+import numpy as np
+import pymmu
+from pymmu import traces
+
+path, how = sys.argv[1], sys.argv[2]
+n = 1 << 20
+base = 0x100000
+traces.Trace(base + np.arange(n, dtype=np.uint64) * np.uint64(64), kind="L",
+             size=8).save(path)
+t = traces.load(path)
+if how == "copy":
+    t = traces.Trace(t.addr, t.kind, t.size)
+elif how == "replace":
+    traces.Trace([0x40], kind="S").save(path)       # renamed over the path: a new file
+if how != "replace":
+    os.truncate(path, 4096)                          # another program cuts it short
+m = pymmu.Machine(64)                                # loads: the zero page
+p = m.spawn()
+p.mmap(n * 64, addr=base)
+print(m.replay(t, process=p)["reads"], flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGBUS"), reason="no SIGBUS on this platform")
+@pytest.mark.parametrize("how", ["mapped", "copy", "replace"])
+def test_a_loaded_trace_truncated_by_another_program(tmp_path, how):
+    """docs/traces.md, "A loaded trace and its file": touching the pages a
+    truncation took away kills the process with SIGBUS (mmap's rule, which no
+    Python code can catch); a copy in memory, or a file replaced by renaming,
+    is safe. In a child process, without the sanitizer's SIGBUS handler."""
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":handle_sigbus=0"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(pathlib.Path(traces.__file__).resolve().parent.parent)]
+        + [x for x in [env.get("PYTHONPATH")] if x])
+    out = subprocess.run([sys.executable, "-c", _TRUNCATED, str(tmp_path / "t.pmt"), how],
+                         env=env, capture_output=True, text=True, timeout=120)
+    if how == "mapped":
+        assert out.returncode == -signal.SIGBUS, (out.returncode, out.stderr[-2000:])
+    else:
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert int(out.stdout) == 1 << 20            # (replaced: the old file's records)
+
+
+def test_the_docs_say_a_truncated_mapped_trace_raises_sigbus():
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "traces.md").read_text()
+    section = text[text.index("### A loaded trace and its file"):text.index("## Errors")]
+    for words in ("memory map", "truncates", "SIGBUS", "cannot catch",
+                  "Trace(t.addr, t.kind, t.size)"):
+        assert words in section, words
 
 
 # --------------------------------------------------------------------------
