@@ -337,27 +337,25 @@ cdef class Core:
                 raise ValueError(f"limit must be at least 0, got {limit}")
             if limit <= INT64_MAX:       # (larger: no count reaches it, keep all)
                 keep = limit
-        cdef int took = _hold_log(self)
+        _hold_log(self)
         try:
             if unlikely(self.ev.on):
                 raise RuntimeError("this machine is already recording events: "
                                    "events() blocks cannot nest")
             evlog_start(&self.ev, keep)
         finally:
-            if took:
-                busy_release(&self.busy)
+            hold_give(&self.hold)
 
     def events_snapshot(self):
         """``(rows, counts, dropped)`` of the events recorded so far: the kept
         events copied out in bulk, oldest first (``pymmu.events.DTYPE`` is
         ``event_t``'s layout). RuntimeError while another thread holds the
         machine (its replay writes the log) or inside a policy hook."""
-        cdef int took = _hold_log(self)
+        _hold_log(self)
         try:
             return _events_copy(self)
         finally:
-            if took:
-                busy_release(&self.busy)
+            hold_give(&self.hold)
 
     def events_stop(self):
         """Close the event block: its ``(rows, counts, dropped)``. Kept events in
@@ -365,12 +363,11 @@ cdef class Core:
         the log's buffer, and the next block starts a new one. RuntimeError,
         the block left open, while another thread holds the machine or inside
         a policy hook (``pymmu.machine._CoreRecorder.stop`` waits out the first)."""
-        cdef int took = _hold_log(self)
+        _hold_log(self)
         try:
             return _events_close(self)
         finally:
-            if took:
-                busy_release(&self.busy)
+            hold_give(&self.hold)
 
     cdef void _free_frame(self, int64_t pfn) noexcept nogil:
         """Return a frame nobody maps to the dirty set."""
@@ -1679,22 +1676,20 @@ cdef class Core:
 
 
 cdef int _hold_log(Core c) except -1:
-    """Take machine ``c`` for an event-log call (events_start, _snapshot, _stop).
+    """Hold machine ``c`` for an event-log call (events_start, _snapshot, _stop);
+    the caller gives the hold back (``hold_give``).
 
     A replay in another thread, or a call of the C API (pymmu/core.pxd) made
-    without the GIL, appends to the log without the GIL while it holds the busy
-    flag; the log is read, reset or handed over only while this call holds it,
-    so no buffer is freed or moved under a writer. Returns 1 when it took the
-    flag (the caller gives it back with busy_release), 0 when this thread's own
-    ``m.run`` holds it (its exit callback runs here: nothing else writes).
-    RuntimeError when another thread holds the machine, or inside a hook.
+    without the GIL, appends to the log without the GIL while it holds the
+    machine; the log is read, reset or handed over only while this call holds
+    it, so no buffer is freed or moved under a writer (m.run's exit callback,
+    on the holding thread, nests). RuntimeError when another thread holds the
+    machine, or inside a hook.
     """
     c._enter()
-    if c.busy and c.cb_thread and PyThread_get_thread_ident() == c.cb_thread:
-        return 0
-    if not busy_acquire(&c.busy):
-        raise RuntimeError("this Machine is busy replaying a trace in another thread")
-    return 1
+    if not hold_take(&c.hold):
+        raise RuntimeError(_BUSY)
+    return 0
 
 
 cdef tuple _events_copy(Core self):
