@@ -164,7 +164,7 @@ def check_restored(Core self):
     instead of reaching memory outside the machine or looping forever.
     """
     cdef int64_t pfn, mm, fam, steps, slot, i, n = self.mm_next, frames = self.frames
-    cdef int64_t cur, nxt
+    cdef int64_t cur, nxt, before
     cdef frame_t *f
     cdef int64_t[:, ::1] rows
     # frames: a free one links only its heap (checked by check's heap walk, which
@@ -198,7 +198,8 @@ def check_restored(Core self):
         return "a free set is out of range"
     if self.zero_refs < 0 or self.references < 0:
         return "a negative count"
-    # fork families: each live space in exactly its family's list, no cycle
+    # fork families: each live space in exactly its family's list, no cycle, its
+    # prev link the member before it (0 for the first)
     seen = np.zeros(n, np.int8)
     for mm in range(n):
         fam = self.rm.family[mm]
@@ -206,15 +207,19 @@ def check_restored(Core self):
                 or not 0 <= self.rm.head[mm] < n:
             return f"address space {mm}'s family links are out of range"
     for fam in range(n):
-        cur, steps = self.rm.head[fam], 0
+        cur, steps, before = self.rm.head[fam], 0, 0
         while cur:
-            if seen[cur] or self.rm.family[cur] != fam or steps >= n:
+            if seen[cur] or self.rm.family[cur] != fam or steps >= n \
+                    or self.rm.prev[cur] != before:
                 return f"family {fam}'s list is broken at address space {cur}"
             seen[cur] = 1
+            before = cur
             cur, steps = self.rm.next[cur], steps + 1
     for mm in range(n):
         if (self.rm.family[mm] >= 0) != bool(seen[mm]):
             return f"address space {mm} is missing from its family"
+        if self.rm.family[mm] < 0 and (self.rm.next[mm] or self.rm.prev[mm]):
+            return f"destroyed address space {mm} is linked into a family"
         if self.rm.family[mm] < 0 and self.pt.root[mm] != NULL:
             return f"destroyed address space {mm} has a page table"
     # fifo / lru: one list through the head, every used frame on it once

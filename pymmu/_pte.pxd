@@ -179,6 +179,7 @@ cdef extern from "pymmu/include/rmap.h" nogil:
         int64_t cap                    # address-space ids with room
         int64_t *family                # per space: its family; -1 destroyed, -2 offered
         int64_t *next                  # per space: the next member of its family, 0: last
+        int64_t *prev                  # per space: the previous member, 0: first
         int64_t *head                  # per family name: its first member, 0: none
     void rmap_init(rmap_t *r, int vpn_bits)
     int rmap_grow(rmap_t *r, int64_t cap)
@@ -188,6 +189,7 @@ cdef extern from "pymmu/include/rmap.h" nogil:
     uint64_t rmap_vpn(const rmap_t *r, uint64_t word)
     void rmap_join(rmap_t *r, int64_t mm, int64_t family)
     void rmap_leave(rmap_t *r, int64_t mm)
+    int rmap_relink(rmap_t *r, int64_t n)
     int64_t rmap_walk(const rmap_t *r, pgtable_t *pt, tlb_t *tlb, int64_t pfn, uint64_t word,
                       int op, pte_t arg, const int64_t *mm_pid, int64_t *owner)
     bint rmap_any(const rmap_t *r, pgtable_t *pt, int64_t pfn, uint64_t word, pte_t bit)

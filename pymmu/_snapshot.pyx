@@ -196,6 +196,9 @@ def load(Core self, dict state):
     _copy_in(<char *>self.rm.family, family, n * sizeof(int64_t))
     _copy_in(<char *>self.rm.next, fnext, n * sizeof(int64_t))
     _copy_in(<char *>self.rm.head, head, n * sizeof(int64_t))
+    # the prev links are not kept (snapshots older than them restore alike):
+    # derived from the heads and next links; a broken list is check_restored's
+    rmap_relink(&self.rm, n)
     _copy_in(<char *>self.mm_pid, pids, n * sizeof(int64_t))
     self.mm_free = sorted(int(x) for x in state["mm_free"])
     if any(not 0 < x < n or self.rm.family[x] != -2 for x in self.mm_free):

@@ -211,12 +211,14 @@ def pgtable_run(int bits, int levels, int64_t spaces, list ops):
 def rmap_run(int64_t spaces, list ops):
     """Run ``ops`` on the reverse map's families over spaces 1..spaces, with page
     tables (9 bits, 2 levels) and an 8-entry TLB: ``("join", mm, family)``,
-    ``("leave", mm)``, ``("map", mm, vpn, pte)``, ``("count", pfn, family, vpn)``,
+    ``("leave", mm)``, ``("relink",)`` (prev links wiped, then derived again, as
+    a restore does), ``("map", mm, vpn, pte)``, ``("count", pfn, family, vpn)``,
     ``("young", ...)``, ``("any", pfn, family, vpn, bit)``, ``("replace", pfn,
     family, vpn, value)`` (answers its count and the owner by pid = 100 + mm).
     A mapped PTE with ACCESSED set is loaded into the TLB. Returns the answers
     and each family's members in list order, after checking that every TLB entry
-    still caches a present, accessed PTE."""
+    still caches a present, accessed PTE, that the prev links walk each list
+    back, and that a space in no family has no links."""
     cdef pgtable_t t
     cdef tlb_t tlb
     cdef rmap_t r
@@ -233,15 +235,21 @@ def rmap_run(int64_t spaces, list ops):
     pids = <int64_t *>calloc(spaces + 1, sizeof(int64_t))
     try:
         for mm in range(1, spaces + 1):
-            t.root[mm] = pt_new_node(&t)
-            pids[mm] = 100 + mm
+            pids[mm] = 100 + mm         # (a space's tables: made by its first map)
         for op in ops:
             if op[0] == "join":
                 rmap_join(&r, op[1], op[2])
             elif op[0] == "leave":
                 rmap_leave(&r, op[1])
+            elif op[0] == "relink":
+                for mm in range(spaces + 1):
+                    r.prev[mm] = 12345
+                if rmap_relink(&r, spaces + 1) != 0:
+                    raise AssertionError("rmap_relink refused sound lists")
             elif op[0] == "map":
                 p = pt_walk(&t, op[1], op[2], 1)
+                if p == NULL:
+                    raise MemoryError()
                 p[0] = op[3]
                 tlb_invalidate(&tlb, op[1], op[2])
                 if p[0] & PTE_PRESENT and p[0] & PTE_ACCESSED:
@@ -262,9 +270,15 @@ def rmap_run(int64_t spaces, list ops):
         families = {f: [] for f in range(1, spaces + 1)}
         for f in range(1, spaces + 1):
             mm = r.head[f]
+            n = 0                       # (the member before mm)
             while mm:
+                if r.prev[mm] != n:
+                    raise AssertionError(f"space {mm}'s prev link is {r.prev[mm]}, not {n}")
                 families[f].append(mm)
-                mm = r.next[mm]
+                n, mm = mm, r.next[mm]
+        for mm in range(spaces + 1):
+            if r.family[mm] < 0 and (r.next[mm] or r.prev[mm]):
+                raise AssertionError(f"space {mm} left its family but keeps its links")
         # a TLB entry never survives a change of its PTE
         for i in range(tlb.n):
             if tlb.e[i].mm and not (tlb.e[i].pte[0] & PTE_PRESENT
@@ -275,4 +289,22 @@ def rmap_run(int64_t spaces, list ops):
         free(pids)
         tlb_free(&tlb)
         pt_free(&t)
+        rmap_free(&r)
+
+
+def rmap_relink_run(list family, list next, list head):
+    """``rmap_relink`` over spaces 0..len(family)-1 with these links: its result
+    (0, or -1 for lists that are not sound) and the prev links it set."""
+    cdef rmap_t r
+    cdef int64_t i, n = len(family), rc
+    rmap_init(&r, 18)
+    if rmap_grow(&r, max(n, 1)):
+        rmap_free(&r)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            r.family[i], r.next[i], r.head[i] = family[i], next[i], head[i]
+        rc = rmap_relink(&r, n)
+        return rc, [r.prev[i] for i in range(n)]
+    finally:
         rmap_free(&r)

@@ -13,7 +13,10 @@ is also called when munmap or exit frees a frame.
 
 ``victim`` returning None raises ``OutOfMemory``; a pfn out of range or not
 evictable raises ``ValueError``; an exception from ``victim`` propagates; all
-three leave the machine unchanged. An exception from a later hook propagates
+three leave the machine unchanged. The answer is read as ``operator.index``
+reads it (an int, a numpy integer, any ``__index__``; not a bool; a float or a
+str is no pfn: ``ValueError``), and what its ``__index__`` raises propagates
+like an exception from ``victim``, leaving the machine unchanged. An exception from a later hook propagates
 once the operation completes, with the machine consistent. A hook that calls
 any method of the machine gets ``RuntimeError``.
 
@@ -67,7 +70,9 @@ class Policy:
         Returns
         -------
         int or None
-            An evictable pfn, or None when none should be (``OutOfMemory``).
+            An evictable pfn (an int, a numpy integer or any object with
+            ``__index__``, not a bool), or None when none should be
+            (``OutOfMemory``).
         """
         raise NotImplementedError(f"{type(self).__name__} must define victim(view)")
 

@@ -138,14 +138,13 @@ def _api(method):
 
 
 def _as_pfn(pfn, frames: int) -> int | None:
-    """``pfn`` as a user frame number (an int, numpy integers too, not a bool, in
-    ``[0, frames)``), or None."""
-    if isinstance(pfn, bool):
+    """``pfn`` as a user frame number, or None: what ``operator.index`` takes (an
+    int, numpy integers, any object with ``__index__``) but a bool, in
+    ``[0, frames)``. A type without ``__index__`` (float, str) is None; what its
+    ``__index__`` raises propagates (the policy's own error)."""
+    if isinstance(pfn, bool) or not hasattr(type(pfn), "__index__"):
         return None
-    try:
-        pfn = operator.index(pfn)
-    except TypeError:
-        return None
+    pfn = operator.index(pfn)
     return pfn if 0 <= pfn < frames else None
 
 
@@ -763,17 +762,20 @@ class Machine:
         """A Python policy's ``victim(view)``, checked: None (OutOfMemory) or an
         evictable pfn; anything else raises ``ValueError``. Called before
         anything changes (but the accessed bits it clears through the view); an
-        exception it raises propagates at once."""
+        exception it raises, or its answer's ``__index__`` raises, propagates at
+        once."""
         view = PolicyView(self)
         self._in_hook = "victim"
         try:
-            pfn = self._py_policy.victim(view)
+            try:
+                pfn = self._py_policy.victim(view)
+            finally:
+                view._live = False
+            if pfn is None:
+                return None
+            checked = _as_pfn(pfn, self._frames)   # its __index__ is the policy's code
         finally:
             self._in_hook = None
-            view._live = False
-        if pfn is None:
-            return None
-        checked = _as_pfn(pfn, self._frames)
         if checked is None or not self._evictable(checked):
             raise ValueError(
                 f"{type(self._py_policy).__name__}.victim() returned {pfn!r}: not an "

@@ -161,3 +161,31 @@ def test_a_failed_access_drops_its_hooks_error(cysim):
         p.write(a + PS - 1, b"xy")          # the Python path, the same rule
     assert p.read(a, 1) == b"\0"
     m.check()
+
+
+class _IndexRaises:
+    def __index__(self):
+        raise KeyError("index")
+
+
+class _BadVictim(pymmu.Policy):
+    def victim(self, view):
+        return _IndexRaises()
+
+
+@pytest.mark.parametrize("swap", [0, 4])
+def test_a_victim_whose_conversion_raises_is_pymmu_hook(cysim, swap):
+    # issue 16, item 1: the answer's __index__ raising is the victim's error
+    # (PYMMU_HOOK, raise_status raises it) and the write changes nothing
+    m = pymmu.Machine(2, swap_slots=swap, zero_page=False, policy=_BadVictim())
+    p = m.spawn()
+    a = p.mmap(4 * PS)
+    cysim.write(p, a, b"a" * 8)
+    cysim.write(p, a + PS, b"b" * 8)
+    free = m.frames_free, m.swap_free
+    with pytest.raises(KeyError):
+        cysim.write(p, a + 2 * PS - 4, b"x" * 8)
+    assert (m.frames_free, m.swap_free) == free
+    assert cysim.read(p, a, 8) == b"a" * 8 and cysim.read(p, a + PS, 8) == b"b" * 8
+    assert p.translate(a + 2 * PS) is None
+    m.check()

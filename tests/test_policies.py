@@ -395,6 +395,187 @@ def test_exception_in_victim_propagates_and_changes_nothing(Machine):
     assert log.counts()["oom"] == 0
 
 
+# --- victim's answer converted (issue 16, item 1) ---------------------------------------
+#
+# An answer is None or a frame number by operator.index's rule (an int, a numpy
+# integer, any object with __index__), but a bool. A type without __index__ (float,
+# str, numpy.bool_) or a number out of range is no evictable frame: ValueError. What
+# the answer's __index__ raises, or a non-int it returns (TypeError), propagates as
+# it is, like an exception raised by victim() itself, and changes nothing.
+
+
+class IndexRaises:
+    """A victim whose conversion to a pfn raises ``error``."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __index__(self):
+        raise self.error
+
+    def __repr__(self):
+        return "IndexRaises()"
+
+
+class IndexReturnsStr:
+    def __index__(self):
+        return "0"
+
+
+class ReprRaises:
+    """Not a pfn (no __index__), and its repr (for ValueError's message) raises."""
+
+    def __repr__(self):
+        raise Boom("repr")
+
+
+def _boom_class(answer):
+    return answer.error.__class__ if isinstance(answer, IndexRaises) else TypeError
+
+
+# (an array of one element has __index__, which refuses: TypeError)
+CONVERSION_RAISES = [IndexRaises(Boom("index")), IndexRaises(TypeError("index")),
+                     IndexRaises(OverflowError("index")), IndexReturnsStr(), np.array([0])]
+NOT_A_FRAME = [2**70, -2**70, 2**63, np.uint64(2**63), np.int64(-1), 1.0, np.float64(0),
+               np.bool_(False), ReprRaises()]
+
+
+def _spanning(Machine, policy, swap=True):
+    """Two frames, both used (pages 0 and 1 of a 4-page area)."""
+    m = Machine(2, swap_slots=4 if swap else 0, zero_page=False, policy=policy)
+    p = m.spawn()
+    a = p.mmap(4 * PS)
+    p.write(a, b"a" * 8)
+    p.write(a + PS, b"b" * 8)
+    return m, p, a
+
+
+OPS = {
+    "read": lambda p, a: p.read(a + 2 * PS, 4),
+    "write": lambda p, a: p.write(a + 2 * PS, b"c"),
+    # page 1's frame is held while page 2 faults: the write must not half-happen
+    "write spanning two pages": lambda p, a: p.write(a + 2 * PS - 4, b"x" * 8),
+}
+
+
+@pytest.mark.parametrize("op", ["read", "write", "write spanning two pages"])
+@pytest.mark.parametrize("answer", CONVERSION_RAISES, ids=lambda a: type(a).__name__ + (
+    "-" + type(a.error).__name__ if isinstance(a, IndexRaises) else ""))
+@pytest.mark.parametrize("swap", [True, False], ids=["swap", "noswap"])
+def test_victim_whose_conversion_raises_propagates_and_changes_nothing(Machine, op, answer,
+                                                                       swap):
+    pol = Answer(answer)
+    m, p, a = _spanning(Machine, pol, swap)
+    raises_and_changes_nothing(m, p, _boom_class(answer), lambda: OPS[op](p, a))
+    assert pol.calls == 1
+    # nothing was evicted unchecked: both pages are still there, and the next
+    # access (the victim now a good one) works
+    assert p.read(a, 8) == b"a" * 8 and p.read(a + PS, 8) == b"b" * 8
+    pol.answer = 0 if swap else None
+    if swap:
+        OPS[op](p, a)
+        if op == "write spanning two pages":
+            assert p.read(a + 2 * PS - 4, 8) == b"x" * 8
+        assert p.read(a + PS, 8) == b"b" * 8
+    else:
+        with pytest.raises(pymmu.OutOfMemory):
+            OPS[op](p, a)
+    m.check()
+
+
+@pytest.mark.parametrize("answer", NOT_A_FRAME,
+                         ids=lambda a: "ReprRaises" if isinstance(a, ReprRaises) else repr(a))
+def test_victim_that_is_no_frame_number_raises_valueerror(Machine, answer):
+    m, p, a = _spanning(Machine, Answer(answer))
+    error = Boom if isinstance(answer, ReprRaises) else ValueError
+    raises_and_changes_nothing(m, p, error, lambda: p.write(a + 2 * PS - 4, b"x" * 8))
+
+
+@pytest.mark.parametrize("answer", [np.int8(0), np.uint64(0), np.intp(0)], ids=repr)
+def test_victim_may_be_any_numpy_integer_type(Machine, answer):
+    m, p, a = _spanning(Machine, Answer(answer))
+    p.write(a + 2 * PS, b"c")
+    assert p.translate(a) is None and p.translate(a + 2 * PS) == 0
+    m.check()
+
+
+def test_view_argument_whose_conversion_raises_propagates(Machine):
+    def look(view):
+        view.evictable(IndexRaises(Boom("view")))
+        return 0
+
+    m, p, a = _spanning(Machine, Answer(look))
+    raises_and_changes_nothing(m, p, Boom, lambda: p.write(a + 2 * PS - 4, b"x" * 8))
+
+
+@pytest.mark.parametrize("answer", CONVERSION_RAISES[:2] + [2**70, 1.5],
+                         ids=["index-Boom", "index-TypeError", "2**70", "1.5"])
+def test_replay_victim_conversion_raises_like_a_raising_victim(Machine, answer):
+    """In a replay: the record whose fault asked for the victim raises with its
+    index, and the machine is exactly where a victim() that raised leaves it."""
+    def raising(view):
+        raise _boom_class(answer)("victim") if not isinstance(answer, (int, float)) \
+            else ValueError("victim")
+
+    t = pymmu.traces.Trace(addr=[0x0, 0x1000, 0x0, 0x1ffc, 0x3000], kind="S", size=8)
+    runs = []
+    for pol in (Answer(answer), Answer(raising)):
+        m = Machine(2, swap_slots=4, zero_page=False, policy=pol)
+        p = m.spawn()
+        p.mmap(8 * PS, addr=0)
+        with pytest.raises(Exception) as e:
+            m.replay(t, process=p)
+        m.check()
+        runs.append((type(e.value), e.value.index, counters(m), state(m, [p])))
+    assert runs[0] == runs[1]
+    assert runs[0][1] == 3
+    assert runs[0][0] is (ValueError if isinstance(answer, (int, float)) else _boom_class(answer))
+
+
+CRASH = """
+import pymmu
+PS = 4096
+class IndexRaises:
+    def __index__(self):
+        raise RuntimeError("index")
+class Bad(pymmu.Policy):
+    def victim(self, view):
+        return IndexRaises()
+swap = {swap}
+m = pymmu.Machine(2, swap_slots=4 if swap else 0, zero_page=False, policy=Bad())
+p = m.spawn()
+a = p.mmap(4 * PS)
+p.write(a, b"a" * 8)
+p.write(a + PS, b"b" * 8)
+try:
+    p.write(a + 2 * PS - 4, b"x" * 8)
+except RuntimeError as e:
+    assert str(e) == "index"
+else:
+    raise SystemExit("no exception")
+assert p.read(a, 8) == b"a" * 8 and p.read(a + PS, 8) == b"b" * 8
+m.check()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["noswap", "swap"])
+def test_victim_conversion_raising_does_not_crash_in_a_child_process(swap):
+    """The issue's reproduction, in a child (it used to segfault with no swap,
+    and with swap put page 1's bytes in page 2): it must print ok and nothing
+    else (no "Exception ignored")."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pymmu.__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", CRASH.format(swap=swap)], capture_output=True,
+                       text=True, env=env, cwd="/", timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", "")
+
+
 def test_policy_without_victim_raises_not_implemented(Machine):
     class NoVictim(Policy):
         pass

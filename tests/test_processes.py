@@ -688,3 +688,40 @@ def test_machine_returns_to_starting_numbers_under_swap(Machine):
     p.wait()
     p.exit()
     assert_back_to_start(m, 4, 16)
+
+
+# --- the cost of exits (issue 16, item 8) -----------------------------------------
+
+
+def _exit_time(n, order):
+    """The fastest of two runs of: a parent forks ``n`` children that then exit,
+    in fork order (the first child at the far end of its family's list: the
+    newest member comes first) or in reverse; returns the exits' time."""
+    import time
+
+    best = float("inf")
+    for _ in range(2):
+        m = pymmu.Machine(4)
+        p = m.spawn()
+        a = p.mmap(PS)
+        p.write(a, b"x")
+        kids = [p.fork() for _ in range(n)]
+        if order == "reverse":
+            kids.reverse()
+        t0 = time.perf_counter()
+        for c in kids:
+            c.exit()
+        best = min(best, time.perf_counter() - t0)
+        m.check()
+        assert m.frames_free == 3
+    return best
+
+
+@pytest.mark.parametrize("order", ["fork", "reverse"])
+def test_children_exit_in_linear_time_in_any_order(order):
+    # leaving a fork family walked its singly linked list: quadratic in fork order
+    # (80,000 children: 24 s). 4x the children: 4x the time, quadratic is 16x;
+    # tests/test_units.py times the reverse map alone, at sizes that tell.
+    small = _exit_time(2_000, order)
+    large = _exit_time(8_000, order)
+    assert large < 8 * small + 0.02, (small, large)

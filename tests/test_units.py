@@ -187,7 +187,7 @@ def test_reverse_map_finds_every_mapping_through_the_family(data):
 
     for _ in range(data.draw(st.integers(0, 40))):
         what = data.draw(st.sampled_from(["join", "leave", "map", "map", "count", "young",
-                                          "any", "replace"]))
+                                          "any", "replace", "relink"]))
         mm = data.draw(st.integers(1, spaces))
         vpn = data.draw(st.sampled_from([0, 5, 2**17 + 3]))
         pfn, fam = data.draw(st.integers(1, 3)), data.draw(st.integers(1, spaces))
@@ -200,6 +200,8 @@ def test_reverse_map_finds_every_mapping_through_the_family(data):
             if mm in family:
                 ops.append(("leave", mm))
                 order[family.pop(mm)].remove(mm)
+        elif what == "relink":            # a restore derives the prev links
+            ops.append(("relink",))
         elif what == "map":
             value = data.draw(pte_values)
             ops.append(("map", mm, vpn, value))
@@ -227,3 +229,59 @@ def test_reverse_map_finds_every_mapping_through_the_family(data):
     out, families = _testing.rmap_run(spaces, ops)
     assert out == answers
     assert families == {f: v for f, v in order.items() if v}
+
+
+def test_reverse_map_leaves_a_family_anywhere_in_its_list():
+    # the newest member first; leaving the last, a middle one, the first, then all
+    ops = [("join", mm, 1) for mm in (1, 2, 3, 4, 5)]
+    out, families = _testing.rmap_run(5, ops)
+    assert families == {1: [5, 4, 3, 2, 1]}
+    for leave, left in [(1, [5, 4, 3, 2]), (3, [5, 4, 2]), (5, [4, 2]), (2, [4]), (4, [])]:
+        ops.append(("leave", leave))
+        out, families = _testing.rmap_run(5, ops)
+        assert families == ({1: left} if left else {})
+    ops += [("join", 3, 1), ("join", 5, 1), ("relink",), ("leave", 3), ("join", 1, 1)]
+    assert _testing.rmap_run(5, ops)[1] == {1: [1, 5]}
+
+
+def _family_time(n, order):
+    """The fastest of three runs of: n spaces join family 1, then leave in ``order``
+    ("join": the first to join leaves first, at the far end of the list)."""
+    import time
+
+    joins = [("join", mm, 1) for mm in range(1, n + 1)]
+    leaves = [("leave", mm) for mm in (range(1, n + 1) if order == "join" else range(n, 0, -1))]
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        assert _testing.rmap_run(n, joins + leaves) == ([], {})
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@pytest.mark.parametrize("order", ["join", "reverse"])
+def test_reverse_map_leaving_a_family_costs_the_same_anywhere(order):
+    # issue 16, item 8: a fork family's list was singly linked, newest first, so
+    # N children exiting in fork order walked it N**2/2 steps (80,000 children:
+    # 24 s). 8x the spaces: 8x the time, quadratic would be 64x.
+    small = _family_time(2_500, order)
+    large = _family_time(20_000, order)
+    assert large < 20 * small + 0.005, (small, large)
+
+
+@pytest.mark.parametrize("family, next_, head, why", [
+    ([-1, 1, 1], [0, 2, 0], [0, 1, 0], None),                 # 1 -> 2
+    ([-1, 1, 1], [0, 2, 1], [0, 1, 0], "a cycle"),
+    ([-1, 1, 1], [0, 2, 2], [0, 1, 0], "a space twice"),
+    ([-1, 1, 1], [0, 5, 0], [0, 1, 0], "a link out of range"),
+    ([-1, 1, 1], [0, -3, 0], [0, 1, 0], "a negative link"),
+    ([-1, 1, 1], [0, 2, 0], [0, 9, 0], "a head out of range"),
+    ([-1, 1, 2], [0, 2, 0], [0, 1, 0], "a member of another family"),
+])
+def test_reverse_map_relink_derives_prev_links_or_refuses(family, next_, head, why):
+    rc, prev = _testing.rmap_relink_run(family, next_, head)
+    if why is None:
+        assert (rc, prev) == (0, [0, 0, 1])
+    else:
+        assert rc == -1, why
+        assert all(0 <= p < len(family) for p in prev)

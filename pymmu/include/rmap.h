@@ -10,8 +10,10 @@
  * mapper maps it at that vpn (the core keeps it so).
  *
  * The unit owns the families: which family each space is in, and each family's
- * members as a linked list (pymmu's address spaces are numbered from 1, 0 ends a
- * list). It reads the page tables (pgtable.h) and drops stale TLB entries (tlb.h).
+ * members as a doubly linked list (pymmu's address spaces are numbered from 1, 0
+ * ends a list), so that a space leaves in O(1): a parent's N forked children,
+ * exiting in fork order, each sat at the far end of a singly linked list
+ * (rmap_join puts the newest first), which made their exits quadratic. It reads the page tables (pgtable.h) and drops stale TLB entries (tlb.h).
  */
 #ifndef PYMMU_RMAP_H
 #define PYMMU_RMAP_H
@@ -34,13 +36,15 @@ typedef struct {
     int64_t *family;        /* per space: its family; -1 destroyed, -2 its id is
                                offered for reuse (the core's mm_free)                */
     int64_t *next;          /* per space: the next member of its family, 0: last     */
+    int64_t *prev;          /* per space: the previous member, 0: first (the head's);
+                               not in snapshots: rmap_relink derives it from next    */
     int64_t *head;          /* per family name: its first member, 0: none            */
 } rmap_t;
 
 static inline void rmap_init(rmap_t *r, int vpn_bits) {
     r->vpn_bits = vpn_bits;
     r->cap = 0;
-    r->family = r->next = r->head = NULL;
+    r->family = r->next = r->prev = r->head = NULL;
 }
 
 /* Room for spaces 0 .. cap-1 (each new one destroyed, heading no family): 0, or
@@ -54,12 +58,16 @@ static inline int rmap_grow(rmap_t *r, int64_t cap) {
     p = (int64_t *)realloc(r->next, (size_t)cap * sizeof(int64_t));
     if (p == NULL) return -1;
     r->next = p;
+    p = (int64_t *)realloc(r->prev, (size_t)cap * sizeof(int64_t));
+    if (p == NULL) return -1;
+    r->prev = p;
     p = (int64_t *)realloc(r->head, (size_t)cap * sizeof(int64_t));
     if (p == NULL) return -1;
     r->head = p;
     for (i = r->cap; i < cap; i++) {
         r->family[i] = -1;
         r->next[i] = 0;
+        r->prev[i] = 0;
         r->head[i] = 0;
     }
     r->cap = cap;
@@ -69,8 +77,9 @@ static inline int rmap_grow(rmap_t *r, int64_t cap) {
 static inline void rmap_free(rmap_t *r) {
     free(r->family);
     free(r->next);
+    free(r->prev);
     free(r->head);
-    r->family = r->next = r->head = NULL;
+    r->family = r->next = r->prev = r->head = NULL;
     r->cap = 0;
 }
 
@@ -89,24 +98,51 @@ static inline uint64_t rmap_vpn(const rmap_t *r, uint64_t word) {
 
 /* Space mm joins `family` (its own id for a new family), first in its list. */
 static inline void rmap_join(rmap_t *r, int64_t mm, int64_t family) {
+    int64_t first = r->head[family];
     r->family[mm] = family;
-    r->next[mm] = r->head[family];
+    r->next[mm] = first;
+    r->prev[mm] = 0;
+    if (first) r->prev[first] = mm;
     r->head[family] = mm;
 }
 
-/* Space mm leaves its family (it is destroyed: family -1). */
+/* Space mm leaves its family (it is destroyed: family -1), in O(1). */
 static inline void rmap_leave(rmap_t *r, int64_t mm) {
-    int64_t fam = r->family[mm], cur = r->head[fam], prev = 0;
-    while (cur && cur != mm) {
-        prev = cur;
-        cur = r->next[cur];
-    }
-    if (cur) {
-        if (prev) r->next[prev] = r->next[mm];
-        else r->head[fam] = r->next[mm];
-    }
-    r->next[mm] = 0;
+    int64_t fam = r->family[mm], before = r->prev[mm], after = r->next[mm];
+    if (before) r->next[before] = after;
+    else r->head[fam] = after;
+    if (after) r->prev[after] = before;
+    r->next[mm] = r->prev[mm] = 0;
     r->family[mm] = -1;
+}
+
+/* Set every prev link from the families' heads and next links (a snapshot
+ * keeps only those), for spaces 0 .. n-1. A list that leaves the range, visits
+ * a space twice or names a space of another family is left as far as it is
+ * sound and returns -1: the caller refuses it (check_restored says why). */
+static inline int rmap_relink(rmap_t *r, int64_t n) {
+    int64_t fam, cur, before, steps, bad = 0;
+    for (cur = 0; cur < n; cur++) r->prev[cur] = -1;     /* -1: not reached yet */
+    for (fam = 0; fam < n; fam++) {
+        before = 0;
+        steps = 0;
+        for (cur = r->head[fam]; cur; cur = r->next[cur]) {
+            if (cur < 0 || cur >= n || r->prev[cur] != -1 || r->family[cur] != fam
+                    || ++steps > n) {
+                bad = 1;
+                break;
+            }
+            r->prev[cur] = before;
+            before = cur;
+            if (r->next[cur] < 0 || r->next[cur] >= n) {
+                bad = 1;
+                break;
+            }
+        }
+    }
+    for (cur = 0; cur < n; cur++)
+        if (r->prev[cur] == -1) r->prev[cur] = 0;         /* in no list */
+    return bad ? -1 : 0;
 }
 
 /* Visit every PTE that maps frame `pfn`, whose word is `word`, and do `op` (arg:

@@ -5,6 +5,8 @@
 # (Core._hook_check). PolicyView is what victim() sees of the frames. Included in
 # pymmu/_core.pyx.
 
+from operator import index as _index
+
 # The hooks (python_hook's which).
 cdef enum:
     HOOK_MAP = 0
@@ -14,34 +16,48 @@ cdef enum:
 
 cdef int64_t python_victim(Core self) noexcept nogil:
     """Ask the policy for a victim: its pfn, -1 for None (OutOfMemory), or
-    -2 with ``victim_error`` set (an exception, or a pfn that is not an
+    -2 with ``victim_error`` set (an exception, or an answer that is not an
     evictable frame). Nothing has changed when it is called."""
     with gil:
         return _ask_victim(self)
 
 
 cdef int64_t _ask_victim(Core self) noexcept:
-    """python_victim's call, with the GIL."""
-    cdef PolicyView view = PolicyView(self)
-    cdef int64_t pfn
-    self.in_hook += 1
+    """python_victim's call, with the GIL: whatever goes wrong, in victim()
+    or after it (its answer's ``__index__``, even its ``__repr__`` in the
+    error message), is kept as ``victim_error`` and raised by the operation,
+    which changes nothing. Nothing may escape: an exception leaving this
+    noexcept function would be printed and dropped, and the caller would
+    evict frame 0 unchecked."""
     try:
-        choice = self.pypolicy.victim(view)
+        return _victim_checked(self)
     except BaseException as e:
         self.victim_error = e
         return -2
+
+
+cdef int64_t _victim_checked(Core self) except -2:
+    """The policy's answer as an evictable pfn, or -1 for None; raises what
+    victim() or the conversion of its answer raised, or ValueError."""
+    cdef PolicyView view
+    cdef int64_t pfn
+    self.in_hook += 1                   # the answer's __index__ is the policy's code too
+    try:
+        view = PolicyView(self)
+        try:
+            choice = self.pypolicy.victim(view)
+        finally:
+            view.live = False           # a view is valid during its call only
+        if choice is None:
+            return -1
+        pfn = _as_pfn(choice)
     finally:
         self.in_hook -= 1
-        view.live = False           # a view is valid during its call only
-    if choice is None:
-        return -1
-    pfn = _as_pfn(choice)
     if pfn < 0 or pfn >= self.frames or not self._evictable(pfn):
-        self.victim_error = ValueError(
+        raise ValueError(
             f"{type(self.pypolicy).__name__}.victim() returned {choice!r}: not an "
             f"evictable frame (0 <= pfn < {self.frames}, in use, not pinned, "
             "and swap for it if it needs a slot)")
-        return -2
     return pfn
 
 
@@ -65,16 +81,19 @@ cdef void python_hook(Core self, int which, int64_t pfn) noexcept nogil:
             self.in_hook -= 1
 
 
-cdef int64_t _as_pfn(object value):
-    """``value`` as a frame number (any integer type but bool), or -1."""
-    import operator
+cdef int64_t _as_pfn(object value) except? -2:
+    """``value`` as a frame number, or -1 when it is none: the rule of
+    ``operator.index`` (an int, a numpy integer, any object with
+    ``__index__``), but not a bool, and in [0, 2**62).
 
-    if isinstance(value, bool):
+    A type without ``__index__`` (float, str, numpy.bool_, ...) is no frame
+    number (-1: the caller's ValueError). An exception its ``__index__``
+    raises, or a non-int it returns (TypeError), propagates: it is the
+    policy's own error, raised as it is (DESIGN.md section 11).
+    """
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         return -1
-    try:
-        value = operator.index(value)
-    except TypeError:
-        return -1
+    value = _index(value)
     return value if 0 <= value < (<int64_t>1) << 62 else -1
 
 
@@ -95,9 +114,10 @@ cdef class PolicyView:
         self.live = True
 
     cdef int64_t _pfn(self, object value) except -1:
-        cdef int64_t pfn = _as_pfn(value)
+        cdef int64_t pfn
         if not self.live:
             raise RuntimeError("a policy view is valid only during its victim() call")
+        pfn = _as_pfn(value)
         if pfn < 0 or pfn >= self.frames:
             raise ValueError(f"pfn must be an int in [0, {self.frames}), not {value!r}")
         return pfn
