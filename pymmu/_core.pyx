@@ -1812,6 +1812,10 @@ cdef class ProcessCore:
         raise TypeError("a shallow copy of a process would share its machine's state: "
                         "use copy.deepcopy or pickle")
 
+    def _serves(self, Core core):
+        """Whether this process runs on ``core`` (a restored machine's check)."""
+        return self._c is core
+
     cdef object _read(self, object addr, object n, int kind):
         cdef uint64_t a
         cdef int64_t length

@@ -151,6 +151,19 @@ def check(Core self, list mms):
     return None
 
 
+cdef str _check_free_ids(str what, list free, list unused):
+    """The first problem of a free-id heap ``free`` that must hold each id of
+    ``unused`` once and nothing else (a heap: the lowest is reused first)."""
+    if len(set(free)) != len(free):
+        twice = next(x for x in free if free.count(x) > 1)
+        return f"{what} id {twice} is listed twice as free"
+    if set(free) != set(unused):
+        return f"the free {what} ids {sorted(free)} are not the unused ones {unused}"
+    if any(free[i] < free[(i - 1) // 2] for i in range(1, len(free))):
+        return f"the free {what} ids are not a heap"
+    return None
+
+
 def check_restored(Core self):
     """The first problem of a restored state (``Core._load``) as a string, or
     None: first whether every index it holds stays inside the machine and every
@@ -218,10 +231,29 @@ def check_restored(Core self):
     for mm in range(n):
         if (self.rm.family[mm] >= 0) != bool(seen[mm]):
             return f"address space {mm} is missing from its family"
+        # a destroyed id is offered for reuse (-2) exactly when no live family
+        # is named after it: a new space under a live family's name would join
+        # that family's list
+        if mm and self.rm.family[mm] == -1 and self.rm.head[mm] == 0:
+            return f"destroyed address space {mm} is neither free nor a family's name"
+        if self.rm.family[mm] == -2 and self.rm.head[mm] != 0:
+            return f"free address-space id {mm} names a live family"
         if self.rm.family[mm] < 0 and (self.rm.next[mm] or self.rm.prev[mm]):
             return f"destroyed address space {mm} is linked into a family"
         if self.rm.family[mm] < 0 and self.pt.root[mm] != NULL:
             return f"destroyed address space {mm} has a page table"
+    # free ids, each once (mm_new or obj_new would hand a listed-twice id to two
+    # owners) and exactly the ids not in use: address spaces, shared objects, images
+    problem = _check_free_ids("address-space", self.mm_free,
+                              [mm for mm in range(1, n) if self.rm.family[mm] == -2])
+    if problem is None:
+        problem = _check_free_ids("shared-object", self.obj_free,
+                                  [i for i in range(self.obj_next) if not self.obj_live[i]])
+    if problem is None:
+        problem = _check_free_ids("image", self.img_free,
+                                  [i for i, e in enumerate(self.images) if e is None])
+    if problem is not None:
+        return problem
     # fifo / lru: one list through the head, every used frame on it once
     if self.lnext != NULL:
         for pfn in range(frames + 1):

@@ -89,6 +89,21 @@ def state(Core self):
     return config, state
 
 
+def spaces(Core self):
+    """The live address spaces, ``{mm: (mapping table, pid)}``: a copy of the
+    table the core keeps (``Core.set_vmas``) and the pid the space was made
+    for, for the restore check of a ``Machine`` (its Python-level mappings
+    and processes must agree with them)."""
+    cdef int64_t mm
+    out = {}
+    for mm in range(1, self.mm_next):
+        if self._live(mm):
+            rows = self.vma_keep[mm]
+            out[mm] = (np.zeros((0, V_NCOLS), np.int64) if rows is None else rows.copy(),
+                       self.mm_pid[mm])
+    return out
+
+
 cdef bytes _bytes(char *p, size_t n):
     return p[:n] if n else b""
 
@@ -200,9 +215,12 @@ def load(Core self, dict state):
     # derived from the heads and next links; a broken list is check_restored's
     rmap_relink(&self.rm, n)
     _copy_in(<char *>self.mm_pid, pids, n * sizeof(int64_t))
-    self.mm_free = sorted(int(x) for x in state["mm_free"])
+    self.mm_free = sorted(int(x) for x in state["mm_free"])     # (sorted: a heap)
     if any(not 0 < x < n or self.rm.family[x] != -2 for x in self.mm_free):
         raise ValueError("snapshot: a free address-space id is not free")
+    if len(set(self.mm_free)) != len(self.mm_free):
+        # mm_new would hand the id out twice: two processes in one space
+        raise ValueError("snapshot: an address-space id is listed twice as free")
     for mm in range(n):
         rows = vmas[mm]
         if rows is None:

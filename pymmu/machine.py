@@ -80,6 +80,30 @@ def _holding(method):
     return held
 
 
+def _table(amap: AddressMap) -> np.ndarray:
+    """The core's mapping table of ``amap`` (``Core.set_vmas``): one int64 row
+    (start, end, prot, kind, obj or -1, pgoff) per mapping."""
+    return np.array([(v.start, v.end, v.prot, KINDS[v.kind], -1 if v.obj is None else v.obj,
+                      v.pgoff) for v in amap], dtype=np.int64).reshape(-1, 6)
+
+
+def _vma_problem(v) -> str | None:
+    """Why ``v`` is not a mapping a machine could have made (its fields' types:
+    ``_table`` would convert a float or a bool silently), or None."""
+    def whole(x):
+        return type(x) is int
+    if type(v) is not Vma:
+        return f"a {type(v).__name__} among the mappings"
+    if not (whole(v.start) and whole(v.end) and whole(v.prot) and whole(v.pgoff)):
+        return f"mapping at page {v.start!r} has a field that is not an int"
+    if v.kind not in KINDS:
+        return f"mapping at page {v.start:#x} has kind {v.kind!r}"
+    if (v.obj is None) != (v.kind not in ("shared", "file")) or not (
+            v.obj is None or whole(v.obj)):
+        return f"mapping at page {v.start:#x} has backing {v.obj!r} for kind {v.kind!r}"
+    return None
+
+
 def _backings(amap: AddressMap) -> set:
     """The shared objects and images an address space maps, as ``(kind, id)``."""
     return {(v.kind, v.obj) for v in amap if v.kind in ("shared", "file")}
@@ -635,10 +659,7 @@ class Machine:
 
     def _push(self, space: _Space) -> None:
         """Hand the core the mapping table of ``space``."""
-        rows = np.array([(v.start, v.end, v.prot, KINDS[v.kind],
-                          -1 if v.obj is None else v.obj, v.pgoff) for v in space.amap],
-                        dtype=np.int64).reshape(-1, 6)
-        self._core.set_vmas(space.mm, rows)
+        self._core.set_vmas(space.mm, _table(space.amap))
 
     def _drop_space(self, space: _Space) -> None:
         """One user less; free the space when none is left."""
@@ -793,9 +814,111 @@ class Machine:
     def __setstate__(self, state: dict) -> None:
         gone = state.pop("_gone", {})
         self.__dict__.update(state)
-        self._gone = weakref.WeakValueDictionary(gone)
-        # images are found by id(), which a copy does not keep
-        self._images = {id(image): (image, img) for image, img in self._images.values()}
+        try:
+            self._gone = weakref.WeakValueDictionary(gone)
+            # images are found by id(), which a copy does not keep
+            self._images = {id(image): (image, img) for image, img in self._images.values()}
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"snapshot: {e}") from e
+        self._restored()
+
+    def _restored(self) -> None:
+        """Raise ``ValueError("snapshot: ...")`` if the state just loaded is not
+        one a machine could be in: the core checked its own tables when it was
+        restored (``pymmu._snapshot.restore``); this checks the Python level
+        against it (``_check_restored``). Called by ``__setstate__`` and again
+        by each ``Process.__setstate__`` that comes after it (see there)."""
+        try:
+            problem = self._check_restored()
+        except Exception as e:           # a value of a wrong type somewhere
+            problem = f"{type(e).__name__}: {e}"
+        if problem is not None:
+            raise ValueError(f"snapshot: {problem}")
+
+    def _check_restored(self) -> str | None:
+        """The first disagreement of the Python-level state with the core, or
+        None: the address spaces are the core's live ones, each one's mappings
+        (its ``AddressMap``) are exactly the table the core holds, and, once
+        every process is loaded, the processes: unique pids, each running or
+        suspended one in a live space it counts as a user of, parents and
+        children that name each other, and the users of shared objects and
+        images. What ``check`` would otherwise find later (a mapping's
+        protection changed: the first check fails) or never (two processes
+        sharing a space that is not a vfork's) is refused here.
+        """
+        from pymmu import _snapshot
+
+        core = self._core
+        if type(core) is not Core:
+            return "the machine has no core"
+        tables = _snapshot.spaces(core)
+        if type(self._spaces) is not dict or set(self._spaces) != set(tables):
+            return (f"the address spaces {sorted(self._spaces)} are not the core's "
+                    f"{sorted(tables)}")
+        top = self._top >> self._shift
+        for mm, space in self._spaces.items():
+            if type(space) is not _Space or space.mm != mm or type(space.amap) is not AddressMap:
+                return f"address space {mm} is malformed"
+            problem = next(filter(None, map(_vma_problem, space.amap)), None) \
+                or space.amap.check(top)
+            if problem:
+                return f"mm {mm}: {problem}"
+            if not np.array_equal(_table(space.amap), tables[mm][0]):
+                return f"mm {mm}: its mappings are not the core's table"
+        procs = self._procs
+        if type(procs) is not dict:
+            return "the process table is malformed"
+        # pickling a Process loads the machine from inside the process's own
+        # state: the machine's __setstate__ runs before that process has its
+        # state, and the process's __setstate__ finishes the check
+        if any("_space" not in vars(p) for p in procs.values() if isinstance(p, Process)):
+            return None
+        users: dict[int, int] = {}
+        for pid, p in procs.items():
+            if type(pid) is not int or not isinstance(p, Process) or p.pid != pid \
+                    or not 0 < pid < self._next_pid:
+                return f"the process table's entry {pid!r} is not its process"
+            if p._m is not self or p._core is not core or not p._serves(core):
+                return f"pid {pid} belongs to another machine"
+            problem = p._check_state() if p.state != "exited" else f"pid {pid} has exited"
+            if problem:
+                return problem
+            space = p._space
+            if space is not None:
+                if self._spaces[space.mm] is not space or p._mm != space.mm:
+                    return f"pid {pid}: its address space is not the machine's"
+                users[space.mm] = users.get(space.mm, 0) + 1
+            elif p._mm != 0:
+                return f"pid {pid} has exited but names address space {p._mm}"
+            if p._active != (p.state == "running") or p._borrowing != (p._lender is not None):
+                return f"pid {pid}: its running flags disagree with its state"
+            lender = p._lender
+            if lender is not None and (lender._borrower is not p or lender._space is not space):
+                return f"pid {pid}: its vfork lender is not lending to it"
+            if p._borrower is not None and p._borrower._lender is not p:
+                return f"pid {pid}: its vfork child is not borrowing from it"
+            if p.ppid != 0 and (p.ppid not in procs
+                                or procs[p.ppid]._children.get(pid) is not p):
+                return f"pid {pid}: its parent {p.ppid} does not have it as a child"
+            kids = p._children
+            zombies = set()
+            for c in kids:
+                if procs.get(c.pid) is not c or c.ppid != pid:
+                    return f"pid {pid}: child {c.pid} is not its child"
+                if c._status is not None:
+                    zombies.add(c.pid)
+            if kids._exited != len(zombies) or not zombies <= set(kids._heap) or any(
+                    kids.get(q) is not None and q not in zombies for q in kids._heap):
+                return f"pid {pid}: its exited children are not the zombies among them"
+        for mm, space in self._spaces.items():
+            if space.users != users.get(mm, 0) or not space.users:
+                return f"address space {mm} has {users.get(mm, 0)} processes, not {space.users}"
+            made_for = procs.get(tables[mm][1])
+            if made_for is None or made_for._space is not space:
+                return f"address space {mm} was made for pid {tables[mm][1]}, not one of its users"
+        if any(pid in procs or not 0 < pid < self._next_pid for pid in self._gone):
+            return "an exited process's pid is also a live one's, or was never given"
+        return self._check_backings()
 
     def __repr__(self) -> str:
         return (f"Machine(frames={self.frames}, page_size={self.page_size}, "
@@ -847,6 +970,13 @@ class Process(ProcessCore):
         state = self.state
         if state != "running":
             raise ProcessStateError(f"pid {self.pid} is {state}: cannot {what}")
+
+    def __setstate__(self, state: dict) -> None:
+        # (a Process pickles its __dict__ through ProcessCore.__reduce__)
+        self.__dict__.update(state)
+        m = self.__dict__.get("_m")
+        if "_spaces" in vars(m):     # the machine came first: its check waited for this
+            m._restored()
 
     def _check_state(self) -> str | None:
         alive = self._space is not None
@@ -1298,7 +1428,7 @@ class Process(ProcessCore):
             new = restore(*copy.deepcopy(args, memo))
             memo[id(self)] = new
             if state:
-                new.__dict__.update(copy.deepcopy(state, memo))
+                new.__setstate__(copy.deepcopy(state, memo))
             return new
 
     def __repr__(self) -> str:
