@@ -694,13 +694,13 @@ def test_machine_returns_to_starting_numbers_under_swap(Machine):
 
 
 def _exit_time(n, order):
-    """The fastest of two runs of: a parent forks ``n`` children that then exit,
+    """The fastest of three runs of: a parent forks ``n`` children that then exit,
     in fork order (the first child at the far end of its family's list: the
     newest member comes first) or in reverse; returns the exits' time."""
     import time
 
     best = float("inf")
-    for _ in range(2):
+    for _ in range(3):
         m = pymmu.Machine(4)
         p = m.spawn()
         a = p.mmap(PS)
@@ -724,4 +724,4 @@ def test_children_exit_in_linear_time_in_any_order(order):
     # tests/test_units.py times the reverse map alone, at sizes that tell.
     small = _exit_time(2_000, order)
     large = _exit_time(8_000, order)
-    assert large < 8 * small + 0.02, (small, large)
+    assert large < 10 * small + 0.02, (small, large)
