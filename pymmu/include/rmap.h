@@ -11,9 +11,10 @@
  *
  * The unit owns the families: which family each space is in, and each family's
  * members as a doubly linked list (pymmu's address spaces are numbered from 1, 0
- * ends a list), so that a space leaves in O(1): a parent's N forked children,
- * exiting in fork order, each sat at the far end of a singly linked list
- * (rmap_join puts the newest first), which made their exits quadratic. It reads the page tables (pgtable.h) and drops stale TLB entries (tlb.h).
+ * ends a list), so that a space leaves in O(1): with a singly linked list, a
+ * parent's N forked children exiting in fork order each sat at its far end
+ * (rmap_join puts the newest first), and their exits were quadratic. It reads the
+ * page tables (pgtable.h) and drops stale TLB entries (tlb.h).
  */
 #ifndef PYMMU_RMAP_H
 #define PYMMU_RMAP_H
