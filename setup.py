@@ -14,14 +14,16 @@ DEBUG = os.environ.get("DEBUG", "0") not in ("", "0")
 
 
 def _write_tables() -> None:
-    """pymmu/_tables.pxd from pymmu/tables.py, the one source of the names the core
-    numbers (loaded by path: the package itself needs the core to import)."""
+    """pymmu/_tables.pxd and pymmu/policies/_units.pxi from pymmu/tables.py, the
+    one source of the names the core numbers (loaded by path: the package itself
+    needs the core to import)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_pymmu_tables", "pymmu/tables.py")
     tables = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tables)
     tables.write_pxd("pymmu/_tables.pxd")
+    tables.write_units("pymmu/policies/_units.pxi")
 
 
 _write_tables()

@@ -67,6 +67,45 @@ cdef enum:
     NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
 
 
+cdef class Core
+
+
+# The replacement-policy interface: one unit per policy, pymmu/policies/<name>.pxi
+# (docs/architecture.md), registered by the generated pymmu/policies/_units.pxi.
+# Like numpy.random's bitgen_t, a unit is its operations and a state of its own:
+# the Core holds both (``pol``, ``pstate``) and calls nothing else of a policy.
+# ``ref`` is the reference's number (``m.references`` counting it).
+ctypedef void (*policy_use_f)(Core c, int64_t pfn, int64_t ref) noexcept nogil
+ctypedef void (*policy_ahead_f)(Core c, int64_t ref) noexcept nogil
+
+ctypedef struct policy_ops_t:
+    int (*init)(Core c) except -1               # make the state (c.pstate), with the GIL
+    void (*free)(Core c) noexcept               # release it (also after a failed init)
+    void (*on_map)(Core c, int64_t pfn) noexcept nogil       # a frame was given a page
+    policy_use_f on_use
+    #   a reference to a resident frame (not the zero page); NULL: not wanted
+    void (*on_unmap)(Core c, int64_t pfn) noexcept nogil     # freed or evicted
+    int64_t (*victim)(Core c) noexcept nogil    # the frame to evict, or a VICTIM_* code
+    int (*begin)(Core c, const int64_t *next_use, int64_t n) except -1
+    #   a replay that knows the future starts (next use of each of its n page
+    #   references: Trace.next_use); NULL: the policy does not use it
+    void (*end)(Core c) noexcept                # that replay ended
+    policy_ahead_f ahead
+    #   prefetch hint: reference ``ref`` comes soon (replay only); NULL: none
+    object (*state)(Core c)                     # snapshot: {key: value} of its state
+    int (*restore)(Core c, dict state) except -1   # load a snapshot's (ValueError)
+    object (*check)(Core c)                     # its first broken invariant, or None
+    object (*nbytes)(Core c)                    # (per frame, per frame and per page
+    #   reference during a replay that knows the future) in bytes
+    int64_t (*hand)(Core c) noexcept            # the pfn under its hand, or -1
+
+# What a victim operation returns when it names no frame (and _alloc_frame then).
+cdef enum:
+    VICTIM_NONE = -1        # nothing can be evicted (ST_OOM)
+    VICTIM_FAILED = -2      # a Python policy's victim() failed (ST_HOOK)
+    VICTIM_BLIND = -3       # the policy needs a future it was not given (ST_OPT)
+
+
 # The core: one machine's frames, page tables, TLB and swap (pymmu/_core.pyx has
 # the methods; the fields and C methods are declared here so that other Cython
 # modules, pymmu.core first, can call them directly).
@@ -77,10 +116,12 @@ cdef class Core:
     cdef readonly int64_t page_size, frames, swap_slots, va_bits
     cdef readonly int page_shift, levels, bits
     cdef uint64_t max_vpn
-    cdef int policy
+    cdef int policy                   # its code (tables.POLICY_CODES)
+    cdef const policy_ops_t *pol      # its unit's operations (pymmu/policies/)
+    cdef void *pstate                 # its unit's state (the unit's init makes it)
     cdef int64_t zero_pool_target
     cdef bint zero_page_on
-    cdef uint64_t rng
+    cdef readonly uint64_t seed       # the machine's seed (the random policy's)
     # physical memory: frames + 1 rows, the last is the zero page
     cdef readonly object mem_array
     cdef uint8_t[:, ::1] mem
@@ -88,11 +129,8 @@ cdef class Core:
     cdef frame_t *fm                  # per frame (pymmu/include/frame.h); fm[zero_pfn] too
     cdef int64_t zero_refs            # PTEs mapping the zero page (unbounded)
     cdef readonly int64_t mm_limit    # address spaces a machine can create
-    cdef int32_t *lnext               # fifo/lru only: intrusive list of used frames,
-    cdef int32_t *lprev               # oldest first; node `frames` is the head
     cdef freeheap_t pool              # free frames, pre-zeroed (lowest pfn first)
     cdef freeheap_t dirty             # free frames not zeroed yet
-    cdef int64_t clock_hand
     # swap device
     cdef readonly object swap_array
     cdef uint8_t[:, ::1] swapmem
@@ -131,7 +169,6 @@ cdef class Core:
     cdef public int fault_kind
     cdef int64_t *pins
     cdef int64_t pin_n, pin_cap
-    cdef bint opt_active              # in a replay that knows the future (opt)
     cdef hold_t hold                  # which thread may use the machine now (include/hold.h)
     cdef readonly int64_t references  # page references started, machine-wide (events' seq)
     cdef int64_t cur_pid              # the process making the current access
@@ -146,15 +183,6 @@ cdef class Core:
     cdef object victim_error          # why victim() failed (raised as ST_HOOK)
     cdef object hook_error            # the first exception of a later hook ...
     cdef bint hook_failed             # ... when this is set (nogil code clears it)
-    # opt, during a replay only: every used frame is in exactly one of three sets
-    # by its key (opt_key): mapped before the replay (OPT_BEFORE), page never used
-    # again (key == opt_npos), or used again at position key < opt_npos.
-    cdef int64_t *opt_key             # per frame: its key, or -1 (free)
-    cdef lowset_t opt_before          # frames, lowest pfn first
-    cdef lowset_t opt_never           # frames, lowest pfn first
-    cdef lowset_t opt_next            # opt_npos - 1 - key: the farthest use first
-    cdef int32_t *opt_owner           # key -> the frame whose next use it is
-    cdef int64_t opt_npos             # page references in the replay
 
     cdef void _grow_mm(self, int64_t cap) except *
     cdef inline bint _live(self, int64_t mm) noexcept nogil
@@ -163,18 +191,13 @@ cdef class Core:
     cdef void _free_frame(self, int64_t pfn) noexcept nogil
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil
     cdef inline void _put_frame(self, int64_t pfn) noexcept nogil
-    cdef int64_t _alloc_frame(self, bint zeroed) except -2 nogil
+    cdef int64_t _alloc_frame(self, bint zeroed) except -9 nogil
     cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil
     cdef void _own(self, int64_t pfn, int state, int64_t mm, uint64_t vpn) noexcept nogil
     cdef inline int64_t _rmap(self, int64_t pfn, int op, pte_t arg) noexcept nogil
     cdef bint _evictable(self, int64_t pfn) noexcept nogil
     cdef int _hook_check(self) except -1
     cdef bint _rmap_bits(self, int64_t pfn, pte_t bit) noexcept nogil
-    cdef inline void _policy_alloc(self, int64_t pfn) noexcept nogil
-    cdef inline void _policy_map(self, int64_t pfn) noexcept nogil
-    cdef inline void _policy_use(self, int64_t pfn) noexcept nogil
-    cdef inline void _policy_free(self, int64_t pfn) noexcept nogil
-    cdef int64_t _policy_victim(self) noexcept nogil
     cdef int _reclaim(self) except -1 nogil
     cdef int _evict(self, int64_t pfn) except -1 nogil
     cdef void _shmem_set(self, int64_t obj, int64_t vpn, int64_t value) noexcept nogil
@@ -218,8 +241,7 @@ cdef class Core:
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                           const uint8_t *buf, int64_t *ps) except -1
     cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
-                     const uint32_t[::1] size, const int64_t[::1] next_use,
-                     int64_t *index) except -1 nogil
+                     const uint32_t[::1] size, int64_t *index) except -1 nogil
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
     cdef object _status_error(self, int st, int64_t pid)
@@ -246,3 +268,11 @@ cdef class ProcessCore:
     cdef int write_from(self, uint64_t addr, const uint8_t *buf, int64_t n) noexcept nogil
     cdef int64_t translate(self, uint64_t addr) noexcept nogil
     cdef int raise_status(self, int st) except -1
+
+
+# The calls of the policy interface the fault paths and the loops make (_core and
+# _run): the same operation wherever a reference or a mapping happens.
+cdef inline void policy_use(Core c, int64_t pfn, int64_t ref) noexcept nogil:
+    """A reference (number ``ref``) to resident frame ``pfn``, not the zero page."""
+    if c.pol.on_use != NULL:
+        c.pol.on_use(c, pfn, ref)

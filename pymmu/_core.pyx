@@ -10,7 +10,8 @@ Where to read what:
   docs/semantics.md section 5); ``_fault`` dispatches to one handler per fault
   kind, named as Linux's: ``_do_wp_page`` says what a write fault does.
 * ``_alloc_frame`` / ``_reclaim`` / ``_evict``: free sets and memory pressure; the
-  replacement policies behind one interface (``_policy_*``, ``_*_victim``).
+  replacement policies behind one interface (``policy_ops_t``: one unit each in
+  pymmu/policies/, the Core holding its operations ``pol`` and state ``pstate``).
 * ``mm_fork`` / ``mm_destroy`` / ``unmap`` / ``protect``: address-space operations.
 * The C units the core holds: the page tables and page-walk cache
   (include/pgtable.h), the reverse map (include/rmap.h), the TLB (include/tlb.h),
@@ -57,8 +58,6 @@ _BUSY = "this Machine is busy in another thread (a replay, a run or another oper
 # Trace kind codes to access kinds, the prot bit an access needs and the counter it
 # adds to: kind_access, access_need and access_stat in _core.pxd (shared with _run).
 
-# opt: the key of a frame mapped before the replay (after every real position)
-cdef int64_t OPT_BEFORE = (<int64_t>1) << 62
 _PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
@@ -82,8 +81,9 @@ cdef inline pte_t prot_bits(int64_t prot) noexcept nogil:
 
 
 cdef inline int _alloc_status(int64_t failed) noexcept nogil:
-    """The status of a failed ``Core._alloc_frame`` (its negative result)."""
-    return ST_OOM if failed == -1 else ST_OPT if failed == -3 else ST_HOOK
+    """The status of a failed victim choice or ``Core._alloc_frame`` (its
+    VICTIM_* result)."""
+    return ST_OOM if failed == VICTIM_NONE else ST_OPT if failed == VICTIM_BLIND else ST_HOOK
 
 
 # Tests only (tests/test_hardening_core.py): when positive, the page-table node
@@ -104,13 +104,49 @@ cdef void *realloc_or_raise(void *p, size_t size) except NULL:
     return q
 
 
-# The replacement policies, one unit each (functions of the Core, in this module so
-# that calls stay direct): the policy interface in Core dispatches to them.
-include "policies/clock.pxi"
-include "policies/lists.pxi"
-include "policies/random.pxi"
-include "policies/opt.pxi"
-include "policies/python.pxi"
+# ---- the replacement-policy interface (policy_ops_t, _core.pxd) ----------------
+# Helpers the units share: a state block, and the operations of a unit that
+# keeps no state of a kind (snapshots, invariants, memory, a hand).
+
+cdef void *unit_state(Core c, size_t size) except NULL:
+    """Give ``c`` a zeroed state block of ``size`` bytes (a unit's init)."""
+    c.pstate = calloc(1, size)
+    if c.pstate == NULL:
+        raise MemoryError()
+    return c.pstate
+
+
+cdef void unit_free(Core c) noexcept:
+    free(c.pstate)
+    c.pstate = NULL
+
+
+cdef int unit_init_nothing(Core c) except -1:
+    return 0
+
+
+cdef object unit_stateless(Core c):
+    return {}
+
+
+cdef int unit_restore_nothing(Core c, dict state) except -1:
+    return 0
+
+
+cdef object unit_sound(Core c):
+    return None
+
+
+cdef object unit_nbytes_none(Core c):
+    return (0, 0, 0)
+
+
+cdef int64_t unit_no_hand(Core c) noexcept:
+    return -1
+
+
+# The units, one file each, and policy_unit(code) (generated from tables.py).
+include "policies/_units.pxi"
 include "swap.pxi"
 
 
@@ -136,11 +172,8 @@ cdef class Core:
         self.tlb.n = 0
         self.tlb.e = NULL
         self.pins = NULL
-        self.lnext = NULL
-        self.lprev = NULL
-        self.opt_before.levels = self.opt_never.levels = self.opt_next.levels = 0
-        self.opt_owner = NULL
-        self.opt_key = NULL
+        self.pol = NULL
+        self.pstate = NULL
         self.fm = NULL
         self.sl = NULL
         self.ps = self.scratch
@@ -172,7 +205,7 @@ cdef class Core:
         self.policy = policy
         self.zero_pool_target = zero_pool
         self.zero_page_on = zero_page
-        self.rng = seed
+        self.seed = seed
         pt_init(&self.pt, self.bits, self.levels)
         self.mem_array = np.zeros((frames + 1, page_size), np.uint8)
         self.mem = self.mem_array
@@ -194,16 +227,11 @@ cdef class Core:
         # refcount (at most one per address space) has FRAME_REF_BITS.
         rmap_init(&self.rm, <int>(va_bits - self.page_shift))
         self.mm_limit = min(<int64_t>FRAME_REF_MAX, (<int64_t>1) << (63 - self.rm.vpn_bits))
-        # Policy state exists only for its policy (memory per frame is budgeted);
-        # opt's exists only during a replay (_opt_begin).
-        if policy == P_FIFO or policy == P_LRU:
-            self.lnext = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
-            self.lprev = <int32_t *>malloc((frames + 1) * sizeof(int32_t))
-            if self.lnext == NULL or self.lprev == NULL:
-                raise MemoryError()
-            for i in range(frames + 1):
-                self.lnext[i] = self.lprev[i] = -1
-            self.lnext[frames] = self.lprev[frames] = <int32_t>frames
+        # the policy's unit and its state (only its own: memory per frame is budgeted)
+        self.pol = policy_unit(policy)
+        if self.pol == NULL:
+            raise ValueError(f"no replacement policy has code {policy}")
+        self.pol.init(self)
         self.pins = <int64_t *>malloc(16 * sizeof(int64_t))
         self.pin_cap = 16
         if lowset_init(&self.free_slots, swap_slots) or self.pins == NULL:
@@ -236,8 +264,8 @@ cdef class Core:
         rmap_free(&self.rm)
         free(self.vma_rows); free(self.vma_count)
         tlb_free(&self.tlb); free(self.pins)
-        free(self.lnext); free(self.lprev)
-        opt_end(self)
+        if self.pol != NULL:
+            self.pol.free(self)
         if self.omap != NULL:
             for mm in range(self.obj_next):
                 if self.obj_live[mm]:
@@ -378,7 +406,8 @@ cdef class Core:
         f.pinned = 0
         f.link = -1
         freeheap_push(&self.dirty, self.fm, <int32_t>pfn)
-        self._policy_free(pfn)
+        if self.pol.on_unmap != NULL:
+            self.pol.on_unmap(self, pfn)
 
     cdef inline void _get_frame(self, int64_t pfn) noexcept nogil:
         """Add one PTE reference to a frame."""
@@ -397,19 +426,19 @@ cdef class Core:
         if f.refcnt == 0 and f.state != F_SHMEM:
             self._free_frame(pfn)
 
-    cdef int64_t _alloc_frame(self, bint zeroed) except -2 nogil:
+    cdef int64_t _alloc_frame(self, bint zeroed) except -9 nogil:
         """A free frame for a fault, lowest pfn of the preferred set; reclaims if
         none is free. ``zeroed``: a demand-zero fill (pool first, bytes zeroed);
-        else a frame about to be overwritten (dirty set first). Returns -1 with
-        ``self.fault_kind`` untouched when nothing can be freed (ST_OOM), -3 for
-        the opt policy (ST_OPT), -4 when a Python policy's victim() failed
-        (ST_HOOK): see ``_alloc_status``."""
+        else a frame about to be overwritten (dirty set first). When nothing can
+        be freed, the victim choice's VICTIM_* code (``self.fault_kind``
+        untouched): see ``_alloc_status``. (-9: an exception.)"""
         cdef int64_t pfn
         cdef int st
         if self.pool.count == 0 and self.dirty.count == 0:
             st = self._reclaim()
             if st != ST_OK:
-                return -1 if st == ST_OOM else -3 if st == ST_OPT else -4
+                return (VICTIM_NONE if st == ST_OOM else VICTIM_BLIND if st == ST_OPT
+                        else VICTIM_FAILED)
         if zeroed:
             if self.pool.count:
                 pfn = freeheap_pop(&self.pool, self.fm)
@@ -425,7 +454,6 @@ cdef class Core:
             else:
                 pfn = freeheap_pop(&self.pool, self.fm)
         self.fm[pfn].pool = 0
-        self._policy_alloc(pfn)
         return pfn
 
     cdef void _copy_page(self, int64_t dst, int64_t src) noexcept nogil:
@@ -443,7 +471,8 @@ cdef class Core:
         f.state = state
         f.rmap = rmap_word(&self.rm, self.rm.family[mm], vpn)
         f.refcnt = 1
-        self._policy_map(pfn)
+        if self.pol.on_map != NULL:       # (once per frame given a page)
+            self.pol.on_map(self, pfn)
 
     # ------------------------------------------------------------------
     # reverse map: the unit is pymmu/include/rmap.h (self.rm); these bind it to
@@ -526,61 +555,13 @@ cdef class Core:
         self._hook_check()
 
     # ------------------------------------------------------------------
-    # replacement policies: one interface (alloc, map, use, free, victim); each
-    # policy's part of it is here, chosen by self.policy, fixed for the machine
-
-    cdef inline void _policy_alloc(self, int64_t pfn) noexcept nogil:
-        """A free frame was taken for a page: fifo and lru queue it last."""
-        if self.policy == P_FIFO or self.policy == P_LRU:
-            list_append(self, pfn)
-
-    cdef inline void _policy_map(self, int64_t pfn) noexcept nogil:
-        """A frame got its first mapping: a Python policy's on_map."""
-        if unlikely(self.py_hooks):
-            python_hook(self, HOOK_MAP, pfn)
-
-    cdef inline void _policy_use(self, int64_t pfn) noexcept nogil:
-        """A page reference to frame ``pfn`` (not the zero page): lru moves it
-        last; a Python policy that wants references hears of it."""
-        if self.policy == P_LRU:
-            list_use(self, pfn)
-        if unlikely(self.py_access):
-            python_hook(self, HOOK_ACCESS, pfn)
-
-    cdef inline void _policy_free(self, int64_t pfn) noexcept nogil:
-        """A frame was freed (evicted, unmapped, exited): out of fifo/lru's
-        list, out of opt's sets, and a Python policy's on_free."""
-        list_unlink(self, pfn)
-        if self.opt_active:
-            opt_unset(self, pfn)
-        if unlikely(self.py_hooks):
-            python_hook(self, HOOK_FREE, pfn)
-
-    cdef int64_t _policy_victim(self) noexcept nogil:
-        """The frame to reclaim: a pfn, -1 when none can be (OutOfMemory), -2 when
-        a Python policy's victim() failed, -3 for opt without the future."""
-        if self.policy == P_CLOCK:
-            return clock_victim(self)
-        if self.policy == P_FIFO or self.policy == P_LRU:
-            return list_victim(self)
-        if self.policy == P_RANDOM:
-            return random_victim(self)
-        if self.policy == P_PYTHON:
-            return python_victim(self)
-        if self.opt_active:
-            return opt_victim(self)
-        return -3
-
+    # replacement: the policy's unit (self.pol, pymmu/policies/) chooses
 
     cdef int _reclaim(self) except -1 nogil:
         """Free one frame by the machine's policy; returns a status."""
-        cdef int64_t victim = self._policy_victim()
-        if victim == -2:
-            return ST_HOOK
-        if victim == -3:
-            return ST_OPT
+        cdef int64_t victim = self.pol.victim(self)
         if victim < 0:
-            return ST_OOM
+            return _alloc_status(victim)
         self._evict(victim)
         return ST_OK
 
@@ -884,7 +865,7 @@ cdef class Core:
         p[0] |= PTE_ACCESSED | (PTE_DIRTY if kind == ACC_WRITE else 0)
         pfn = pte_pfn(p[0])
         if pfn != self.zero_pfn:
-            self._policy_use(pfn)
+            policy_use(self, pfn, self.references)
         if self.tlb.n:
             tlb_fill(&self.tlb, i, mm, vpn, p)
         out[0] = p
@@ -1158,15 +1139,14 @@ cdef class Core:
     # trace replay
 
     cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
-                     const uint32_t[::1] size, const int64_t[::1] next_use,
-                     int64_t *index) except -1 nogil:
+                     const uint32_t[::1] size, int64_t *index) except -1 nogil:
         """Run trace records in order; each page a record touches is an
         independent reference (no pinning). Stops at the first record that
         faults or runs out of memory, with ``index`` set to it.
 
         The common cases are handled inline, through the same operations as
         ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
-        the policy's use: ``list_use``) with the hit and miss counts in
+        the policy unit's ``on_use``) with the hit and miss counts in
         registers: a TLB hit on a page that allows the access, and a TLB miss
         whose walk the page-walk cache answers with such a page.
 
@@ -1177,7 +1157,7 @@ cdef class Core:
         (whose PTE is in cache by then).
         """
         cdef Py_ssize_t i, n = addr.shape[0]
-        cdef int64_t pos = 0, pfn, length, t
+        cdef int64_t pfn, length, t
         cdef uint64_t a, vpn, last
         cdef int acc, st, need
         cdef uint8_t code
@@ -1186,10 +1166,10 @@ cdef class Core:
         cdef int vprot = 0
         cdef pte_t *p
         cdef pte_t bits
-        cdef bint opt = next_use is not None
-        # The policy's use operation, dispatched on a flag fixed for the loop (a
-        # Python policy that hears of references sends each through _touch).
-        cdef bint lru = self.policy == P_LRU
+        # The policy's operations on a resident page's reference and ahead of
+        # one (policy_ops_t: NULL when its unit has none), fixed for the loop.
+        cdef policy_use_f use = self.pol.on_use
+        cdef policy_ahead_f ahead = self.pol.ahead
         cdef pte_t *q
         cdef pte_t *tp
         cdef pte_t *walked
@@ -1200,11 +1180,9 @@ cdef class Core:
         # The fields the inline paths read, as locals: a store through a PTE
         # pointer could alias any field of self, so the compiler would reload them.
         cdef int shift = self.page_shift
-        # (a Python policy that wants every reference: each goes through _touch)
-        cdef int64_t tn = 0 if self.py_access else self.tlb.n
+        cdef int64_t tn = self.tlb.n
         cdef tlb_t tlb = self.tlb             # (its arrays are shared, not copied)
         cdef int64_t zero_pfn = self.zero_pfn
-        cdef int64_t key, npos = next_use.shape[0] if opt else 0
         cdef int64_t refs = self.references   # page references, in a register
         done[0] = done[1] = done[2] = 0
         for i in range(n):
@@ -1215,12 +1193,8 @@ cdef class Core:
                 q = pt_walk_cached(&self.pt, mm, addr[i + PF_SLOT] >> shift)
                 if q != NULL and pte_is_swap(q[0]):
                     prefetch(&self.sl[pte_pfn(q[0])])
-            if opt and pos + PF_PTE < npos:
-                # opt's set operation PF_PTE page references ahead (a random spot)
-                key = next_use[pos + PF_PTE]
-                if key < npos:
-                    prefetch(&self.opt_owner[key])
-                    prefetch(lowset_word(&self.opt_next, npos - 1 - key))
+            if ahead != NULL:
+                ahead(self, refs + 1 + PF_PTE)   # (the page reference PF_PTE ahead)
             a = addr[i]
             code = kind[i]                     # each column read once
             length = size[i]
@@ -1266,8 +1240,8 @@ cdef class Core:
                 if p != NULL:
                     p[0] |= bits
                     pfn = pte_pfn(p[0])
-                    if lru and pfn != zero_pfn:
-                        list_use(self, pfn)
+                    if use != NULL and pfn != zero_pfn:
+                        use(self, pfn, refs - <int64_t>(last - vpn))
                 else:
                     self.fault_addr = a if vpn == a >> shift else vpn << shift
                     self.fault_kind = acc
@@ -1283,13 +1257,6 @@ cdef class Core:
                         index[0] = i
                         self._tally(hits, misses, done)
                         return st
-                    p = tp
-                    pfn = pte_pfn(p[0])
-                if opt and pfn != zero_pfn:
-                    key = next_use[pos] if pos < npos else npos   # (never read past it)
-                    if self.opt_key[pfn] != key:
-                        opt_set(self, pfn, key)
-                pos += 1
                 vpn += 1
             done[acc] += 1
             if unlikely(self.hook_failed):  # a policy hook raised: stop after this record
@@ -1324,6 +1291,7 @@ cdef class Core:
         cdef int64_t *counters
         cdef int64_t *added = NULL
         cdef int64_t before[S_COUNT]
+        cdef bint future
         self._enter()
         if not self._live(mm):
             raise ValueError(f"no live address space {mm}")
@@ -1332,30 +1300,32 @@ cdef class Core:
         if kind.shape[0] != addr.shape[0] or size.shape[0] != addr.shape[0]:
             raise ValueError(f"trace columns of different lengths: addr {addr.shape[0]}, "
                              f"kind {kind.shape[0]}, size {size.shape[0]}")
-        counters = self._counters(ps)       # every argument checked before opt's state
+        counters = self._counters(ps)       # every argument checked before anything changes
         if next_use is not None and next_use.shape[0] and not (
                 0 <= np.min(next_use) and np.max(next_use) <= next_use.shape[0]):
             raise ValueError("next_use keys must lie in 0..len(next_use)")
-        if next_use is not None:
-            opt_begin(self, next_use.shape[0])
-        self.cur_pid = pid
-        self.ps = counters
         if not hold_take(&self.hold):
-            self.ps = self.scratch
-            opt_end(self)
             raise RuntimeError(_BUSY)
+        # a policy that uses the future hears of it (opt), for this replay only
+        future = next_use is not None and self.pol.begin != NULL
         try:
+            if future:
+                self.pol.begin(self, &next_use[0] if next_use.shape[0] else NULL,
+                               next_use.shape[0])
+            self.cur_pid = pid
+            self.ps = counters
             for i in range(S_COUNT):
                 before[i] = self.stats[i]
             with nogil:
-                st = self._replay(mm, addr, kind, size, next_use, &index)
+                st = self._replay(mm, addr, kind, size, &index)
         finally:
             if added != NULL:
                 for i in range(S_COUNT):
                     added[i] += self.stats[i] - before[i]
-            hold_give(&self.hold)
             self.ps = self.scratch
-            opt_end(self)
+            if future:
+                self.pol.end(self)
+            hold_give(&self.hold)
         if st == ST_OK:
             self._hook_check()
             return None
@@ -1640,8 +1610,8 @@ cdef class Core:
 
     @property
     def hand(self):
-        """The pfn under the clock hand."""
-        return self.clock_hand
+        """The pfn under the policy's hand, or -1 for a policy without one."""
+        return self.pol.hand(self)
 
 
     @property

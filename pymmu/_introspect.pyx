@@ -114,14 +114,12 @@ def memory(Core self):
     ``replay_reference`` per page reference of the trace (the frame whose next
     use it is, and a bit in the set of next uses).
     """
-    cdef int64_t policy = 0, slot_set = 0, level
-    if self.policy == P_FIFO or self.policy == P_LRU:
-        policy = 2 * sizeof(int32_t)
+    cdef int64_t slot_set = 0, level
+    policy, replay_frame, replay_reference = self.pol.nbytes(self)
     for level in range(self.free_slots.levels):
         slot_set += self.free_slots.nwords[level] * sizeof(uint64_t)
     return {"frame": sizeof(frame_t) + policy, "frame_record": sizeof(frame_t),
             "policy": policy,
             "slot": sizeof(slot_t) + <double>slot_set / max(self.swap_slots, 1),
             "pte": sizeof(pte_t), "nodes": self.pt.nodes * (sizeof(uint64_t) << self.bits),
-            "replay_frame": sizeof(int64_t) if self.policy == P_OPT else 0,
-            "replay_reference": sizeof(int32_t) + 1 / 8 if self.policy == P_OPT else 0}
+            "replay_frame": replay_frame, "replay_reference": replay_reference}

@@ -148,7 +148,8 @@ def check(Core self, list mms):
             if self._rmap(pfn, RMAP_COUNT, 0) != self.fm[pfn].refcnt:
                 return (f"frame {pfn}: the reverse map finds "
                         f"{self._rmap(pfn, RMAP_COUNT, 0)} of its {self.fm[pfn].refcnt} PTEs")
-    return None
+    # the replacement policy's own state (its unit's invariants)
+    return self.pol.check(self)
 
 
 cdef str _check_free_ids(str what, list free, list unused):
@@ -254,27 +255,10 @@ def check_restored(Core self):
                                   [i for i, e in enumerate(self.images) if e is None])
     if problem is not None:
         return problem
-    # fifo / lru: one list through the head, every used frame on it once
-    if self.lnext != NULL:
-        for pfn in range(frames + 1):
-            if not -1 <= self.lnext[pfn] <= frames or not -1 <= self.lprev[pfn] <= frames:
-                return f"frame {pfn}'s list links are out of range"
-        cur, steps = frames, 0
-        while True:
-            nxt = self.lnext[cur]
-            if nxt < 0 or self.lprev[nxt] != cur or steps > frames:
-                return f"the policy's list is broken after frame {cur}"
-            if nxt == frames:
-                break
-            if self.fm[nxt].state == F_FREE:
-                return f"free frame {nxt} is on the policy's list"
-            cur, steps = nxt, steps + 1
-        for pfn in range(frames):
-            if (self.fm[pfn].state != F_FREE) != (self.lprev[pfn] >= 0):
-                return f"frame {pfn} is {'not ' if self.lprev[pfn] < 0 else ''}on the " \
-                       "policy's list"
-        if steps != sum(self.fm[pfn].state != F_FREE for pfn in range(frames)):
-            return "the policy's list does not hold every used frame once"
+    # the policy unit's own state
+    problem = self.pol.check(self)
+    if problem is not None:
+        return problem
     # shared objects: a family of this machine, vpns within the address space
     for i in range(self.obj_next):
         if self.obj_live[i] and not (

@@ -517,7 +517,7 @@ cdef class Scheduler:
             p[0] |= PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
             pfn = <int64_t>pte_pfn(p[0])
             if pfn != zero_pfn:
-                self.core._policy_use(pfn)
+                policy_use(self.core, pfn, self.core.references + refs + 1)
             if window:
                 wset_add(&J.ws, vpn)
             refs += 1
@@ -608,7 +608,7 @@ cdef class Scheduler:
             p[0] |= PTE_ACCESSED | (PTE_DIRTY if J.acc == ACC_WRITE else 0)
             pfn = <int64_t>pte_pfn(p[0])
             if pfn != self.core.zero_pfn:
-                self.core._policy_use(pfn)
+                policy_use(self.core, pfn, self.core.references)
             stat_count(self.core, S_TLB_MISSES if miss else S_TLB_HITS)
             if self.window:
                 wset_add(&J.ws, vpn)

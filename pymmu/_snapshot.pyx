@@ -61,19 +61,15 @@ def state(Core self):
     position-independent (page tables as node lists, the TLB as tags; the
     page-walk cache, a pure cache, starts empty). ``restore`` inverts it."""
     config = (self.frames, self.page_size, self.swap_slots, self.policy, self.va_bits,
-              self.zero_pool_target, self.zero_page_on, self.tlb.n, self.rng)
+              self.zero_pool_target, self.zero_page_on, self.tlb.n, self.seed)
     cdef int64_t mm, n = self.mm_next
     trees = [_dump_tree(self, mm) for mm in range(n)]
     state = {
         "mem": self.mem_array, "swap": self.swap_array, "stats": self.stats_array,
         "fm": _bytes(<char *>self.fm, (self.frames + 1) * sizeof(frame_t)),
         "sl": _bytes(<char *>self.sl, max(self.swap_slots, 1) * sizeof(slot_t)),
-        "lnext": _bytes(<char *>self.lnext, (self.frames + 1) * sizeof(int32_t))
-                 if self.lnext != NULL else None,
-        "lprev": _bytes(<char *>self.lprev, (self.frames + 1) * sizeof(int32_t))
-                 if self.lprev != NULL else None,
         "heaps": (self.pool.root, self.pool.count, self.dirty.root, self.dirty.count),
-        "scalars": (self.clock_hand, self.zero_refs, self.rng, self.references),
+        "scalars": (self.zero_refs, self.references),
         "mm_free": list(self.mm_free),
         "mm": (_bytes(<char *>self.rm.family, n * sizeof(int64_t)),
                _bytes(<char *>self.rm.next, n * sizeof(int64_t)),
@@ -86,6 +82,7 @@ def state(Core self):
         "tlb": _dump_tlb(self) if self.tlb.n else None,
         "policy": self.pypolicy,
     }
+    state.update(self.pol.state(self))      # the policy unit's own keys
     return config, state
 
 
@@ -188,13 +185,11 @@ def load(Core self, dict state):
     self.stats_array, self.stats = stats, stats
     _copy_in(<char *>self.fm, state["fm"], (self.frames + 1) * sizeof(frame_t))
     _copy_in(<char *>self.sl, state["sl"], max(self.swap_slots, 1) * sizeof(slot_t))
-    if self.lnext != NULL:
-        _copy_in(<char *>self.lnext, state["lnext"], (self.frames + 1) * sizeof(int32_t))
-        _copy_in(<char *>self.lprev, state["lprev"], (self.frames + 1) * sizeof(int32_t))
+    self.pol.restore(self, state)           # the policy unit's own keys
     self.pool.root, self.pool.count, self.dirty.root, self.dirty.count = state["heaps"]
-    self.clock_hand, self.zero_refs, self.rng, self.references = state["scalars"]
-    if not 0 <= self.clock_hand < self.frames:
-        raise ValueError("snapshot: the clock hand is out of range")
+    scalars = state["scalars"]
+    # (before the policy unit, the clock hand and the random state were in it too)
+    self.zero_refs, self.references = scalars if len(scalars) == 2 else scalars[1::2]
     # free swap slots: exactly those no PTE, object page or cached frame holds
     for i in range(self.swap_slots):
         if self.sl[i].count != 0 or self.sl[i].cache != -1:

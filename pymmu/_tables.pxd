@@ -9,6 +9,7 @@ cdef enum:
     P_RANDOM = 3
     P_OPT = 4
     P_PYTHON = 5
+    P_MRU = 6
 
 # Indices into the counter arrays (tables.COUNTERS)
 cdef enum:

@@ -19,7 +19,6 @@ import numpy as np
 from pymmu import pte as _pte
 from pymmu._args import (
     MMAP_MIN,
-    POLICIES,
     PROT_EXEC,
     PROT_READ,
     PROT_WRITE,
@@ -35,6 +34,7 @@ from pymmu import _introspect, _invariants
 from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
+from pymmu.tables import POLICY_CODES
 from pymmu.policy import Policy
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 
@@ -166,8 +166,8 @@ class Machine:
     swap_slots : int, optional
         Pages of swap. Default 0 (no swap: anonymous pages cannot be evicted).
     policy : str, optional
-        Page replacement: "clock" (default), "fifo", "lru", "random" or "opt"
-        (replay only).
+        Page replacement: "clock" (default), "fifo", "lru", "random", "opt"
+        (replay only) or "mru" (most recently used: for looping scans).
     va_bits : int, optional
         Virtual address width: 32, 39 or 48 (default).
     zero_pool : int or None, optional
@@ -201,7 +201,7 @@ class Machine:
         for name, value in (("zero_page", zero_page), ("strict_vfork", strict_vfork)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-        code = len(POLICIES) if isinstance(policy, Policy) else POLICIES.index(policy)
+        code = POLICY_CODES.index("python" if isinstance(policy, Policy) else policy)
         self._core = Core(frames, page_size, swap_slots, code, va_bits,
                           -1 if zero_pool is None else zero_pool, bool(zero_page),
                           tlb_entries, seed % (1 << 64))

@@ -348,7 +348,7 @@ class Machine:
         self._pool = set(range(frames))
         self._dirty: set[int] = set()
         self._loaded = [0] * frames               # fifo: when the content was loaded
-        self._used = [0] * frames                 # lru: last touch
+        self._used = [0] * frames                 # lru and mru: last touch
         self._tick = 0
         self._hand = 0                            # clock hand
         self._rng = SplitMix64(seed)
@@ -810,6 +810,8 @@ class Machine:
             victim = min(candidates, key=lambda pfn: self._loaded[pfn])
         elif self._policy == "lru":
             victim = min(candidates, key=lambda pfn: self._used[pfn])
+        elif self._policy == "mru":       # the most recently used: a loop's friend
+            victim = max(candidates, key=lambda pfn: self._used[pfn])
         elif self._policy == "random":
             victim = candidates[self._rng.next() % len(candidates)]
         else:  # opt: the page used again farthest in the future (never: first)

@@ -143,8 +143,22 @@ def sim_random(refs, frames, seed=0):
     return misses
 
 
+def sim_mru(refs, frames):
+    """Most recently used: the page referenced last goes (OSTEP's paging-policy.py
+    MRU, and Chou and DeWitt's choice for looping scans)."""
+    resident, last, misses = set(), None, 0
+    for r in refs:
+        if r not in resident:
+            misses += 1
+            if len(resident) == frames:
+                resident.discard(last)
+            resident.add(r)
+        last = r
+    return misses
+
+
 SIMS = {"fifo": sim_fifo, "lru": sim_lru, "opt": sim_opt, "clock": sim_clock,
-        "random": sim_random}
+        "random": sim_random, "mru": sim_mru}
 
 
 def test_simulators_know_the_textbook_answers():
@@ -157,6 +171,10 @@ def test_simulators_know_the_textbook_answers():
     assert sim_clock([1, 2, 3, 4, 1], 3) == 5
     assert sim_clock([1, 2, 3, 1, 4, 1], 3) == 5   # 1 was referenced again: still swept
     assert sim_clock([1, 2, 3, 4, 2, 5, 2], 3) == 5
+    # a loop over 4 pages in 3 frames: lru misses every time, mru keeps 2 of 3
+    loop = [0, 1, 2, 3] * 5
+    assert (sim_lru(loop, 3), sim_mru(loop, 3)) == (20, 9)
+    assert sim_mru(BOOK, 3) == 16
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -230,7 +248,7 @@ def test_textbook_string_api(Machine, policy, expected):
 
 @pytest.mark.parametrize("refs", [BELADY, BOOK], ids=["belady", "book"])
 @pytest.mark.parametrize("frames", [1, 2, 3, 4, 5])
-@pytest.mark.parametrize("policy", ["fifo", "lru", "opt", "clock", "random"])
+@pytest.mark.parametrize("policy", list(SIMS))
 def test_small_strings_against_simulators(Machine, refs, frames, policy):
     expected = SIMS[policy](refs, frames)
     assert replay_faults(Machine, refs, frames, policy) == expected
@@ -265,7 +283,7 @@ def test_clock_matches_second_chance_simulator_api(Machine, refs, frames, data):
 
 
 @given(refs=refs_st, frames=st.integers(1, 7),
-       policy=st.sampled_from(["fifo", "lru", "opt", "random"]),
+       policy=st.sampled_from(["fifo", "lru", "opt", "random", "mru"]),
        seed=st.integers(0, 2**64 - 1), data=st.data())
 @settings(deadline=None)
 def test_policies_match_simulators_replay(Machine, refs, frames, policy, seed, data):
@@ -276,7 +294,7 @@ def test_policies_match_simulators_replay(Machine, refs, frames, policy, seed, d
 
 
 @given(refs=refs_st, frames=st.integers(1, 7),
-       policy=st.sampled_from(["fifo", "lru", "random"]), seed=st.integers(0, 2**64 - 1))
+       policy=st.sampled_from(["fifo", "lru", "random", "mru"]), seed=st.integers(0, 2**64 - 1))
 @settings(deadline=None)
 def test_policies_match_simulators_api(Machine, refs, frames, policy, seed):
     expected = (sim_random(refs, frames, seed) if policy == "random"
@@ -471,7 +489,7 @@ def test_replay_needs_a_trace(Machine):
     assert m.frames_free == 4
 
 
-@pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "opt", "random"])
+@pytest.mark.parametrize("policy", list(SIMS))
 def test_ls_trace_prefix_against_simulators(Machine, ls_trace, policy):
     """The first records of the trace, on both implementations."""
     t = ls_trace[:30000]
@@ -496,7 +514,7 @@ def pages_of(addrs, sizes, page_size):
 @given(recs=st.lists(st.tuples(st.integers(0, 12 * 4096 - 1), st.integers(1, 9000),
                                kinds_st), min_size=1, max_size=60),
        frames=st.integers(3, 8), page_size=st.sampled_from([512, 4096]),
-       policy=st.sampled_from(["fifo", "lru", "opt", "clock", "random"]),
+       policy=st.sampled_from(list(SIMS)),
        tlb=st.sampled_from([0, 4, 64]))
 @settings(deadline=None)
 def test_crossing_records_against_simulators(Machine, recs, frames, page_size, policy, tlb):
@@ -597,7 +615,7 @@ def program_trace(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("frames", [8, 48])
-@pytest.mark.parametrize("policy", ["clock", "fifo", "lru", "opt", "random"])
+@pytest.mark.parametrize("policy", list(SIMS))
 def test_real_program_traces_against_simulators(Machine, program_trace, policy, frames):
     """Fault counts of every policy on other programs' traces equal the independent
     simulators' (the acceptance check's shape: real traces, every policy, several

@@ -170,7 +170,8 @@ def test_a_snapshot_during_a_replay_in_another_thread_is_refused():
     lambda st: st.update(mem=st["mem"][:-1]),
     lambda st: st.update(sl=b""),
     lambda st: st.update(trees=[None] + [np.zeros(3, np.uint64)] * (len(st["trees"]) - 1)),
-    lambda st: st.update(scalars=(10**6,) + st["scalars"][1:]),
+    lambda st: st.update(hand=10**6),                 # (the clock unit's state)
+    lambda st: st.update(scalars=(-1,) + st["scalars"][1:]),
     lambda st: st.update(vmas=st["vmas"][:1]),
 ])
 def test_a_damaged_core_snapshot_is_refused(damage):
@@ -258,8 +259,8 @@ def test_a_corrupted_core_snapshot_is_refused_or_sound(policy, data):
     restore, (config, state) = m._core.__reduce__()
     state = dict(state)
     field = data.draw(st.sampled_from([f for f in ("fm", "sl", "lnext", "lprev", "mm", "trees",
-                                                   "tlb", "heaps", "scalars")
-                                       if state[f] is not None]))
+                                                   "tlb", "heaps", "scalars", "hand", "rng")
+                                       if state.get(f) is not None]))
     if field in ("fm", "sl", "lnext", "lprev", "mm", "tlb"):
         tables = list(state[field]) if field in ("mm", "tlb") else [state[field]]
         k = data.draw(st.integers(0, len(tables) - 1))
@@ -274,6 +275,8 @@ def test_a_corrupted_core_snapshot_is_refused_or_sound(policy, data):
         trees[k][data.draw(st.integers(0, len(trees[k]) - 1))] = data.draw(
             st.integers(0, 2**64 - 1))
         state["trees"] = trees
+    elif field in ("hand", "rng"):              # a policy unit's number
+        state[field] = data.draw(st.integers(-2, 2**64))
     else:
         values = list(state[field])
         k = data.draw(st.integers(0, len(values) - 1))

@@ -258,7 +258,7 @@ MACHINE = st.fixed_dictionaries({
     "page_size": st.sampled_from([512, 4096]),
     "swap_slots": st.one_of(st.just(0), st.integers(1, 16), st.integers(16, 64)),
     # opt chooses only in a replay (elsewhere a full machine raises ValueError)
-    "policy": st.sampled_from(["clock", "fifo", "lru", "random", "clock", "opt"]),
+    "policy": st.sampled_from(["clock", "fifo", "lru", "random", "clock", "opt", "mru"]),
     "zero_page": st.booleans(),
     "tlb_entries": st.sampled_from([4, 0, 64]),
     "strict_vfork": st.booleans(),

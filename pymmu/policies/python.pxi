@@ -143,3 +143,37 @@ cdef class PolicyView:
         if self._c.fm[f].state == F_FREE:
             return False
         return self._c._rmap(f, RMAP_YOUNG, 0) > 0
+
+
+# The unit's operations: the hooks, when the policy has them (set_policy).
+
+cdef void python_map(Core c, int64_t pfn) noexcept nogil:
+    if unlikely(c.py_hooks):
+        python_hook(c, HOOK_MAP, pfn)
+
+
+cdef void python_use(Core c, int64_t pfn, int64_t ref) noexcept nogil:
+    if unlikely(c.py_access):          # (only a policy that sets wants_access)
+        python_hook(c, HOOK_ACCESS, pfn)
+
+
+cdef void python_unmap(Core c, int64_t pfn) noexcept nogil:
+    if unlikely(c.py_hooks):
+        python_hook(c, HOOK_FREE, pfn)
+
+
+cdef policy_ops_t python_unit
+python_unit.init = unit_init_nothing
+python_unit.free = unit_free
+python_unit.on_map = python_map
+python_unit.on_use = python_use
+python_unit.on_unmap = python_unmap
+python_unit.victim = python_victim
+python_unit.begin = NULL
+python_unit.end = NULL
+python_unit.ahead = NULL
+python_unit.state = unit_stateless
+python_unit.restore = unit_restore_nothing
+python_unit.check = unit_sound
+python_unit.nbytes = unit_nbytes_none
+python_unit.hand = unit_no_hand
