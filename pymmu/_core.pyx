@@ -1082,6 +1082,35 @@ cdef class Core:
             raise ValueError("per-process counters must be a contiguous int64 array")
         return <int64_t *>cnp.PyArray_DATA(ps)
 
+    def count(self, int stat, int64_t n, cnp.ndarray ps, cnp.ndarray delta=None):
+        """Add ``n`` to counter ``stat`` of the machine and of a process, through
+        the counting unit (``stat_add_to``, pymmu/counting.pxd) as the core's own
+        counts: the Python layer's counts (forks, vforks, execs, a vfork child's
+        replayed writes) go through here, never by hand.
+
+        Parameters
+        ----------
+        stat : int
+            The counter's index in ``tables.COUNTERS``.
+        n : int
+            How much to add (not negative: counters only grow).
+        ps : numpy.ndarray
+            The process's counter array (int64[S_COUNT]).
+        delta : numpy.ndarray, optional
+            Counters like ``ps`` that also gain ``n``: what an operation added so
+            far, as ``replay``'s ``delta``.
+        """
+        cdef int64_t *counters = self._counters(ps)
+        cdef int64_t *added = NULL if delta is None else self._counters(delta)
+        self._enter()
+        if not 0 <= stat < S_COUNT:
+            raise IndexError(f"no counter {stat} (there are {S_COUNT})")
+        if n < 0:
+            raise ValueError(f"counters only grow: {n}")
+        stat_add_to(self, counters, stat, n)
+        if added != NULL:
+            added[stat] += n
+
     cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
                   uint8_t *buf, int64_t *ps) except -1:
         """Touch the pages of an access ``_check`` passed and move the bytes,
@@ -1903,8 +1932,7 @@ cdef class ProcessCore:
         elif self._c.hook_failed:
             st = ST_HOOK                  # done; a policy hook raised meanwhile
         if (st == ST_OK or self._c.hook_failed) and kind == ACC_WRITE and self._borrowing:
-            self._c.stats[S_VFORK_CHILD_WRITES] += 1
-            self._ps[S_VFORK_CHILD_WRITES] += 1
+            stat_add_to(self._c, self._ps, S_VFORK_CHILD_WRITES, 1)
         hold_give(&self._c.hold)
         return st
 
@@ -1945,8 +1973,7 @@ cdef class ProcessCore:
     cdef void _wrote(self) noexcept:
         """Count a completed write by a vfork child (it lands in its parent)."""
         if self._borrowing:
-            self._c.stats[S_VFORK_CHILD_WRITES] += 1
-            self._ps[S_VFORK_CHILD_WRITES] += 1
+            stat_add_to(self._c, self._ps, S_VFORK_CHILD_WRITES, 1)
 
     def _write_buffer(self, uint64_t addr, object data):
         """Write a bytes-like object whose checks the caller did."""

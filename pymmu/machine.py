@@ -569,10 +569,8 @@ class Machine:
             completed = int(proc._stats[_DONE].sum()) - done
             stores = int(np.count_nonzero(writes[:completed]))
             if stores:
-                i = _STAT_INDEX["vfork_child_writes"]
-                self._stats[i] += stores
-                proc._stats[i] += stores
-                added[i] += stores
+                self._core.count(_STAT_INDEX["vfork_child_writes"], stores, proc._stats,
+                                 added)
         if refused is not None:
             error = ProcessStateError(
                 f"pid {proc.pid} is a vfork child: trace record {offset + refused} writes "
@@ -782,9 +780,9 @@ class Machine:
         return self._core.hand if self.policy == "clock" else None
 
     def _count(self, p: "Process", name: str) -> None:
-        i = _STAT_INDEX[name]
-        self._stats[i] += 1
-        p._stats[i] += 1
+        """Count one ``name`` for the machine and process ``p`` (in the core's
+        counting unit, as every counter)."""
+        self._core.count(_STAT_INDEX[name], 1, p._stats)
 
     # ---- snapshots -------------------------------------------------------
 
