@@ -211,8 +211,8 @@ cdef class Core:
     cdef object _raise_status(self, int st, int64_t pid)
     cdef inline int _enter(self) except -1
     cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL
-    cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
-                  uint8_t *buf, int64_t *ps) except -1
+    cdef int _access_or_raise(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                              int kind, uint8_t *buf, int64_t *ps) except -1
     cdef bytes _read_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                            int kind, int64_t *ps)
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,

@@ -55,7 +55,8 @@ from pymmu.tables import ACCESSES as _ACCESS_NAMES
 _BUSY = "this Machine is busy in another thread (a replay, a run or another operation)"
 
 # Trace kind codes to access kinds, the prot bit an access needs and the counter it
-# adds to: kind_access, access_need and access_stat in _core.pxd (shared with _run).
+# adds to: kind_access, access_need and access_stat in _core.pxd (shared with
+# pymmu/_run.pyx).
 
 # opt: the key of a frame mapped before the replay (after every real position)
 cdef int64_t OPT_BEFORE = (<int64_t>1) << 62
@@ -1111,11 +1112,12 @@ cdef class Core:
         if added != NULL:
             added[stat] += n
 
-    cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
-                  uint8_t *buf, int64_t *ps) except -1:
-        """Touch the pages of an access ``_check`` passed and move the bytes,
-        counting into ``ps``; raises the access's error. Every read, fetch and
-        write ends here."""
+    cdef int _access_or_raise(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                              int kind, uint8_t *buf, int64_t *ps) except -1:
+        """``_access_for`` raising the access's error: touch the pages of an
+        access ``_check`` passed and move the bytes, counting into ``ps``. Every
+        read, fetch and write of the Python API ends here (the C API's
+        ``ProcessCore._io`` keeps the status instead)."""
         cdef int st = self._access_for(mm, pid, addr, n, kind, buf, ps)
         if st != ST_OK:
             self._raise_status(st, pid)
@@ -1144,7 +1146,8 @@ cdef class Core:
         if st != ST_OK:
             self._raise_status(st, pid)
         out = PyBytes_FromStringAndSize(NULL, n)
-        self._run(mm, pid, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out), ps)
+        self._access_or_raise(mm, pid, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out),
+                              ps)
         return out
 
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
@@ -1153,7 +1156,7 @@ cdef class Core:
         cdef int st = self._check(mm, addr, n, ACC_WRITE)
         if st != ST_OK:
             self._raise_status(st, pid)
-        return self._run(mm, pid, addr, n, ACC_WRITE, <uint8_t *>buf, ps)
+        return self._access_or_raise(mm, pid, addr, n, ACC_WRITE, <uint8_t *>buf, ps)
 
     def read(self, int64_t mm, int64_t pid, uint64_t addr, Py_ssize_t n, int kind,
              cnp.ndarray ps):
