@@ -110,7 +110,6 @@ cdef class Core:
     # shared memory objects and exec images
     cdef objmap_t *omap               # object id -> where its pages are (include/objmap.h)
     cdef int64_t *obj_base            # id -> base vpn (all mappers use base + page)
-    cdef int64_t *obj_family
     cdef uint8_t *obj_live            # id -> in use (a released id is reused)
     cdef int64_t obj_cap, obj_next    # ids allocated, ids ever handed out
     cdef list obj_free                # released ids (a heap: the lowest is reused first)

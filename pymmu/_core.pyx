@@ -243,7 +243,7 @@ cdef class Core:
             for mm in range(self.obj_next):
                 if self.obj_live[mm]:
                     objmap_clear(&self.omap[mm])
-        free(self.omap); free(self.obj_base); free(self.obj_family); free(self.obj_live)
+        free(self.omap); free(self.obj_base); free(self.obj_live)
         free(self.img_vpns); free(self.img_pages); free(self.img_n)
         free(self.fm); free(self.sl)
         free(self.mm_pid); free(self.ev.buf)
@@ -265,11 +265,10 @@ cdef class Core:
         cdef int64_t i
         self.omap = <objmap_t *>realloc_or_raise(self.omap, cap * sizeof(objmap_t))
         self.obj_base = <int64_t *>realloc_or_raise(self.obj_base, cap * sizeof(int64_t))
-        self.obj_family = <int64_t *>realloc_or_raise(self.obj_family, cap * sizeof(int64_t))
         self.obj_live = <uint8_t *>realloc_or_raise(self.obj_live, cap * sizeof(uint8_t))
         for i in range(self.obj_cap, cap):
             objmap_init(&self.omap[i], 0)
-            self.obj_base[i] = self.obj_family[i] = 0
+            self.obj_base[i] = 0
             self.obj_live[i] = 0
         self.obj_cap = cap
 
@@ -1564,7 +1563,7 @@ cdef class Core:
     # ------------------------------------------------------------------
     # shared objects and images
 
-    def obj_new(self, int64_t npages, int64_t base_vpn, int64_t mm):
+    def obj_new(self, int64_t npages, int64_t base_vpn):
         """A shared memory object of ``npages`` pages mapped at ``base_vpn``: its
         id. It costs memory for the pages it comes to hold, not for its size."""
         cdef int64_t obj
@@ -1580,7 +1579,6 @@ cdef class Core:
             self.obj_next += 1
         objmap_init(&self.omap[obj], npages)
         self.obj_base[obj] = base_vpn
-        self.obj_family[obj] = self.rm.family[mm]
         self.obj_live[obj] = 1
         return obj
 
@@ -1679,10 +1677,6 @@ cdef class Core:
     @property
     def frames_free(self):
         return self.pool.count + self.dirty.count
-
-    @property
-    def pool_size(self):
-        return self.pool.count
 
     @property
     def swap_free(self):

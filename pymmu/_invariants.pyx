@@ -275,10 +275,10 @@ def check_restored(Core self):
                        "policy's list"
         if steps != sum(self.fm[pfn].state != F_FREE for pfn in range(frames)):
             return "the policy's list does not hold every used frame once"
-    # shared objects: a family of this machine, vpns within the address space
+    # shared objects: vpns within the address space
     for i in range(self.obj_next):
         if self.obj_live[i] and not (
-                0 < self.obj_family[i] < n and 0 <= self.obj_base[i]
+                0 <= self.obj_base[i]
                 and self.obj_base[i] + self.omap[i].npages <= <int64_t>self.max_vpn):
             return f"shared object {i} lies outside the machine"
     # mapping tables: inside the address space, sorted, naming live objects and images

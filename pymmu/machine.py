@@ -1048,7 +1048,7 @@ class Process(ProcessCore):
                 raise ValueError(f"range {addr:#x}-{(start + npages) << m._shift:#x} "
                                  "overlaps an existing mapping")
         if shared:
-            obj = self._core.obj_new(npages, start, self._mm)
+            obj = self._core.obj_new(npages, start)
             vma = Vma(start, start + npages, prot, "shared", obj, 0)
             m._users[("shared", obj)] = 1
         else:
