@@ -5,8 +5,9 @@ cimport cython
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from pymmu._pte cimport *
-# Policies, counters, event kinds, mapping kinds and columns, access kinds: their
-# codes are generated from pymmu/tables.py, the one source of their names.
+# Policies, counters, event kinds, mapping kinds and columns, access kinds,
+# protection bits: their codes are generated from pymmu/tables.py, the one source
+# of their names.
 from pymmu._tables cimport *
 
 # Status codes: every core routine returns one; _raise_status turns it into an
@@ -32,7 +33,8 @@ cdef inline int kind_access(uint8_t code) noexcept nogil:
 
 
 cdef inline int access_need(int kind) noexcept nogil:
-    """The prot bit access ``kind`` needs (PROT_READ, PROT_WRITE, PROT_EXEC)."""
+    """The prot bit access ``kind`` needs (PROT_READ, PROT_WRITE, PROT_EXEC):
+    ``1 << kind``, as pymmu/tables.py defines them."""
     return 1 << kind
 
 

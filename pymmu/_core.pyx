@@ -60,7 +60,6 @@ _BUSY = "this Machine is busy in another thread (a replay, a run or another oper
 
 # opt: the key of a frame mapped before the replay (after every real position)
 cdef int64_t OPT_BEFORE = (<int64_t>1) << 62
-_PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
 cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
@@ -75,9 +74,9 @@ cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
 cdef inline pte_t prot_bits(int64_t prot) noexcept nogil:
     """PTE permission bits a present page of a mapping with ``prot`` carries."""
     cdef pte_t b = PTE_PRESENT | PTE_USER
-    if prot & 1:
+    if prot & PROT_READ:
         b |= PTE_READABLE
-    if prot & 4:
+    if prot & PROT_EXEC:
         b |= PTE_EXECUTABLE
     return b
 
@@ -720,7 +719,7 @@ cdef class Core:
         unwritten costs no write. Else read-only + cow, the frame kept in the
         swap cache for the other entries."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t slot = pte_pfn(p[0]), new = self.sl[slot].cache
         if new >= 0:
             self.fm[new].refcnt += 1
@@ -752,7 +751,7 @@ cdef class Core:
         a read maps the shared zero page, a write (or any touch without the zero
         page) gets a zeroed frame. A minor fault."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t new
         if kind == ACC_WRITE or not self.zero_page_on:
             new = self._alloc_frame(True)
@@ -772,7 +771,7 @@ cdef class Core:
                              pte_t *p) except -1 nogil:
         """Rule 5 for a shared mapping: the object's page, swapped in or new."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t new, slot, obj = vma[V_OBJ]
         cdef int64_t page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
         new = objmap_get(&self.omap[obj], page)
@@ -806,7 +805,7 @@ cdef class Core:
         """Rule 7: read a page of an exec image (ST_NOT_FILE for a bss page).
         The image's pages are C data (image_new), found by binary search."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t new, img = vma[V_OBJ], lo = 0, hi = self.img_n[img], mid
         cdef uint64_t *vpns = self.img_vpns[img]
         while lo < hi:                      # the first file page >= vpn
@@ -1546,7 +1545,7 @@ cdef class Core:
                 continue
             pte &= ~(PTE_READABLE | PTE_EXECUTABLE)
             pte |= prot_bits(prot)
-            if not (prot & _PROT_W):
+            if not (prot & PROT_WRITE):
                 pte &= ~(PTE_WRITABLE | PTE_COW)
             elif pte & PTE_SHARED:
                 pte |= PTE_WRITABLE

@@ -288,7 +288,8 @@ def check_restored(Core self):
         rows = self.vma_keep[mm]
         for i in range(rows.shape[0]):
             if not (0 <= rows[i, V_START] < rows[i, V_END] <= <int64_t>self.max_vpn) or (
-                    i and rows[i, V_START] < rows[i - 1, V_END]) or not 0 <= rows[i, V_PROT] <= 7:
+                    i and rows[i, V_START] < rows[i - 1, V_END]) or not (
+                    0 <= rows[i, V_PROT] <= PROT_READ | PROT_WRITE | PROT_EXEC):
                 return f"address space {mm}: mapping {i} is malformed"
             if rows[i, V_KIND] == K_SHARED:
                 if not (0 <= rows[i, V_OBJ] < self.obj_next and self.obj_live[rows[i, V_OBJ]]

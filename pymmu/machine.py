@@ -20,9 +20,6 @@ from pymmu import pte as _pte
 from pymmu._args import (
     MMAP_MIN,
     POLICIES,
-    PROT_EXEC,
-    PROT_READ,
-    PROT_WRITE,
     STAT_NAMES,
     as_buffer,
     as_int,
@@ -36,6 +33,7 @@ from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
 from pymmu.policy import Policy
+from pymmu.tables import PROT_EXEC, PROT_READ, PROT_WRITE
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 
 __all__ = ["Machine", "Process"]
