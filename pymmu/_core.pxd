@@ -66,7 +66,6 @@ cdef enum:
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
     PF_SLOT = 8           # then the swap slots they name
     PF_CLOCK = 8          # clock: frames ahead of the hand whose PTE to prefetch
-    NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
 
 
 # The core: one machine's frames, page tables, TLB and swap (pymmu/_core.pyx has
