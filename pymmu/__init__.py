@@ -43,7 +43,7 @@ def _require_compiled_core() -> None:
 _require_compiled_core()
 del _require_compiled_core
 
-from pymmu._args import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
+from pymmu.tables import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from pymmu.errors import (
     InvariantError,
     MemoryFault,

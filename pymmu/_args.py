@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import operator
 
-from pymmu.tables import ACCESSES, COUNTERS, POLICY_CODES
-
-PROT_NONE = 0
-PROT_READ = 1
-PROT_WRITE = 2
-PROT_EXEC = 4
+from pymmu.tables import ACCESSES, COUNTERS, POLICY_CODES, PROT_EXEC, PROT_READ, PROT_WRITE
 
 POLICIES = tuple(p for p in POLICY_CODES if p != "python")   # what users name
 VA_BITS = (32, 39, 48)
@@ -80,7 +75,7 @@ def parse_prot(prot) -> int:
         except TypeError:
             raise TypeError("prot must be a str like 'rw' or an int of PROT_ flags, "
                             f"not {type(prot).__name__}") from None
-        if not 0 <= flags <= 7:
+        if not 0 <= flags <= PROT_READ | PROT_WRITE | PROT_EXEC:
             raise ValueError(f"prot flags must be a combination of PROT_READ, "
                              f"PROT_WRITE and PROT_EXEC (0..7), got {flags}")
     if flags & PROT_WRITE:

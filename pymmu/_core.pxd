@@ -5,8 +5,9 @@ cimport cython
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from pymmu._pte cimport *
-# Policies, counters, event kinds, mapping kinds and columns, access kinds: their
-# codes are generated from pymmu/tables.py, the one source of their names.
+# Policies, counters, event kinds, mapping kinds and columns, access kinds,
+# protection bits: their codes are generated from pymmu/tables.py, the one source
+# of their names.
 from pymmu._tables cimport *
 
 # Status codes: every core routine returns one; _raise_status turns it into an
@@ -32,7 +33,8 @@ cdef inline int kind_access(uint8_t code) noexcept nogil:
 
 
 cdef inline int access_need(int kind) noexcept nogil:
-    """The prot bit access ``kind`` needs (PROT_READ, PROT_WRITE, PROT_EXEC)."""
+    """The prot bit access ``kind`` needs (PROT_READ, PROT_WRITE, PROT_EXEC):
+    ``1 << kind``, as pymmu/tables.py defines them."""
     return 1 << kind
 
 
@@ -64,7 +66,6 @@ cdef enum:
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
     PF_SLOT = 8           # then the swap slots they name
     PF_CLOCK = 8          # clock: frames ahead of the hand whose PTE to prefetch
-    NEXT_USE_FLAT = 1 << 22   # next_use: a flat table when pages span fewer numbers
 
 
 cdef class Core
@@ -148,7 +149,6 @@ cdef class Core:
     # shared memory objects and exec images
     cdef objmap_t *omap               # object id -> where its pages are (include/objmap.h)
     cdef int64_t *obj_base            # id -> base vpn (all mappers use base + page)
-    cdef int64_t *obj_family
     cdef uint8_t *obj_live            # id -> in use (a released id is reused)
     cdef int64_t obj_cap, obj_next    # ids allocated, ids ever handed out
     cdef list obj_free                # released ids (a heap: the lowest is reused first)
@@ -234,8 +234,8 @@ cdef class Core:
     cdef object _raise_status(self, int st, int64_t pid)
     cdef inline int _enter(self) except -1
     cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL
-    cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
-                  uint8_t *buf, int64_t *ps) except -1
+    cdef int _access_or_raise(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                              int kind, uint8_t *buf, int64_t *ps) except -1
     cdef bytes _read_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                            int kind, int64_t *ps)
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,

@@ -56,9 +56,9 @@ from pymmu.tables import ACCESSES as _ACCESS_NAMES
 _BUSY = "this Machine is busy in another thread (a replay, a run or another operation)"
 
 # Trace kind codes to access kinds, the prot bit an access needs and the counter it
-# adds to: kind_access, access_need and access_stat in _core.pxd (shared with _run).
+# adds to: kind_access, access_need and access_stat in _core.pxd (shared with
+# pymmu/_run.pyx).
 
-_PROT_R, _PROT_W, _PROT_X = 1, 2, 4
 
 
 cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
@@ -73,9 +73,9 @@ cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
 cdef inline pte_t prot_bits(int64_t prot) noexcept nogil:
     """PTE permission bits a present page of a mapping with ``prot`` carries."""
     cdef pte_t b = PTE_PRESENT | PTE_USER
-    if prot & 1:
+    if prot & PROT_READ:
         b |= PTE_READABLE
-    if prot & 4:
+    if prot & PROT_EXEC:
         b |= PTE_EXECUTABLE
     return b
 
@@ -270,7 +270,7 @@ cdef class Core:
             for mm in range(self.obj_next):
                 if self.obj_live[mm]:
                     objmap_clear(&self.omap[mm])
-        free(self.omap); free(self.obj_base); free(self.obj_family); free(self.obj_live)
+        free(self.omap); free(self.obj_base); free(self.obj_live)
         free(self.img_vpns); free(self.img_pages); free(self.img_n)
         free(self.fm); free(self.sl)
         free(self.mm_pid); free(self.ev.buf)
@@ -292,11 +292,10 @@ cdef class Core:
         cdef int64_t i
         self.omap = <objmap_t *>realloc_or_raise(self.omap, cap * sizeof(objmap_t))
         self.obj_base = <int64_t *>realloc_or_raise(self.obj_base, cap * sizeof(int64_t))
-        self.obj_family = <int64_t *>realloc_or_raise(self.obj_family, cap * sizeof(int64_t))
         self.obj_live = <uint8_t *>realloc_or_raise(self.obj_live, cap * sizeof(uint8_t))
         for i in range(self.obj_cap, cap):
             objmap_init(&self.omap[i], 0)
-            self.obj_base[i] = self.obj_family[i] = 0
+            self.obj_base[i] = 0
             self.obj_live[i] = 0
         self.obj_cap = cap
 
@@ -701,7 +700,7 @@ cdef class Core:
         unwritten costs no write. Else read-only + cow, the frame kept in the
         swap cache for the other entries."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t slot = pte_pfn(p[0]), new = self.sl[slot].cache
         if new >= 0:
             self.fm[new].refcnt += 1
@@ -733,7 +732,7 @@ cdef class Core:
         a read maps the shared zero page, a write (or any touch without the zero
         page) gets a zeroed frame. A minor fault."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t new
         if kind == ACC_WRITE or not self.zero_page_on:
             new = self._alloc_frame(True)
@@ -753,7 +752,7 @@ cdef class Core:
                              pte_t *p) except -1 nogil:
         """Rule 5 for a shared mapping: the object's page, swapped in or new."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t new, slot, obj = vma[V_OBJ]
         cdef int64_t page = <int64_t>vpn - vma[V_START] + vma[V_PGOFF]
         new = objmap_get(&self.omap[obj], page)
@@ -787,7 +786,7 @@ cdef class Core:
         """Rule 7: read a page of an exec image (ST_NOT_FILE for a bss page).
         The image's pages are C data (image_new), found by binary search."""
         cdef pte_t base = prot_bits(vma[V_PROT])
-        cdef bint vma_w = (vma[V_PROT] & 2) != 0
+        cdef bint vma_w = (vma[V_PROT] & PROT_WRITE) != 0
         cdef int64_t new, img = vma[V_OBJ], lo = 0, hi = self.img_n[img], mid
         cdef uint64_t *vpns = self.img_vpns[img]
         while lo < hi:                      # the first file page >= vpn
@@ -1063,11 +1062,41 @@ cdef class Core:
             raise ValueError("per-process counters must be a contiguous int64 array")
         return <int64_t *>cnp.PyArray_DATA(ps)
 
-    cdef int _run(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n, int kind,
-                  uint8_t *buf, int64_t *ps) except -1:
-        """Touch the pages of an access ``_check`` passed and move the bytes,
-        counting into ``ps``; raises the access's error. Every read, fetch and
-        write ends here."""
+    def count(self, int stat, int64_t n, cnp.ndarray ps, cnp.ndarray delta=None):
+        """Add ``n`` to counter ``stat`` of the machine and of a process, through
+        the counting unit (``stat_add_to``, pymmu/counting.pxd) as the core's own
+        counts: the Python layer's counts (forks, vforks, execs, a vfork child's
+        replayed writes) go through here, never by hand.
+
+        Parameters
+        ----------
+        stat : int
+            The counter's index in ``tables.COUNTERS``.
+        n : int
+            How much to add (not negative: counters only grow).
+        ps : numpy.ndarray
+            The process's counter array (int64[S_COUNT]).
+        delta : numpy.ndarray, optional
+            Counters like ``ps`` that also gain ``n``: what an operation added so
+            far, as ``replay``'s ``delta``.
+        """
+        cdef int64_t *counters = self._counters(ps)
+        cdef int64_t *added = NULL if delta is None else self._counters(delta)
+        self._enter()
+        if not 0 <= stat < S_COUNT:
+            raise IndexError(f"no counter {stat} (there are {S_COUNT})")
+        if n < 0:
+            raise ValueError(f"counters only grow: {n}")
+        stat_add_to(self, counters, stat, n)
+        if added != NULL:
+            added[stat] += n
+
+    cdef int _access_or_raise(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
+                              int kind, uint8_t *buf, int64_t *ps) except -1:
+        """``_access_for`` raising the access's error: touch the pages of an
+        access ``_check`` passed and move the bytes, counting into ``ps``. Every
+        read, fetch and write of the Python API ends here (the C API's
+        ``ProcessCore._io`` keeps the status instead)."""
         cdef int st = self._access_for(mm, pid, addr, n, kind, buf, ps)
         if st != ST_OK:
             self._raise_status(st, pid)
@@ -1096,7 +1125,8 @@ cdef class Core:
         if st != ST_OK:
             self._raise_status(st, pid)
         out = PyBytes_FromStringAndSize(NULL, n)
-        self._run(mm, pid, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out), ps)
+        self._access_or_raise(mm, pid, addr, n, kind, <uint8_t *>PyBytes_AS_STRING(out),
+                              ps)
         return out
 
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
@@ -1105,7 +1135,7 @@ cdef class Core:
         cdef int st = self._check(mm, addr, n, ACC_WRITE)
         if st != ST_OK:
             self._raise_status(st, pid)
-        return self._run(mm, pid, addr, n, ACC_WRITE, <uint8_t *>buf, ps)
+        return self._access_or_raise(mm, pid, addr, n, ACC_WRITE, <uint8_t *>buf, ps)
 
     def read(self, int64_t mm, int64_t pid, uint64_t addr, Py_ssize_t n, int kind,
              cnp.ndarray ps):
@@ -1485,7 +1515,7 @@ cdef class Core:
                 continue
             pte &= ~(PTE_READABLE | PTE_EXECUTABLE)
             pte |= prot_bits(prot)
-            if not (prot & _PROT_W):
+            if not (prot & PROT_WRITE):
                 pte &= ~(PTE_WRITABLE | PTE_COW)
             elif pte & PTE_SHARED:
                 pte |= PTE_WRITABLE
@@ -1502,7 +1532,7 @@ cdef class Core:
     # ------------------------------------------------------------------
     # shared objects and images
 
-    def obj_new(self, int64_t npages, int64_t base_vpn, int64_t mm):
+    def obj_new(self, int64_t npages, int64_t base_vpn):
         """A shared memory object of ``npages`` pages mapped at ``base_vpn``: its
         id. It costs memory for the pages it comes to hold, not for its size."""
         cdef int64_t obj
@@ -1518,7 +1548,6 @@ cdef class Core:
             self.obj_next += 1
         objmap_init(&self.omap[obj], npages)
         self.obj_base[obj] = base_vpn
-        self.obj_family[obj] = self.rm.family[mm]
         self.obj_live[obj] = 1
         return obj
 
@@ -1617,10 +1646,6 @@ cdef class Core:
     @property
     def frames_free(self):
         return self.pool.count + self.dirty.count
-
-    @property
-    def pool_size(self):
-        return self.pool.count
 
     @property
     def swap_free(self):
@@ -1873,8 +1898,7 @@ cdef class ProcessCore:
         elif self._c.hook_failed:
             st = ST_HOOK                  # done; a policy hook raised meanwhile
         if (st == ST_OK or self._c.hook_failed) and kind == ACC_WRITE and self._borrowing:
-            self._c.stats[S_VFORK_CHILD_WRITES] += 1
-            self._ps[S_VFORK_CHILD_WRITES] += 1
+            stat_add_to(self._c, self._ps, S_VFORK_CHILD_WRITES, 1)
         hold_give(&self._c.hold)
         return st
 
@@ -1915,8 +1939,7 @@ cdef class ProcessCore:
     cdef void _wrote(self) noexcept:
         """Count a completed write by a vfork child (it lands in its parent)."""
         if self._borrowing:
-            self._c.stats[S_VFORK_CHILD_WRITES] += 1
-            self._ps[S_VFORK_CHILD_WRITES] += 1
+            stat_add_to(self._c, self._ps, S_VFORK_CHILD_WRITES, 1)
 
     def _write_buffer(self, uint64_t addr, object data):
         """Write a bytes-like object whose checks the caller did."""
@@ -1941,94 +1964,3 @@ def _restore_process(cls, Core core, int64_t pid, int64_t mm, bint strict, bint 
     p._ps = <int64_t *>cnp.PyArray_DATA(stats)
     return p
 
-
-def next_use(const uint64_t[::1] pages):
-    """For each position of a page-reference sequence, the next position of the
-    same page, or ``len(pages)`` if there is none (Belady's look-ahead).
-
-    One backward pass over a table of the latest position seen of each page, so
-    the cost is linear in the length of the sequence: a flat array when the
-    pages span at most NEXT_USE_FLAT numbers, else an open-addressing hash table.
-    """
-    cdef Py_ssize_t n = pages.shape[0], i
-    cdef int64_t[::1] out = np.empty(n, np.int64)
-    cdef uint64_t cap = 1024, mask, h, page, j, used = 0, lo = 0, hi = 0
-    cdef uint64_t *keys
-    cdef int64_t *vals
-    cdef uint64_t *okeys
-    cdef int64_t *ovals
-    if n:
-        with nogil:
-            lo = hi = pages[0]
-            for i in range(n):
-                lo = min(lo, pages[i])
-                hi = max(hi, pages[i])
-        if hi - lo < NEXT_USE_FLAT:
-            vals = <int64_t *>malloc((hi - lo + 1) * sizeof(int64_t))
-            if vals == NULL:
-                raise MemoryError()
-            with nogil:
-                for j in range(hi - lo + 1):
-                    vals[j] = n
-                i = n - 1
-                while i >= 0:
-                    j = pages[i] - lo
-                    out[i] = vals[j]
-                    vals[j] = i
-                    i -= 1
-            free(vals)
-            return np.asarray(out)
-    keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
-    vals = <int64_t *>malloc(cap * sizeof(int64_t))
-    if keys == NULL or vals == NULL:
-        free(keys); free(vals)
-        raise MemoryError()
-    with nogil:
-        for j in range(cap):
-            vals[j] = -1
-        mask = cap - 1
-        i = n - 1
-        while i >= 0:
-            page = pages[i]
-            h = (page * <uint64_t>0x9E3779B97F4A7C15) >> 17
-            while True:
-                h &= mask
-                if vals[h] < 0:
-                    keys[h] = page
-                    out[i] = n
-                    vals[h] = i
-                    used += 1
-                    break
-                if keys[h] == page:
-                    out[i] = vals[h]
-                    vals[h] = i
-                    break
-                h += 1
-            if 2 * used > cap:            # keep the table at most half full
-                okeys, ovals = keys, vals
-                cap *= 2
-                mask = cap - 1
-                keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
-                vals = <int64_t *>malloc(cap * sizeof(int64_t))
-                if keys == NULL or vals == NULL:
-                    free(keys); free(vals); free(okeys); free(ovals)
-                    with gil:
-                        raise MemoryError()
-                for j in range(cap):
-                    vals[j] = -1
-                for j in range(cap // 2):
-                    if ovals[j] >= 0:
-                        h = (okeys[j] * <uint64_t>0x9E3779B97F4A7C15) >> 17
-                        while True:
-                            h &= mask
-                            if vals[h] < 0:
-                                keys[h] = okeys[j]
-                                vals[h] = ovals[j]
-                                break
-                            h += 1
-                free(okeys)
-                free(ovals)
-            i -= 1
-    free(keys)
-    free(vals)
-    return np.asarray(out)

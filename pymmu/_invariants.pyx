@@ -259,10 +259,10 @@ def check_restored(Core self):
     problem = self.pol.check(self)
     if problem is not None:
         return problem
-    # shared objects: a family of this machine, vpns within the address space
+    # shared objects: vpns within the address space
     for i in range(self.obj_next):
         if self.obj_live[i] and not (
-                0 < self.obj_family[i] < n and 0 <= self.obj_base[i]
+                0 <= self.obj_base[i]
                 and self.obj_base[i] + self.omap[i].npages <= <int64_t>self.max_vpn):
             return f"shared object {i} lies outside the machine"
     # mapping tables: inside the address space, sorted, naming live objects and images
@@ -272,7 +272,8 @@ def check_restored(Core self):
         rows = self.vma_keep[mm]
         for i in range(rows.shape[0]):
             if not (0 <= rows[i, V_START] < rows[i, V_END] <= <int64_t>self.max_vpn) or (
-                    i and rows[i, V_START] < rows[i - 1, V_END]) or not 0 <= rows[i, V_PROT] <= 7:
+                    i and rows[i, V_START] < rows[i - 1, V_END]) or not (
+                    0 <= rows[i, V_PROT] <= PROT_READ | PROT_WRITE | PROT_EXEC):
                 return f"address space {mm}: mapping {i} is malformed"
             if rows[i, V_KIND] == K_SHARED:
                 if not (0 <= rows[i, V_OBJ] < self.obj_next and self.obj_live[rows[i, V_OBJ]]

@@ -76,8 +76,8 @@ def state(Core self):
                _bytes(<char *>self.rm.head, n * sizeof(int64_t)),
                _bytes(<char *>self.mm_pid, n * sizeof(int64_t))),
         "vmas": self.vma_keep[:n], "trees": trees,
-        "objects": ([(self.omap[i].npages, self.obj_base[i], self.obj_family[i],
-                      *self.obj_items(i)) if self.obj_live[i] else None
+        "objects": ([(self.omap[i].npages, self.obj_base[i], *self.obj_items(i))
+                     if self.obj_live[i] else None
                      for i in range(self.obj_next)], self.images),
         "tlb": _dump_tlb(self) if self.tlb.n else None,
         "policy": self.pypolicy,
@@ -282,11 +282,18 @@ cdef int _load_objects(Core self, list objects) except -1:
         if row is None:
             self.obj_free.append(i)
             continue
-        npages, base, family, pages, values = row
+        # (npages, base, pages, values); snapshots before issue 17 also kept the
+        # family that made the object, which nothing reads: accepted and dropped
+        row = tuple(row)
+        if len(row) == 5:
+            row = row[:2] + row[3:]
+        if len(row) != 4:
+            raise ValueError("snapshot: a malformed shared object")
+        npages, base, pages, values = row
         if npages < 0 or len(pages) != len(values):
             raise ValueError("snapshot: a malformed shared object")
         objmap_init(&self.omap[i], npages)
-        self.obj_base[i], self.obj_family[i] = base, family
+        self.obj_base[i] = base
         self.obj_live[i] = 1
         self.obj_next = i + 1
         for page, v in zip(np.asarray(pages, np.int64).tolist(),

@@ -73,3 +73,10 @@ cdef enum:
     ACC_READ = 0
     ACC_WRITE = 1
     ACC_EXEC = 2
+
+# Protection bits, PROT_x == 1 << ACC_x (tables.PROT_READ, ...)
+cdef enum:
+    PROT_NONE = 0
+    PROT_READ = 1
+    PROT_WRITE = 2
+    PROT_EXEC = 4

@@ -1,11 +1,14 @@
-# The compiled side of trace files: line parsers for the lackey and simple text
-# formats, and an exact set of page numbers. ``pymmu.trace_io`` drives them over
-# blocks of (decompressed) bytes; nothing here allocates a Python object per line.
+# The compiled side of traces: line parsers for the lackey and simple text
+# formats, an exact set of page numbers, and Belady's look-ahead of a page
+# sequence (``next_use``, behind ``Trace.next_use``). ``pymmu.trace_io`` drives
+# the parsers over blocks of (decompressed) bytes; nothing here allocates a
+# Python object per line.
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memchr
 
 cimport cython
+import numpy as np
 
 # Formats (the values ``LineParser`` takes).
 cdef enum:
@@ -448,3 +451,111 @@ cdef class PageSet:
                     if first == last:
                         break
                     first += 1
+
+
+# next_use: a flat table of the latest positions when the pages span fewer
+# numbers than this (32 MiB of int64), else a hash table sized by the distinct pages
+cdef enum:
+    NEXT_USE_FLAT = 1 << 22
+
+
+def next_use(const uint64_t[::1] pages):
+    """For each position of a page-reference sequence, the next position of the
+    same page, or ``len(pages)`` if there is none (Belady's look-ahead).
+
+    One backward pass over a table of the latest position seen of each page, so
+    the cost is linear in the length of the sequence: a flat array when the
+    pages span at most NEXT_USE_FLAT numbers, else an open-addressing hash table.
+
+    Parameters
+    ----------
+    pages : numpy.ndarray of uint64
+        The page numbers, in reference order (``Trace.pages``).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``len(pages)`` positions.
+    """
+    cdef Py_ssize_t n = pages.shape[0], i
+    cdef int64_t[::1] out = np.empty(n, np.int64)
+    cdef uint64_t cap = 1024, mask, h, page, j, used = 0, lo = 0, hi = 0
+    cdef uint64_t *keys
+    cdef int64_t *vals
+    cdef uint64_t *okeys
+    cdef int64_t *ovals
+    if n:
+        with nogil:
+            lo = hi = pages[0]
+            for i in range(n):
+                lo = min(lo, pages[i])
+                hi = max(hi, pages[i])
+        if hi - lo < NEXT_USE_FLAT:
+            vals = <int64_t *>malloc((hi - lo + 1) * sizeof(int64_t))
+            if vals == NULL:
+                raise MemoryError()
+            with nogil:
+                for j in range(hi - lo + 1):
+                    vals[j] = n
+                i = n - 1
+                while i >= 0:
+                    j = pages[i] - lo
+                    out[i] = vals[j]
+                    vals[j] = i
+                    i -= 1
+            free(vals)
+            return np.asarray(out)
+    keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
+    vals = <int64_t *>malloc(cap * sizeof(int64_t))
+    if keys == NULL or vals == NULL:
+        free(keys); free(vals)
+        raise MemoryError()
+    with nogil:
+        for j in range(cap):
+            vals[j] = -1
+        mask = cap - 1
+        i = n - 1
+        while i >= 0:
+            page = pages[i]
+            h = (page * <uint64_t>0x9E3779B97F4A7C15) >> 17
+            while True:
+                h &= mask
+                if vals[h] < 0:
+                    keys[h] = page
+                    out[i] = n
+                    vals[h] = i
+                    used += 1
+                    break
+                if keys[h] == page:
+                    out[i] = vals[h]
+                    vals[h] = i
+                    break
+                h += 1
+            if 2 * used > cap:            # keep the table at most half full
+                okeys, ovals = keys, vals
+                cap *= 2
+                mask = cap - 1
+                keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
+                vals = <int64_t *>malloc(cap * sizeof(int64_t))
+                if keys == NULL or vals == NULL:
+                    free(keys); free(vals); free(okeys); free(ovals)
+                    with gil:
+                        raise MemoryError()
+                for j in range(cap):
+                    vals[j] = -1
+                for j in range(cap // 2):
+                    if ovals[j] >= 0:
+                        h = (okeys[j] * <uint64_t>0x9E3779B97F4A7C15) >> 17
+                        while True:
+                            h &= mask
+                            if vals[h] < 0:
+                                keys[h] = okeys[j]
+                                vals[h] = ovals[j]
+                                break
+                            h += 1
+                free(okeys)
+                free(ovals)
+            i -= 1
+    free(keys)
+    free(vals)
+    return np.asarray(out)

@@ -1,11 +1,13 @@
 # Counters and events, one unit of the core (DESIGN.md sections 6 and 11).
 #
-# Every counter goes through stat_add: the machine's counters (Core.stats) and
-# those of the process being served (Core.ps) move together. stat_note is the seam
-# of the event log (pymmu/include/events.h): a counter that is also an event kind
-# counts there, and while an `events()` block is open the same call records the
-# event, so that a log's counts equal the counters' deltas by construction. Off,
-# recording costs one flag test on fault paths only.
+# Every counter goes through stat_add_to: the machine's counters (Core.stats) and
+# a process's move together. stat_add counts for the process being served
+# (Core.ps, set for the length of an access or a replay); a count made outside
+# one names its process's counters itself (Core.count is the Python layer's way
+# in). stat_note is the seam of the event log (pymmu/include/events.h): a counter
+# that is also an event kind counts there, and while an `events()` block is open
+# the same call records the event, so that a log's counts equal the counters'
+# deltas by construction. Off, recording costs one flag test on fault paths only.
 #
 # Inline functions of a Core, declared here so that every module of the core
 # (pymmu/_core.pyx, pymmu/_run.pyx) counts through the same code.
@@ -17,10 +19,18 @@ from pymmu._pte cimport *
 from pymmu._tables cimport *
 
 
+cdef inline void stat_add_to(Core c, int64_t *ps, int stat, int64_t n) noexcept nogil:
+    """Add ``n`` to counter ``stat`` of the machine and of the process whose
+    counters are ``ps``: the one place a counter moves. A count made outside
+    an access (when ``c.ps`` names no process: a vfork child's completed
+    write, a fork, ``Core.count``) names its process's counters here."""
+    c.stats[stat] += n
+    ps[stat] += n
+
+
 cdef inline void stat_add(Core c, int stat, int64_t n) noexcept nogil:
     """Add ``n`` to counter ``stat`` of the machine and of the process served."""
-    c.stats[stat] += n
-    c.ps[stat] += n
+    stat_add_to(c, c.ps, stat, n)
 
 
 cdef inline void stat_count(Core c, int stat) noexcept nogil:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pymmu._args import PROT_EXEC, PROT_READ, PROT_WRITE, as_buffer, nonneg_int, parse_prot
+from pymmu._args import as_buffer, nonneg_int, parse_prot
+from pymmu.tables import PROT_EXEC, PROT_READ, PROT_WRITE
 
 __all__ = ["Segment", "Image", "Layout", "DEFAULT_STACK_SIZE", "PIE_BASE"]
 
@@ -216,7 +217,7 @@ class Image:
             for ph in elf.iter_segments():
                 if ph["p_type"] != "PT_LOAD" or ph["p_memsz"] == 0:
                     continue
-                flags = ph["p_flags"]
+                flags = ph["p_flags"]       # (ELF's own bits: PF_R 4, PF_W 2, PF_X 1)
                 prot = ((PROT_READ if flags & 4 else 0) | (PROT_WRITE if flags & 2 else 0)
                         | (PROT_EXEC if flags & 1 else 0))
                 off, filesz = ph["p_offset"], ph["p_filesz"]

@@ -19,9 +19,6 @@ import numpy as np
 from pymmu import pte as _pte
 from pymmu._args import (
     MMAP_MIN,
-    PROT_EXEC,
-    PROT_READ,
-    PROT_WRITE,
     STAT_NAMES,
     as_buffer,
     as_int,
@@ -34,7 +31,7 @@ from pymmu import _introspect, _invariants
 from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
-from pymmu.tables import POLICY_CODES
+from pymmu.tables import POLICY_CODES, PROT_EXEC, PROT_READ, PROT_WRITE
 from pymmu.policy import Policy
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 
@@ -569,10 +566,8 @@ class Machine:
             completed = int(proc._stats[_DONE].sum()) - done
             stores = int(np.count_nonzero(writes[:completed]))
             if stores:
-                i = _STAT_INDEX["vfork_child_writes"]
-                self._stats[i] += stores
-                proc._stats[i] += stores
-                added[i] += stores
+                self._core.count(_STAT_INDEX["vfork_child_writes"], stores, proc._stats,
+                                 added)
         if refused is not None:
             error = ProcessStateError(
                 f"pid {proc.pid} is a vfork child: trace record {offset + refused} writes "
@@ -782,9 +777,9 @@ class Machine:
         return self._core.hand if self.policy == "clock" else None
 
     def _count(self, p: "Process", name: str) -> None:
-        i = _STAT_INDEX[name]
-        self._stats[i] += 1
-        p._stats[i] += 1
+        """Count one ``name`` for the machine and process ``p`` (in the core's
+        counting unit, as every counter)."""
+        self._core.count(_STAT_INDEX[name], 1, p._stats)
 
     # ---- snapshots -------------------------------------------------------
 
@@ -1050,7 +1045,7 @@ class Process(ProcessCore):
                 raise ValueError(f"range {addr:#x}-{(start + npages) << m._shift:#x} "
                                  "overlaps an existing mapping")
         if shared:
-            obj = self._core.obj_new(npages, start, self._mm)
+            obj = self._core.obj_new(npages, start)
             vma = Vma(start, start + npages, prot, "shared", obj, 0)
             m._users[("shared", obj)] = 1
         else:

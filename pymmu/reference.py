@@ -74,9 +74,8 @@ from fractions import Fraction
 import numpy as np
 
 from pymmu._args import (
-    MMAP_MIN, PROT_EXEC, PROT_READ, PROT_WRITE, STAT_NAMES, as_buffer, as_int,
-    check_machine_args, count_int, levels_for, nonneg_int, parse_prot,
-    positive_int,
+    MMAP_MIN, STAT_NAMES, as_buffer, as_int, check_machine_args, count_int, levels_for,
+    nonneg_int, parse_prot, positive_int,
 )
 from pymmu._children import Children
 from pymmu.errors import (
@@ -90,6 +89,7 @@ from pymmu.pte import (
     ACCESSED, COW, DIRTY, EXECUTABLE, PFN_SHIFT, PRESENT, READABLE, SHARED, SWAP, USER,
     WRITABLE, ZERO, page_table_rows,
 )
+from pymmu.tables import PROT_EXEC, PROT_READ, PROT_WRITE
 from pymmu.vmas import AddressMap, Vma, mapping_of
 
 __all__ = ["Machine", "Process", "PolicyView"]

@@ -439,7 +439,7 @@ class Trace:
         >>> Trace([0, 4096, 0, 8192, 4096]).next_use(4096)
         array([2, 4, 5, 5, 5])
         """
-        from pymmu._core import next_use   # one linear pass in C
+        from pymmu._tracefile import next_use   # one linear pass in C
 
         return next_use(np.ascontiguousarray(self.pages(page_size), dtype=np.uint64))
 

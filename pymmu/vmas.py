@@ -9,8 +9,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 
-from pymmu._args import PROT_READ, PROT_WRITE, prot_str
-from pymmu.tables import VMA_KINDS
+from pymmu._args import prot_str
+from pymmu.tables import PROT_READ, PROT_WRITE, VMA_KINDS
 
 __all__ = ["Vma", "Mapping", "AddressMap", "KINDS"]
 

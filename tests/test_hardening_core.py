@@ -150,6 +150,29 @@ def test_the_core_refuses_opt_keys_out_of_range():
     m.check()
 
 
+def test_the_python_layers_counts_go_through_the_core():
+    # Core.count: the machine's and the process's counters (and a delta) move
+    # together; a counter index out of range or a negative count is refused
+    # before anything moves.
+    from pymmu.tables import COUNTERS
+
+    m = pymmu.Machine(2)
+    p = m.spawn()
+    i = COUNTERS.index("forks")
+    delta = np.zeros(len(COUNTERS), np.int64)
+    m._core.count(i, 3, p._stats, delta)
+    m._core.count(i, 1, p._stats)
+    assert m.stats["forks"] == p.stats["forks"] == 4 and delta[i] == 3
+    for args, error in (((len(COUNTERS), 1), IndexError), ((-1, 1), IndexError),
+                        ((i, -1), ValueError)):
+        with pytest.raises(error):
+            m._core.count(*args, p._stats)
+    with pytest.raises(ValueError, match="contiguous int64"):
+        m._core.count(i, 1, np.zeros(3, np.int64))
+    assert m.stats["forks"] == p.stats["forks"] == 4
+    assert sum(m.stats.values()) == sum(p.stats.values()) == 4
+
+
 def test_address_space_ids_are_reused():
     # A long-lived machine's per-address-space tables stay as big as the most
     # spaces alive at once, however many processes come and go (issue 11 item 5).

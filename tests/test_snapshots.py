@@ -598,3 +598,23 @@ def test_a_pickle_of_an_earlier_version_still_restores():
     assert p.read(a, 1) == b"\x01"
     assert [p.wait() for _ in range(3)] == [3, 5, q.pid]     # by lowest pid: 4, 5, 7
     m.check()
+
+
+def test_a_shared_objects_row_keeps_no_family():
+    # A shared object's snapshot row is (npages, base, pages, values): the family
+    # that made it, which nothing reads, is no longer kept. Rows of older pickles
+    # carry it as a third field: accepted and dropped. Any other shape is refused.
+    m = pymmu.Machine(4, swap_slots=8)
+    p = m.spawn()
+    a = p.mmap(2 * PS, shared=True)
+    p.write(a + PS, b"s")
+    restore, (config, state) = m._core.__reduce__()
+    rows = [r for r in state["objects"][0] if r is not None]
+    assert len(rows) == 1 and len(rows[0]) == 4
+    old = dict(state, objects=([r[:2] + (p._mm,) + r[2:] for r in rows],
+                               state["objects"][1]))
+    core = restore(config, old)
+    assert core.obj_items(0)[0].tolist() == [1]
+    for bad in (rows[0][:3], rows[0] + (0, 0), 7):
+        with pytest.raises(ValueError, match="^snapshot: "):
+            restore(config, dict(state, objects=([bad], state["objects"][1])))

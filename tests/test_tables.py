@@ -28,6 +28,31 @@ def test_the_python_layer_names_come_from_tables():
     assert POLICIES == tuple(p for p in tables.POLICY_CODES if p != "python")
 
 
+def test_the_protection_bits_have_one_source():
+    # pymmu.PROT_* are the table's; the bit of access ACCESSES[i] is 1 << i (the
+    # core's access_need shifts), and the core's mapping checks agree with them.
+    assert (pymmu.PROT_NONE, pymmu.PROT_READ, pymmu.PROT_WRITE, pymmu.PROT_EXEC) == (
+        tables.PROT_NONE, tables.PROT_READ, tables.PROT_WRITE, tables.PROT_EXEC)
+    assert [tables.PROT_READ, tables.PROT_WRITE, tables.PROT_EXEC] == [
+        1 << tables.ACCESSES.index(a) for a in ("read", "write", "execute")]
+    assert "    PROT_WRITE = 2\n" in tables.pxd_text()
+    m = pymmu.Machine(4)
+    p = m.spawn()
+    for prot, allowed in ((pymmu.PROT_READ, {"read"}), (pymmu.PROT_EXEC, {"execute"}),
+                          (pymmu.PROT_WRITE, {"read", "write"}), (pymmu.PROT_NONE, set())):
+        a = p.mmap(4096, prot)
+        for access, call in (("read", lambda: p.read(a, 1)),
+                             ("write", lambda: p.write(a, b"w")),
+                             ("execute", lambda: p.fetch(a, 1))):
+            try:
+                call()
+            except pymmu.ProtectionFault:
+                assert access not in allowed
+            else:
+                assert access in allowed
+    m.check()
+
+
 def test_the_core_counts_in_the_order_of_the_names():
     # one of each kind of event the core counts, each where its name says
     m = pymmu.Machine(1, swap_slots=4)

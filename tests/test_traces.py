@@ -309,7 +309,7 @@ def test_next_use_small():
 def test_next_use_matches_brute_force_on_flat_and_hashed_tables(pages):
     """Pages spanning fewer than 2**22 numbers take a flat table, wider spans a hash
     table (which also grows): both give Belady's look-ahead."""
-    from pymmu._core import next_use
+    from pymmu._tracefile import next_use
 
     got = next_use(np.array(pages, dtype=np.uint64)).tolist()
     assert got == brute_next_use(pages)
