@@ -518,10 +518,11 @@ def _thrash_command(args: argparse.Namespace) -> int:
     load_control = _load_control_option(args.load_control)
     if args.policy == "opt":
         raise _OptionError("--policy", "opt needs the future of one reference string and "
-                                       "cannot run many processes: use clock, fifo, lru "
-                                       "or random")
+                                       "cannot run many processes: use "
+                                       + ", ".join(p for p in POLICIES if p != "opt"))
     if args.policy not in POLICIES:
-        raise _OptionError("--policy", f"{args.policy!r} is not clock, fifo, lru or random")
+        raise _OptionError("--policy", f"{args.policy!r} is not one of "
+                                       + ", ".join(p for p in POLICIES if p != "opt"))
     page_size = _page_size_option(args.page_size)
     seed = _int_option("--seed", args.seed)
     workers = None if args.workers is None else _int_option("--workers", args.workers, 1)
@@ -645,7 +646,7 @@ def add_thrash(sub) -> None:
                    help="nanoseconds of one paging-disk read or write (default "
                         f"{t.DEFAULT_DISK_NS:,}); the other costs are pymmu.Cost()'s")
     p.add_argument("--policy", default="clock", metavar="POLICY",
-                   help="page replacement: clock (default), fifo, lru or random")
+                   help="page replacement: clock (default), fifo, lru, random or mru")
     p.add_argument("--page-size", default=4096, metavar="BYTES",
                    help="page size, a power of two from 512 to 65536 (default 4096)")
     p.add_argument("--seed", default=0, metavar="N",

@@ -217,7 +217,7 @@ def error_line(rc: int, err: str) -> str:
     (["--load-control", "ws:0"], "--load-control: must be at least 1, got 0"),
     (["--load-control", "ws:"], "--load-control: 'ws:' is not ws:WINDOW"),
     (["--policy", "opt"], "--policy: opt needs the future of one reference string"),
-    (["--policy", "belady"], "--policy: 'belady' is not clock, fifo, lru or random"),
+    (["--policy", "belady"], "--policy: 'belady' is not one of clock, fifo, lru, random, mru"),
     (["--page-size", "1000"], "--page-size: must be a power of two"),
     (["--seed", "x"], "--seed: 'x' is not an integer"),
     (["--workers", "0"], "--workers: must be at least 1, got 0"),
