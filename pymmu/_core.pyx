@@ -60,8 +60,8 @@ _BUSY = "this Machine is busy in another thread (a replay, a run or another oper
 # pymmu/_run.pyx).
 
 
-
 cdef inline uint64_t splitmix64(uint64_t *state) noexcept nogil:
+    """The next number of a splitmix64 generator (the random policy's)."""
     cdef uint64_t z
     state[0] += <uint64_t>0x9E3779B97F4A7C15
     z = state[0]
