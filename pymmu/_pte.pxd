@@ -128,9 +128,12 @@ cdef extern from "pymmu/include/wset.h" nogil:
     ctypedef struct wset_t:
         int64_t window                 # references remembered
         int64_t distinct               # the working-set size
+        int64_t rcap                   # ring entries allocated (grow by doubling)
+        uint64_t mask                  # table slots - 1 (grow by doubling)
     int wset_init(wset_t *w, int64_t window)
     void wset_free(wset_t *w)
-    void wset_add(wset_t *w, uint64_t vpn)
+    int wset_reserve(wset_t *w)        # memory for the next add: 0, or -1
+    int wset_add(wset_t *w, uint64_t vpn)   # -1: no memory (without a reserve)
 
 
 cdef extern from "pymmu/include/pgtable.h" nogil:

@@ -458,13 +458,15 @@ cdef class Scheduler:
     # ------------------------------------------------------------------
     # one page reference of the running job
 
-    cdef void _fast(self, job_t *J) noexcept nogil:
+    cdef int _fast(self, job_t *J) except -1 nogil:
         """The running job's references that need nothing but their TLB entry
         (or page-walk cache) and leave the job running, inline with the hot state
         in locals, as replay's loop runs them; stops before any other reference
         (a fault, a record outside the job's remembered mapping, an event due,
         the quantum's last reference, an I/O burst's, the job's last), which
-        ``_reference`` then runs. The counts are added once at the end."""
+        ``_reference`` then runs. The counts are added once at the end. Raises
+        ``MemoryError`` (the run stops, the machine consistent) if the working
+        set of a reference it made found no memory to grow."""
         cdef tlb_t tlb = self.core.tlb        # (a copy in a local: see tlb_lookup)
         cdef int64_t tn = 0 if self.core.py_access else tlb.n
         cdef int64_t mm = J.mm, n = J.n, rec = J.rec
@@ -479,11 +481,11 @@ cdef class Scheduler:
         cdef uint64_t vpn = J.vpn, last = J.last, a
         cdef uint64_t vstart = <uint64_t>J.vstart, vend = <uint64_t>J.vend
         cdef int acc = J.acc, k
-        cdef bint mid = J.mid, window = self.window != 0
+        cdef bint mid = J.mid, window = self.window != 0, nomem = False
         cdef pte_t *p
         cdef pte_t *q
         if tn == 0:
-            return
+            return 0
         done[0] = done[1] = done[2] = 0
         while now < next_wake and since + 1 < quantum:
             if io_every > 0 and (total + 1) % io_every == 0:
@@ -523,8 +525,9 @@ cdef class Scheduler:
             pfn = <int64_t>pte_pfn(p[0])
             if pfn != zero_pfn:
                 self.core._policy_use(pfn)
-            if window:
-                wset_add(&J.ws, vpn)
+            if window and wset_add(&J.ws, vpn) != 0:
+                nomem = True                    # (this reference is made)
+                quantum = since + 2             # stop after it
             refs += 1
             since += 1
             total += 1
@@ -548,6 +551,10 @@ cdef class Scheduler:
         for k in range(3):
             stat_add(self.core, access_stat(k), done[k])
         stat_add(self.core, S_VFORK_CHILD_WRITES, vwrites)
+        if nomem:
+            with gil:
+                raise MemoryError("m.run: out of memory for a working set")
+        return 0
 
     cdef int _reference(self) except -1 nogil:
         """Run the running job's next page reference at ``now`` (rules 2-6, 8).
@@ -595,6 +602,9 @@ cdef class Scheduler:
                 if last >= <uint64_t>J.vend:    # spans mappings: check each record
                     J.vstart, J.vend = 1, 0
             J.vpn, J.last, J.mid = vpn, last, True
+        if self.window and wset_reserve(&J.ws) != 0:
+            with gil:                           # (before the reference changes anything)
+                raise MemoryError("m.run: out of memory for a working set")
         vpn = J.vpn
         if tlb.n and not self.core.py_access:
             t = tlb_slot(tlb, vpn)
@@ -616,7 +626,7 @@ cdef class Scheduler:
                 self.core._policy_use(pfn)
             stat_count(self.core, S_TLB_MISSES if miss else S_TLB_HITS)
             if self.window:
-                wset_add(&J.ws, vpn)
+                wset_add(&J.ws, vpn)            # (cannot fail: reserved)
             c = self.cost[0] + self.cost[1] * miss
             self.now += c
             J.col[C_CPU] += c

@@ -61,10 +61,11 @@ JOBS_DTYPE = np.dtype([
 ])
 
 
-def _time_int(value, name: str, *, minimum: int) -> int:
+def _time_int(value, name: str, *, minimum: int, unit: str = "nanoseconds") -> int:
     """``value`` as an int in ``[minimum, 2**63)``: ``TypeError`` for anything
     that is not an integer (bools and floats included), ``ValueError`` for one
-    out of range. ``name`` says which argument, in both."""
+    out of range. ``name`` says which argument, in both; ``unit`` what it
+    counts."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, not bool")
     try:
@@ -75,7 +76,7 @@ def _time_int(value, name: str, *, minimum: int) -> int:
         what = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
         raise ValueError(f"{name} {what}, got {value}")
     if value > _INT64_MAX:
-        raise ValueError(f"{name} must be below 2**63 (an int64 of nanoseconds), got {value}")
+        raise ValueError(f"{name} must be below 2**63 (an int64 of {unit}), got {value}")
     return value
 
 
@@ -189,7 +190,7 @@ class Job:
     def __post_init__(self):
         _check_trace_arg(self.trace)
         object.__setattr__(self, "io_every", _time_int(self.io_every, "Job.io_every",
-                                                       minimum=0))
+                                                       minimum=0, unit="references"))
         object.__setattr__(self, "io_ns", _time_int(self.io_ns, "Job.io_ns", minimum=0))
 
     def __repr__(self) -> str:
@@ -213,7 +214,11 @@ class WorkingSet:
     Parameters
     ----------
     window : int
-        References per working set, at least 1.
+        References per working set, at least 1 and below 2**63 (numpy ints
+        accepted; bools, floats and others raise ``TypeError``). A window
+        longer than a job's references is all of them (the pages it has
+        referenced so far); what a working set costs in memory follows the
+        references made, never the window.
 
     Examples
     --------
@@ -223,13 +228,17 @@ class WorkingSet:
     Traceback (most recent call last):
     ...
     ValueError: WorkingSet.window must be at least 1, got 0
+    >>> WorkingSet(2**63)
+    Traceback (most recent call last):
+    ...
+    ValueError: WorkingSet.window must be below 2**63 (an int64 of references), got 9223372036854775808
     """
 
     window: int
 
     def __post_init__(self):
         object.__setattr__(self, "window", _time_int(self.window, "WorkingSet.window",
-                                                     minimum=1))
+                                                     minimum=1, unit="references"))
 
 
 class RunResult:
@@ -387,7 +396,7 @@ def check_run_args(machine, jobs, quantum, cost, load_control):
     for i, job in enumerate(jobs):
         if not isinstance(job, Job):
             raise TypeError(f"job {i} is a {type(job).__name__}, not a pymmu.Job")
-    quantum = _time_int(quantum, "quantum", minimum=1)
+    quantum = _time_int(quantum, "quantum", minimum=1, unit="references")
     if cost is None:
         cost = Cost()
     elif not isinstance(cost, Cost):

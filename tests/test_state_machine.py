@@ -589,13 +589,13 @@ class DiffMachine(RuleBasedStateMachine):
                         min_size=1, max_size=3),
           quantum=st.integers(1, 6),
           cost=st.lists(st.sampled_from([0, 1, 5, 10, 100]), min_size=9, max_size=9),
-          window=st.sampled_from([0, 0, 1, 2, 3, 6]))
+          window=st.sampled_from([0, 0, 1, 2, 3, 6, 2**62, 2**63 - 1]))
     def run_jobs(self, jobs, quantum, cost, window):
         """m.run (DESIGN.md section 12): up to three jobs, in live processes or
         fresh ones, interleaved in time under pressure, with I/O bursts, small
-        round costs (many ties at one instant) and load control; the whole
-        result (elapsed time, every job's row, counters) must agree, and the
-        machines after it."""
+        round costs (many ties at one instant) and load control (windows past
+        any run are the whole run); the whole result (elapsed time, every
+        job's row, counters) must agree, and the machines after it."""
         used, specs = set(), []
         for who, own, recs, io_every, io_ns in jobs:
             pid = self.pick(who) if own else None
