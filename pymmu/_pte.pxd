@@ -136,6 +136,13 @@ cdef extern from "pymmu/include/wset.h" nogil:
     int wset_add(wset_t *w, uint64_t vpn)   # -1: no memory (without a reserve)
 
 
+cdef extern from "pymmu/include/ckdint.h" nogil:
+    # C23's ckd_add/ckd_mul on int64: 0 and the exact result in r, or 1 when it
+    # does not fit (m.run's clock: user costs must not wrap it)
+    bint ckd_add_i64(int64_t *r, int64_t a, int64_t b)
+    bint ckd_mul_i64(int64_t *r, int64_t a, int64_t b)
+
+
 cdef extern from "pymmu/include/pgtable.h" nogil:
     int PT_MAX_LEVELS
     ctypedef struct pt_made_t:        # the tables one allocating walk made
