@@ -31,13 +31,14 @@ a status into an exception.
 """
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 from cpython.pythread cimport PyThread_get_thread_ident
 
 cimport cython
 import heapq
+from threading import main_thread as _main_thread
 
 import numpy as np
 cimport numpy as cnp
@@ -1149,10 +1150,16 @@ cdef class Core:
 
     cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
                      const uint32_t[::1] size, const int64_t[::1] next_use,
-                     int64_t *index) except -1 nogil:
+                     int64_t *index, bint poll) except -1 nogil:
         """Run trace records in order; each page a record touches is an
         independent reference (no pinning). Stops at the first record that
         faults or runs out of memory, with ``index`` set to it.
+
+        With ``poll`` (the main thread), it looks for a pending signal every
+        ``POLL_REFS`` page references, between two records: if a handler
+        raises (KeyboardInterrupt), it stops before the record, ``index`` set
+        to it, the records before it applied, and returns -1 with that
+        exception set.
 
         The common cases are handled inline, through the same operations as
         ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
@@ -1195,7 +1202,15 @@ cdef class Core:
         cdef tlb_t tlb = self.tlb             # (its arrays are shared, not copied)
         cdef int64_t zero_pfn = self.zero_pfn
         cdef int64_t key, npos = next_use.shape[0] if opt else 0
-        cdef int64_t refs = self.references   # page references, in a register
+        # Page references are counted down in a register, `left` before the
+        # next look for a signal (Ctrl-C; never off the main thread): the count
+        # so far is `mark - left`. The test of the countdown uses the flags of
+        # its subtraction, and an interrupt leaves by the loop's normal exit
+        # (a return of its own, with its tally, cost 2-4 % in benchmarks/ab.py):
+        # the look costs nothing measurable per record.
+        cdef int64_t left = POLL_REFS if poll else INT64_MAX - self.references
+        cdef int64_t mark = self.references + left
+        cdef bint interrupted = False
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
@@ -1216,7 +1231,7 @@ cdef class Core:
             length = size[i]
             if code > 3 or length == 0:        # never trust the columns
                 index[0] = i
-                self.references = refs
+                self.references = mark - left
                 self._tally(hits, misses, done)
                 return ST_BAD_RECORD
             acc = kind_access(code)
@@ -1227,7 +1242,7 @@ cdef class Core:
                 st = self._check(mm, a, length, acc)
                 if st != ST_OK:
                     index[0] = i
-                    self.references = refs
+                    self.references = mark - left
                     self._tally(hits, misses, done)
                     return st
                 vma = self._vma(mm, vpn)
@@ -1235,7 +1250,14 @@ cdef class Core:
                 if last >= vend:             # spans mappings: look each page up
                     vstart, vend = 1, 0
             bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
-            refs += <int64_t>(last - vpn) + 1   # the record's page references
+            left -= <int64_t>(last - vpn) + 1   # the record's page references
+            if unlikely(left <= 0):
+                left += POLL_REFS
+                mark += POLL_REFS
+                if signal_raised():            # Ctrl-C: stop before this record
+                    left += <int64_t>(last - vpn) + 1
+                    interrupted = True
+                    break
             while vpn <= last:
                 p = walked = NULL
                 if tn:
@@ -1263,7 +1285,7 @@ cdef class Core:
                     self.fault_kind = acc
                     if vend == 0:
                         vma = self._vma(mm, vpn)
-                    self.references = refs - <int64_t>(last - vpn)   # events' seq
+                    self.references = mark - left - <int64_t>(last - vpn)   # events' seq
                     if walked != NULL:
                         misses += 1
                         st = self._settle(mm, vpn, acc, vma, walked, t, &tp)
@@ -1284,11 +1306,14 @@ cdef class Core:
             done[acc] += 1
             if unlikely(self.hook_failed):  # a policy hook raised: stop after this record
                 index[0] = i
-                self.references = refs
+                self.references = mark - left
                 self._tally(hits, misses, done)
                 return ST_HOOK_LATE
-        self.references = refs
+        self.references = mark - left
         self._tally(hits, misses, done)
+        if interrupted:
+            index[0] = i
+            return -1
         return ST_OK
 
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil:
@@ -1307,13 +1332,16 @@ cdef class Core:
         position of each page reference, or None. Returns None, or
         ``(exception, index)`` for the record that failed. ``delta`` (counters
         like ``ps``) gains what the replay added to the machine's counters,
-        taken while the machine is busy: no other thread's access is in it."""
+        taken while the machine is busy: no other thread's access is in it.
+        On the main thread a pending signal's exception (KeyboardInterrupt)
+        propagates, raised between two records (``_replay``)."""
         cdef int64_t index = -1
         cdef int st
         cdef int64_t pfn, i
         cdef int64_t *counters
         cdef int64_t *added = NULL
         cdef int64_t before[S_COUNT]
+        cdef bint poll = PyThread_get_thread_ident() == _main_thread().ident   # Ctrl-C
         self._enter()
         if not self._live(mm):
             raise ValueError(f"no live address space {mm}")
@@ -1338,7 +1366,7 @@ cdef class Core:
             for i in range(S_COUNT):
                 before[i] = self.stats[i]
             with nogil:
-                st = self._replay(mm, addr, kind, size, next_use, &index)
+                st = self._replay(mm, addr, kind, size, next_use, &index, poll)
         finally:
             if added != NULL:
                 for i in range(S_COUNT):

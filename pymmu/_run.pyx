@@ -21,7 +21,8 @@ I/O burst's end) is checked (``ckd_add_i64``, ``ckd_mul_i64``), and one that
 would pass 2**63 - 1 stops the run with ``pymmu.run.time_overflow``'s
 ``OverflowError``, as the reference does. The durations of a job's row are
 parts of ``[0, end_ns]`` and ``disk_busy`` of ``[0, disk free]``, so they fit
-once the instants do.
+once the instants do. On the main thread the loop looks for Ctrl-C every
+``POLL_REFS`` references (between two references, the machine consistent).
 """
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
@@ -36,6 +37,8 @@ from pymmu._pte cimport *
 from pymmu.counting cimport *
 
 cnp.import_array()
+
+from threading import main_thread as _main_thread
 
 # A job's state.
 cdef enum:
@@ -131,6 +134,7 @@ cdef class Scheduler:
     cdef int64_t quantum, window
     cdef int64_t next_wake              # earliest due time of a blocked or ending job
     cdef int64_t admit_seq, susp_seq
+    cdef int64_t poll_at                # core.references when to look for Ctrl-C next
     cdef int64_t cost[9]
     cdef object on_exit                 # on_exit(job index, status): a process exits
     cdef list keep                      # the trace columns and counter arrays
@@ -504,8 +508,8 @@ cdef class Scheduler:
         in locals, as replay's loop runs them; stops before any other reference
         (a fault, a record outside the job's remembered mapping, an event due,
         the quantum's last reference, an I/O burst's, the job's last, one whose
-        CPU time might not fit the clock: these bounds cost one compare per
-        reference), which ``_reference`` then runs.
+        CPU time might not fit the clock, one at which to look for Ctrl-C: these
+        bounds cost one compare per reference), which ``_reference`` then runs.
         The counts are added once at the end. Raises ``MemoryError`` (the run
         stops, the machine consistent) if the working set of a reference it
         made found no memory to grow."""
@@ -534,7 +538,11 @@ cdef class Scheduler:
             return 0
         if stop > INT64_MAX - c_miss:
             stop = INT64_MAX - c_miss
-        lim = quantum - 1                       # up to the quantum's last reference
+        # the references: up to the quantum's last, and those before the next
+        # look for Ctrl-C (since < lim: one compare for both)
+        lim = quantum - 1
+        if self.poll_at - self.core.references < lim - since:
+            lim = since + (self.poll_at - self.core.references)
         done[0] = done[1] = done[2] = 0
         while now < stop and since < lim:
             if io_every > 0 and (total + 1) % io_every == 0:
@@ -805,6 +813,10 @@ cdef class Scheduler:
             st = self._reference()
             if st != ST_OK:
                 return st
+            if unlikely(self.core.references >= self.poll_at):
+                self.poll_at = self.core.references + POLL_REFS
+                if signal_raised():             # Ctrl-C: stop between two references
+                    return -1
 
     def run(self):
         """Run the jobs. Returns ``(rows, disk_busy_ns, switches, added)``,
@@ -812,7 +824,9 @@ cdef class Scheduler:
         added to the machine's counters (taken while the machine is busy: no
         other thread's access is in it); raises the run's error, with ``.index``,
         ``.pid`` and ``.job`` when a record caused it (``OverflowError`` too,
-        when time would pass the int64 clock)."""
+        when time would pass the int64 clock). On the main thread a pending
+        signal's exception (KeyboardInterrupt) propagates, raised between two
+        references."""
         cdef Core core = self.core
         cdef int st = ST_OK
         cdef int64_t j, k
@@ -820,6 +834,9 @@ cdef class Scheduler:
         if not busy_acquire(&core.busy):
             raise RuntimeError("this Machine is busy")
         added = np.array(core.stats_array, copy=True)
+        # Python runs signal handlers on the main thread only: elsewhere, never look
+        self.poll_at = (core.references + POLL_REFS
+                        if PyThread_get_thread_ident() == _main_thread().ident else INT64_MAX)
         try:
             try:
                 with nogil:

@@ -9,7 +9,9 @@
 * Huge working-set windows: a window longer than the run is the whole run, its
   memory following the references made (the core's working set once doubled
   its size past 2**63, to 0, and looped forever, or raised ``MemoryError``).
-  The test of the window that once hung runs in a child process.
+* Ctrl-C: a long replay or run on the main thread stops with
+  ``KeyboardInterrupt`` within a second or so, the machine consistent. Those
+  tests, and the one of the window that once hung, run in a child process.
 
 Each expected number is worked out from the rules; times are "[start, end)".
 """
@@ -259,3 +261,49 @@ def test_working_set_checks_its_window():
     for bad in (True, np.bool_(True), 1.0, float("inf"), "5", None, [5]):
         with pytest.raises(TypeError, match="WorkingSet.window must be an int"):
             WorkingSet(bad)
+
+
+# ----------------------------------------------------------------- Ctrl-C in the long loops
+
+INTERRUPT_CHILD = r"""
+import json, os, signal, sys, threading, time
+import pymmu
+import pymmu.reference
+from pymmu.traces import Trace
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (even if ignored by our parent)
+what = sys.argv[1]
+m = pymmu.Machine(64)
+p = m.spawn()
+base = p.mmap(1 << 20)
+# 2,000 reads of 4 GiB each: 2**31 page references, over a minute at full speed
+n = 2000
+big = Trace([0] * n, kind="L" * n, size=[2**32 - 1] * n)
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+t0 = time.monotonic()
+try:
+    if what == "replay":
+        m.replay(big)
+    else:
+        m.run([pymmu.Job(big), pymmu.Job(Trace([base], kind="S"), process=p)])
+    out = "finished"
+except KeyboardInterrupt:
+    out = "interrupted"
+took = time.monotonic() - t0
+m.check()
+left = [(q.pid, q.state) for q in m.processes()]
+reads = m.stats["reads"]
+after = m.replay(Trace([0, 4096], kind="LS"))      # the machine goes on
+m.check()
+print(json.dumps(dict(out=out, took=took, left=left, reads=reads,
+                      after=[after["reads"], after["writes"]])))
+"""
+
+
+@pytest.mark.parametrize("what", ["replay", "run"])
+def test_ctrl_c_stops_a_long_replay_or_run(what):
+    got = child(INTERRUPT_CHILD, what, timeout=60)
+    assert got["out"] == "interrupted"
+    assert got["took"] < 0.5 + 5            # about a record of 2**20 pages after it
+    assert got["left"] == [[1, "running"]]  # the given process; the fresh one exited
+    assert got["reads"] < 2000 + (what == "run")
+    assert got["after"] == [1, 1]
