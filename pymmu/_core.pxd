@@ -62,6 +62,31 @@ cdef enum:
     F_FILE = 2              # clean page read from an exec image: drop, don't swap
     F_SHMEM = 3             # owned by a shared memory object
 
+# Ctrl-C in the long loops (replay's, m.run's), which run without the GIL: on the
+# main thread (the only one Python runs signal handlers in) they look for a
+# pending signal every POLL_REFS page references, at a record or reference
+# boundary (a counter compare per record; the GIL is taken only then, some
+# hundred times a second at full speed), and stop there if a handler raised.
+cdef enum:
+    POLL_REFS = 1 << 18
+
+cdef extern from *:
+    """
+    /* Run Python's pending signal handlers, taking the GIL meanwhile: 1 when one
+     * raised (KeyboardInterrupt for Ctrl-C), its exception then set, for the
+     * caller to stop where it stands (the machine consistent) and return -1.
+     * Out of line and cold, so that the loops that call it keep their
+     * registers: they do once per POLL_REFS references. */
+    static __attribute__((noinline, cold, unused)) int pymmu_signal_raised(void) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        int raised = PyErr_CheckSignals() != 0;
+        PyGILState_Release(gil);
+        return raised;
+    }
+    """
+    bint signal_raised "pymmu_signal_raised" () nogil
+
+
 cdef enum:
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
     PF_SLOT = 8           # then the swap slots they name
@@ -241,7 +266,7 @@ cdef class Core:
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                           const uint8_t *buf, int64_t *ps) except -1
     cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
-                     const uint32_t[::1] size, int64_t *index) except -1 nogil
+                     const uint32_t[::1] size, int64_t *index, bint poll) except -1 nogil
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
     cdef object _status_error(self, int st, int64_t pid)

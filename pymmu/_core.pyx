@@ -38,6 +38,8 @@ from libc.string cimport memcpy, memset
 
 cimport cython
 import heapq
+from cpython.pythread cimport PyThread_get_thread_ident
+from threading import main_thread as _main_thread
 
 import numpy as np
 cimport numpy as cnp
@@ -1169,10 +1171,16 @@ cdef class Core:
     # trace replay
 
     cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
-                     const uint32_t[::1] size, int64_t *index) except -1 nogil:
+                     const uint32_t[::1] size, int64_t *index, bint poll) except -1 nogil:
         """Run trace records in order; each page a record touches is an
         independent reference (no pinning). Stops at the first record that
         faults or runs out of memory, with ``index`` set to it.
+
+        With ``poll`` (the main thread), it looks for a pending signal every
+        ``POLL_REFS`` page references, between two records: if a handler
+        raises (KeyboardInterrupt), it stops before the record, ``index`` set
+        to it, the records before it applied, and returns -1 with that
+        exception set.
 
         The common cases are handled inline, through the same operations as
         ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
@@ -1213,7 +1221,15 @@ cdef class Core:
         cdef int64_t tn = self.tlb.n
         cdef tlb_t tlb = self.tlb             # (its arrays are shared, not copied)
         cdef int64_t zero_pfn = self.zero_pfn
-        cdef int64_t refs = self.references   # page references, in a register
+        # Page references are counted down in a register, `left` before the
+        # next look for a signal (Ctrl-C; never off the main thread): the count
+        # so far is `mark - left`. The test of the countdown uses the flags of
+        # its subtraction, and an interrupt leaves by the loop's normal exit
+        # (a return of its own, with its tally, cost 2-4 % in benchmarks/ab.py):
+        # the look costs nothing measurable per record.
+        cdef int64_t left = POLL_REFS if poll else INT64_MAX - self.references
+        cdef int64_t mark = self.references + left
+        cdef bint interrupted = False
         done[0] = done[1] = done[2] = 0
         for i in range(n):
             if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
@@ -1224,13 +1240,13 @@ cdef class Core:
                 if q != NULL and pte_is_swap(q[0]):
                     prefetch(&self.sl[pte_pfn(q[0])])
             if ahead != NULL:
-                ahead(self, refs + 1 + PF_PTE)   # (the page reference PF_PTE ahead)
+                ahead(self, mark - left + 1 + PF_PTE)   # (the reference PF_PTE ahead)
             a = addr[i]
             code = kind[i]                     # each column read once
             length = size[i]
             if code > 3 or length == 0:        # never trust the columns
                 index[0] = i
-                self.references = refs
+                self.references = mark - left
                 self._tally(hits, misses, done)
                 return ST_BAD_RECORD
             acc = kind_access(code)
@@ -1241,7 +1257,7 @@ cdef class Core:
                 st = self._check(mm, a, length, acc)
                 if st != ST_OK:
                     index[0] = i
-                    self.references = refs
+                    self.references = mark - left
                     self._tally(hits, misses, done)
                     return st
                 vma = self._vma(mm, vpn)
@@ -1249,7 +1265,14 @@ cdef class Core:
                 if last >= vend:             # spans mappings: look each page up
                     vstart, vend = 1, 0
             bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
-            refs += <int64_t>(last - vpn) + 1   # the record's page references
+            left -= <int64_t>(last - vpn) + 1   # the record's page references
+            if unlikely(left <= 0):
+                left += POLL_REFS
+                mark += POLL_REFS
+                if signal_raised():            # Ctrl-C: stop before this record
+                    left += <int64_t>(last - vpn) + 1
+                    interrupted = True
+                    break
             while vpn <= last:
                 p = walked = NULL
                 if tn:
@@ -1271,13 +1294,13 @@ cdef class Core:
                     p[0] |= bits
                     pfn = pte_pfn(p[0])
                     if use != NULL and pfn != zero_pfn:
-                        use(self, pfn, refs - <int64_t>(last - vpn))
+                        use(self, pfn, mark - left - <int64_t>(last - vpn))
                 else:
                     self.fault_addr = a if vpn == a >> shift else vpn << shift
                     self.fault_kind = acc
                     if vend == 0:
                         vma = self._vma(mm, vpn)
-                    self.references = refs - <int64_t>(last - vpn)   # events' seq
+                    self.references = mark - left - <int64_t>(last - vpn)   # events' seq
                     if walked != NULL:
                         misses += 1
                         st = self._settle(mm, vpn, acc, vma, walked, t, &tp)
@@ -1291,11 +1314,14 @@ cdef class Core:
             done[acc] += 1
             if unlikely(self.hook_failed):  # a policy hook raised: stop after this record
                 index[0] = i
-                self.references = refs
+                self.references = mark - left
                 self._tally(hits, misses, done)
                 return ST_HOOK_LATE
-        self.references = refs
+        self.references = mark - left
         self._tally(hits, misses, done)
+        if interrupted:
+            index[0] = i
+            return -1
         return ST_OK
 
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil:
@@ -1314,7 +1340,9 @@ cdef class Core:
         position of each page reference, or None. Returns None, or
         ``(exception, index)`` for the record that failed. ``delta`` (counters
         like ``ps``) gains what the replay added to the machine's counters,
-        taken while the machine is busy: no other thread's access is in it."""
+        taken while the machine is busy: no other thread's access is in it.
+        On the main thread a pending signal's exception (KeyboardInterrupt)
+        propagates, raised between two records (``_replay``)."""
         cdef int64_t index = -1
         cdef int st
         cdef int64_t pfn, i
@@ -1322,6 +1350,7 @@ cdef class Core:
         cdef int64_t *added = NULL
         cdef int64_t before[S_COUNT]
         cdef bint future
+        cdef bint poll = PyThread_get_thread_ident() == _main_thread().ident   # Ctrl-C
         self._enter()
         if not self._live(mm):
             raise ValueError(f"no live address space {mm}")
@@ -1347,7 +1376,7 @@ cdef class Core:
             for i in range(S_COUNT):
                 before[i] = self.stats[i]
             with nogil:
-                st = self._replay(mm, addr, kind, size, &index)
+                st = self._replay(mm, addr, kind, size, &index, poll)
         finally:
             if added != NULL:
                 for i in range(S_COUNT):

@@ -136,9 +136,19 @@ cdef extern from "pymmu/include/wset.h" nogil:
     ctypedef struct wset_t:
         int64_t window                 # references remembered
         int64_t distinct               # the working-set size
+        int64_t rcap                   # ring entries allocated (grow by doubling)
+        uint64_t mask                  # table slots - 1 (grow by doubling)
     int wset_init(wset_t *w, int64_t window)
     void wset_free(wset_t *w)
-    void wset_add(wset_t *w, uint64_t vpn)
+    int wset_reserve(wset_t *w)        # memory for the next add: 0, or -1
+    int wset_add(wset_t *w, uint64_t vpn)   # -1: no memory (without a reserve)
+
+
+cdef extern from "pymmu/include/ckdint.h" nogil:
+    # C23's ckd_add/ckd_mul on int64: 0 and the exact result in r, or 1 when it
+    # does not fit (m.run's clock: user costs must not wrap it)
+    bint ckd_add_i64(int64_t *r, int64_t a, int64_t b)
+    bint ckd_mul_i64(int64_t *r, int64_t a, int64_t b)
 
 
 cdef extern from "pymmu/include/pgtable.h" nogil:

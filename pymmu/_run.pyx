@@ -14,6 +14,15 @@ expiry's push to the ready queue. Rule numbers in comments are section 12's.
 ``machine.Machine.run`` owns the arguments, the processes and the result; this
 module owns the loop. Exits (a fresh job's end, a killed job) call back into
 Python with the GIL at their instant, since they change the machine.
+
+The clock is int64 nanoseconds and the costs are the user's: every sum that
+makes an instant (a reference's CPU time, a switch, a disk operation's end, an
+I/O burst's end) is checked (``ckd_add_i64``, ``ckd_mul_i64``), and one that
+would pass 2**63 - 1 stops the run with ``pymmu.run.time_overflow``'s
+``OverflowError``, as the reference does. The durations of a job's row are
+parts of ``[0, end_ns]`` and ``disk_busy`` of ``[0, disk free]``, so they fit
+once the instants do. On the main thread the loop looks for Ctrl-C every
+``POLL_REFS`` references (between two references, the machine consistent).
 """
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -25,6 +34,9 @@ cimport numpy as cnp
 from pymmu._core cimport *
 from pymmu._pte cimport *
 from pymmu.counting cimport *
+
+from cpython.pythread cimport PyThread_get_thread_ident
+from threading import main_thread as _main_thread
 
 cnp.import_array()
 
@@ -66,6 +78,14 @@ cdef enum:
 
 cdef int[9] _D_STAT = [S_TLB_MISSES, S_MINOR, S_MAJOR, S_ZERO_FILLS, S_ZERO_POOL_HITS,
                        S_COW_COPIES, S_SWAP_OUTS, S_SWAP_INS, S_FILE_READS]
+
+# What would pass the int64 clock (pymmu.run.OVERFLOW_WHAT's order).
+cdef enum:
+    OV_CPU = 0          # a reference's CPU time
+    OV_SWITCH           # a switch
+    OV_DISK             # a disk operation of a reference
+    OV_IO               # an I/O burst
+    OV_SUSPEND          # a disk write of a suspension
 
 ctypedef struct job_t:
     int64_t mm
@@ -114,6 +134,7 @@ cdef class Scheduler:
     cdef int64_t quantum, window
     cdef int64_t next_wake              # earliest due time of a blocked or ending job
     cdef int64_t admit_seq, susp_seq
+    cdef int64_t poll_at                # core.references when to look for Ctrl-C next
     cdef int64_t cost[9]
     cdef object on_exit                 # on_exit(job index, status): a process exits
     cdef list keep                      # the trace columns and counter arrays
@@ -286,7 +307,7 @@ cdef class Scheduler:
         """Give the CPU to the ready queue's head at ``now`` (rule 2), idling
         until the earliest wake-up while nothing is ready (rule 7). Returns 1
         when every job has ended."""
-        cdef int64_t j
+        cdef int64_t j, t
         cdef job_t *J
         while True:
             self._advance(self.now)
@@ -296,7 +317,9 @@ cdef class Scheduler:
                 break
             if self._all_done():
                 return 1
-            if self.next_wake == INT64_MAX:   # (cannot happen: load control resumes)
+            # (cannot happen: load control resumes; next_wake is INT64_MAX also
+            # when a wait ends at that very instant)
+            if self.next_wake == INT64_MAX and not self._waiting():
                 with gil:
                     raise SystemError("m.run: no job can make progress")
             self.now = self.next_wake
@@ -304,7 +327,9 @@ cdef class Scheduler:
         J = &self.jobs[j]
         J.col[C_READY] += self.now - J.ready_since
         if self.last_ran >= 0 and self.last_ran != j:
-            self.now += self.cost[8]
+            if ckd_add_i64(&t, self.now, self.cost[8]):
+                return self._overflow(j, J.rec, OV_SWITCH)
+            self.now = t
             J.col[C_CPU] += self.cost[8]
             self.switches += 1
         self.last_ran = j
@@ -319,6 +344,22 @@ cdef class Scheduler:
             if self.jobs[j].state != J_DONE:
                 return False
         return True
+
+    cdef bint _waiting(self) noexcept nogil:
+        """Whether a job waits for a wake-up or its end (an event to come)."""
+        cdef int64_t j
+        for j in range(self.nj):
+            if self.jobs[j].state == J_BLOCKED or self.jobs[j].state == J_ENDING:
+                return True
+        return False
+
+    cdef int _overflow(self, int64_t j, int64_t rec, int what) except -1 with gil:
+        """Stop the run: an instant of job ``j`` would pass the int64 clock
+        (``what``: an ``OV_*``), at its record ``rec`` (-1: none). Raises the
+        ``OverflowError`` the reference raises there (pymmu.run.time_overflow)."""
+        from pymmu.run import OVERFLOW_WHAT, time_overflow
+        raise time_overflow(OVERFLOW_WHAT[what], j, self.jobs[j].pid,
+                            None if rec < 0 else rec)
 
     cdef bint _active(self, int64_t j) noexcept nogil:
         return self.jobs[j].state != J_DONE and not self.jobs[j].suspended
@@ -415,7 +456,8 @@ cdef class Scheduler:
             writes = c.stats[S_SWAP_OUTS]
             c._evict(pfn)
             for k in range(c.stats[S_SWAP_OUTS] - writes):
-                self._disk(self.cost[7])
+                if self._disk(self.cost[7]) < 0:
+                    return self._overflow(j, -1, OV_SUSPEND)
         return 0
 
     cdef void _wait_time(self, job_t *J, int64_t sign) noexcept nogil:
@@ -443,30 +485,37 @@ cdef class Scheduler:
 
     cdef inline int64_t _disk(self, int64_t duration) noexcept nogil:
         """Queue one disk operation now (rule 4: FIFO, one at a time); returns
-        when it completes."""
-        if self.disk_free < self.now:
-            self.disk_free = self.now
-        self.disk_free += duration
+        when it completes, or -1 (nothing queued) when that instant would not
+        fit the int64 clock. (``disk_busy`` is at most ``disk_free``.)"""
+        cdef int64_t end
+        if ckd_add_i64(&end, self.disk_free if self.disk_free > self.now else self.now,
+                       duration):
+            return -1
+        self.disk_free = end
         self.disk_busy += duration
-        return self.disk_free
+        return end
 
     # ------------------------------------------------------------------
     # one page reference of the running job
 
-    cdef void _fast(self, job_t *J) noexcept nogil:
+    cdef int _fast(self, job_t *J) except -1 nogil:
         """The running job's references that need nothing but their TLB entry
         (or page-walk cache) and leave the job running, inline with the hot state
         in locals, as replay's loop runs them; stops before any other reference
         (a fault, a record outside the job's remembered mapping, an event due,
-        the quantum's last reference, an I/O burst's, the job's last), which
-        ``_reference`` then runs. The counts are added once at the end."""
+        the quantum's last reference, an I/O burst's, the job's last, one whose
+        CPU time might not fit the clock, one at which to look for Ctrl-C: these
+        bounds cost one compare per reference), which ``_reference`` then runs.
+        The counts are added once at the end. Raises ``MemoryError`` (the run
+        stops, the machine consistent) if the working set of a reference it
+        made found no memory to grow."""
         cdef tlb_t tlb = self.core.tlb        # (a copy in a local: see tlb_lookup)
         cdef int64_t tn = 0 if self.core.py_access else tlb.n
         cdef int64_t mm = J.mm, n = J.n, rec = J.rec
         cdef int shift = self.core.page_shift
-        cdef int64_t now = self.now, next_wake = self.next_wake
-        cdef int64_t c_hit = self.cost[0], c_miss = self.cost[0] + self.cost[1]
-        cdef int64_t since = self.since, quantum = self.quantum
+        cdef int64_t now = self.now, stop = self.next_wake
+        cdef int64_t c_hit = self.cost[0], c_miss
+        cdef int64_t since = self.since, quantum = self.quantum, lim
         cdef int64_t total = J.col[C_REFS], io_every = J.io_every
         cdef int64_t zero_pfn = self.core.zero_pfn
         cdef int64_t hits = 0, misses = 0, cpu = 0, refs = 0, vwrites = 0, t, pfn
@@ -474,13 +523,24 @@ cdef class Scheduler:
         cdef uint64_t vpn = J.vpn, last = J.last, a
         cdef uint64_t vstart = <uint64_t>J.vstart, vend = <uint64_t>J.vend
         cdef int acc = J.acc, k
-        cdef bint mid = J.mid, window = self.window != 0
+        cdef bint mid = J.mid, window = self.window != 0, nomem = False
         cdef pte_t *p
         cdef pte_t *q
         if tn == 0:
-            return
+            return 0
+        # the clock: while now < stop, a reference's CPU time (at most c_miss)
+        # cannot pass INT64_MAX
+        if ckd_add_i64(&c_miss, c_hit, self.cost[1]):
+            return 0
+        if stop > INT64_MAX - c_miss:
+            stop = INT64_MAX - c_miss
+        # the references: up to the quantum's last, and those before the next
+        # look for Ctrl-C (since < lim: one compare for both)
+        lim = quantum - 1
+        if self.poll_at - self.core.references < lim - since:
+            lim = since + (self.poll_at - self.core.references)
         done[0] = done[1] = done[2] = 0
-        while now < next_wake and since + 1 < quantum:
+        while now < stop and since < lim:
             if io_every > 0 and (total + 1) % io_every == 0:
                 break
             if not mid:
@@ -518,8 +578,9 @@ cdef class Scheduler:
             pfn = <int64_t>pte_pfn(p[0])
             if pfn != zero_pfn:
                 policy_use(self.core, pfn, self.core.references + refs + 1)
-            if window:
-                wset_add(&J.ws, vpn)
+            if window and wset_add(&J.ws, vpn) != 0:
+                nomem = True                    # (this reference is made)
+                lim = since + 1                 # stop after it
             refs += 1
             since += 1
             total += 1
@@ -543,6 +604,10 @@ cdef class Scheduler:
         for k in range(3):
             stat_add(self.core, access_stat(k), done[k])
         stat_add(self.core, S_VFORK_CHILD_WRITES, vwrites)
+        if nomem:
+            with gil:
+                raise MemoryError("m.run: out of memory for a working set")
+        return 0
 
     cdef int _reference(self) except -1 nogil:
         """Run the running job's next page reference at ``now`` (rules 2-6, 8).
@@ -551,8 +616,9 @@ cdef class Scheduler:
         the access is handled inline, as replay's loop does: no fault, so its
         cost is ``ref`` (+ ``tlb_miss``) and it queues nothing. Anything else
         goes through ``Core._touch``, and its cost and disk operations are read
-        off the counters it moved."""
-        cdef int64_t j = self.running, k, c, t, zero, pfn, miss = 0
+        off the counters it moved. Its CPU time is counted by ``_after`` (-1
+        there: it does not fit an int64)."""
+        cdef int64_t j = self.running, k, c, t, pfn, miss = 0
         cdef job_t *J = &self.jobs[j]
         cdef int64_t before[9]
         cdef uint64_t a, vpn, last
@@ -590,6 +656,9 @@ cdef class Scheduler:
                 if last >= <uint64_t>J.vend:    # spans mappings: check each record
                     J.vstart, J.vend = 1, 0
             J.vpn, J.last, J.mid = vpn, last, True
+        if self.window and wset_reserve(&J.ws) != 0:
+            with gil:                           # (before the reference changes anything)
+                raise MemoryError("m.run: out of memory for a working set")
         vpn = J.vpn
         if tlb.n and not self.core.py_access:
             t = tlb_slot(tlb, vpn)
@@ -611,12 +680,12 @@ cdef class Scheduler:
                 policy_use(self.core, pfn, self.core.references)
             stat_count(self.core, S_TLB_MISSES if miss else S_TLB_HITS)
             if self.window:
-                wset_add(&J.ws, vpn)
-            c = self.cost[0] + self.cost[1] * miss
-            self.now += c
-            J.col[C_CPU] += c
+                wset_add(&J.ws, vpn)            # (cannot fail: reserved)
+            c = self.cost[0]
+            if miss and ckd_add_i64(&c, self.cost[0], self.cost[1]):
+                c = -1
             J.col[C_REFS] += 1
-            return self._after(j, J, 0, 0)
+            return self._after(j, J, c, 0, 0)
         a = J.addr[J.rec]
         for k in range(D_N):
             before[k] = self.core.stats[_D_STAT[k]]
@@ -630,24 +699,36 @@ cdef class Scheduler:
         wset_add(&J.ws, vpn)
         for k in range(D_N):
             before[k] = self.core.stats[_D_STAT[k]] - before[k]
-        # rule 3: its CPU time
-        zero = before[D_ZERO_FILLS] - before[D_POOL_HITS]
-        c = (self.cost[0] + self.cost[1] * before[D_TLB] + self.cost[2] * before[D_MINOR]
-             + self.cost[3] * (zero if zero > 0 else 0) + self.cost[4] * before[D_COPIES]
-             + self.cost[5] * before[D_MAJOR])
-        self.now += c
-        J.col[C_CPU] += c
         J.col[C_REFS] += 1
         J.col[C_MINOR] += before[D_MINOR]
         J.col[C_MAJOR] += before[D_MAJOR]
-        return self._after(j, J, before[D_SWAP_OUTS],
+        return self._after(j, J, self._cpu_time(before), before[D_SWAP_OUTS],
                            before[D_SWAP_INS] + before[D_FILE_READS] > 0)
 
-    cdef int _after(self, int64_t j, job_t *J, int64_t writes, bint read) except -1 nogil:
-        """The rest of a reference of job ``j`` once its CPU time is counted:
-        the record's progress, then its ``writes`` and ``read`` on the disk
-        (rule 4), its end (8), an I/O burst (5) or the quantum (6)."""
-        cdef int64_t k, t
+    cdef int64_t _cpu_time(self, const int64_t *d) noexcept nogil:
+        """Rule 3: the CPU time of a reference whose counters moved by ``d``
+        (``D_*`` order), or -1 if it does not fit an int64."""
+        cdef int64_t zero = d[D_ZERO_FILLS] - d[D_POOL_HITS]
+        cdef int64_t n[5]
+        cdef int64_t c = self.cost[0], term
+        cdef int k
+        # (cost, count) pairs: tlb_miss, minor, zero, copy, major
+        n[0], n[1], n[2], n[3], n[4] = (d[D_TLB], d[D_MINOR], zero if zero > 0 else 0,
+                                        d[D_COPIES], d[D_MAJOR])
+        for k in range(5):
+            if ckd_mul_i64(&term, self.cost[k + 1], n[k]) or ckd_add_i64(&c, c, term):
+                return -1
+        return c
+
+    cdef int _after(self, int64_t j, job_t *J, int64_t c, int64_t writes,
+                    bint read) except -1 nogil:
+        """The rest of a reference of job ``j`` once it touched its page: the
+        record's progress, its CPU time ``c`` (rule 3; -1: more than an int64),
+        then its ``writes`` and ``read`` on the disk (rule 4), its end (8), an
+        I/O burst (5) or the quantum (6). In the reference's order: a time
+        that would pass the int64 clock stops the run after the record's
+        progress and a policy hook's error."""
+        cdef int64_t k, t, rec
         if J.vpn == J.last:
             J.mid = False
             J.rec += 1
@@ -657,15 +738,25 @@ cdef class Scheduler:
         else:
             J.vpn += 1
         self.since += 1
+        rec = J.rec - (0 if J.mid else 1)       # the reference's record
         if unlikely(self.core.hook_failed):          # a policy hook raised: stop here
-            self.err_job, self.err_rec = j, J.rec - (0 if J.mid else 1)
+            self.err_job, self.err_rec = j, rec
             return ST_HOOK_LATE
+        # rule 3: the clock advances by its CPU time (a job's CPU time is a part
+        # of [0, now]: its column fits when the clock does)
+        if c < 0 or ckd_add_i64(&t, self.now, c):
+            return self._overflow(j, rec, OV_CPU)
+        self.now = t
+        J.col[C_CPU] += c
         # rule 4: its disk operations, writes first
-        t = self.now
         for k in range(writes):
             t = self._disk(self.cost[7])
+            if t < 0:
+                return self._overflow(j, rec, OV_DISK)
         if read:
             t = self._disk(self.cost[6])
+            if t < 0:
+                return self._overflow(j, rec, OV_DISK)
         J.col[C_DISK] += t - self.now
         J.disk_until = t
         if J.rec == J.n:                        # rule 8: it ends with its disk wait
@@ -679,7 +770,8 @@ cdef class Scheduler:
             self._end(j, self.now, 0)
             return ST_OK
         if J.io_every > 0 and J.col[C_REFS] % J.io_every == 0:
-            t += J.io_ns                        # rule 5: after the disk wait
+            if ckd_add_i64(&t, t, J.io_ns):     # rule 5: after the disk wait
+                return self._overflow(j, rec, OV_IO)
             J.col[C_IO] += J.io_ns
         elif writes == 0 and not read:          # (a wait of 0 ns still blocks)
             # rule 6: the quantum, after wake-ups due now (they queue first)
@@ -717,13 +809,20 @@ cdef class Scheduler:
             st = self._reference()
             if st != ST_OK:
                 return st
+            if unlikely(self.core.references >= self.poll_at):
+                self.poll_at = self.core.references + POLL_REFS
+                if signal_raised():             # Ctrl-C: stop between two references
+                    return -1
 
     def run(self):
         """Run the jobs. Returns ``(rows, disk_busy_ns, switches, added)``,
         ``rows`` one int64 row per job in ``C_*`` order, ``added`` what the run
         added to the machine's counters (taken while the machine is busy: no
         other thread's access is in it); raises the run's error, with ``.index``,
-        ``.pid`` and ``.job`` when a record caused it."""
+        ``.pid`` and ``.job`` when a record caused it (``OverflowError`` too,
+        when time would pass the int64 clock). On the main thread a pending
+        signal's exception (KeyboardInterrupt) propagates, raised between two
+        references."""
         cdef Core core = self.core
         cdef int st = ST_OK
         cdef int64_t j, k
@@ -731,10 +830,17 @@ cdef class Scheduler:
         if not hold_take(&core.hold):
             raise RuntimeError("this Machine is busy in another thread")
         added = np.array(core.stats_array, copy=True)
+        # Python runs signal handlers on the main thread only: elsewhere, never look
+        self.poll_at = (core.references + POLL_REFS
+                        if PyThread_get_thread_ident() == _main_thread().ident else INT64_MAX)
         try:
             try:
                 with nogil:
                     st = self._loop()
+            except BaseException:
+                core.hook_error = None          # the run's own error is the one raised
+                core.hook_failed = False
+                raise
             finally:
                 added = core.stats_array - added
                 hold_give(&core.hold)

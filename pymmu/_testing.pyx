@@ -101,7 +101,8 @@ def tlb_slots(Core core, list vpns):
 
 def wset_run(int64_t window, list vpns):
     """Add ``vpns`` one by one to a working set over ``window`` references;
-    returns its size after each."""
+    returns its size after each, and the ring entries and table slots it has
+    at the end (they grow with the references added, never with ``window``)."""
     cdef wset_t w
     cdef list out = []
     if window < 1:
@@ -111,9 +112,10 @@ def wset_run(int64_t window, list vpns):
         raise MemoryError()
     try:
         for v in vpns:
-            wset_add(&w, <uint64_t>v)
+            if wset_add(&w, <uint64_t>v) != 0:
+                raise MemoryError()
             out.append(w.distinct)
-        return out
+        return out, (w.rcap, w.mask + 1)
     finally:
         wset_free(&w)
 

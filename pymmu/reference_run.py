@@ -20,6 +20,11 @@ Time accounting: each instant of a job's life, from 0 to ``end_ns``, is counted
 in exactly one of ``cpu_ns`` (its references and the switches into it),
 ``disk_wait_ns``, ``io_ns``, ``ready_ns`` and ``suspended_ns`` (suspension
 takes precedence over waiting for the disk or an I/O burst).
+
+Python's ints do not overflow, but the result is int64 and so is the core's
+clock: every instant made by adding a time (a reference's CPU time, a switch,
+a disk operation, an I/O burst) goes through ``_Run._at``, which raises
+``pymmu.run.time_overflow``'s ``OverflowError`` past 2**63 - 1 (rule 12).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from collections import Counter, deque
 from pymmu._args import STAT_NAMES
 from pymmu.errors import MemoryFault, OutOfMemory
 from pymmu.pte import PFN_SHIFT, PRESENT, ZERO
-from pymmu.run import RunResult, check_run_args
+from pymmu.run import _INT64_MAX, OVERFLOW_WHAT, RunResult, check_run_args, time_overflow
 
 __all__ = ["run"]
 
@@ -39,6 +44,9 @@ _COUNTER = {"read": "reads", "write": "writes", "execute": "fetches"}
 
 # Event kinds on the heap, in the order they are taken at one instant.
 _END, _WAKE = 0, 1
+
+# What would pass the int64 clock (pymmu.run.OVERFLOW_WHAT, by name).
+_CPU, _SWITCH, _DISK, _IO, _SUSPEND = OVERFLOW_WHAT
 
 
 def _set_index(exc: BaseException, index: int) -> None:
@@ -228,6 +236,13 @@ class _Run:
 
     # ------------------------------------------------------------------ the CPU
 
+    def _at(self, t: int, what: str, j: _Job, index) -> int:
+        """Rule 12: the instant ``t`` of ``what`` of job ``j`` (at its record
+        ``index``, or None), if it fits the int64 clock; else the run stops."""
+        if t > _INT64_MAX:
+            raise time_overflow(what, j.index, j.pid, index)
+        return t
+
     def _dispatch(self) -> _Job:
         """Rule 2: the CPU takes the ready queue's head; a process other than
         the one dispatched last costs ``switch`` of CPU time, charged to it
@@ -235,8 +250,8 @@ class _Run:
         j = self.ready.popleft()
         j.ready_ns += self.now - j.ready_since
         if self.last is not None and self.last is not j:
+            self.now = self._at(self.now + self.cost.switch, _SWITCH, j, j.ri)
             j.cpu_ns += self.cost.switch
-            self.now += self.cost.switch
             self.switches += 1
         self.last = j
         j.status = "running"
@@ -300,16 +315,16 @@ class _Run:
                    + cost.zero * (delta["zero_fills"] - delta["zero_pool_hits"])
                    + cost.copy * delta["cow_copies"]
                    + cost.major * delta["major_faults"])
-            self.now += cpu
+            self.now = self._at(self.now + cpu, _CPU, j, index)
             j.cpu_ns += cpu
             since_dispatch += 1
             # Rule 4: when the CPU time ends, its disk operations are queued:
             # one write per page written to swap, then one read if it read one.
             done = None
             for _ in range(delta["swap_outs"]):
-                done = self._disk(cost.disk_write)
+                done = self._disk(cost.disk_write, j, index)
             if delta["swap_ins"] or delta["file_reads"]:
-                done = self._disk(cost.disk_read)
+                done = self._disk(cost.disk_read, j, index)
             waited = done if done is not None else self.now
             if j.ri == len(j.records):
                 # Rule 8: the job ends when its last record completes, its disk
@@ -321,8 +336,8 @@ class _Run:
             burst = j.job.io_every > 0 and j.references % j.job.io_every == 0
             if done is not None or burst:
                 # Rule 4: blocked until the last operation completes.
-                self._block(j, self.now, waited,
-                            waited + (j.job.io_ns if burst else 0), _WAKE)
+                wake = self._at(waited + j.job.io_ns, _IO, j, index) if burst else waited
+                self._block(j, self.now, waited, wake, _WAKE)
                 return True
             if since_dispatch == self.quantum:
                 # Rule 6/7: processes that woke by now join the queue first; the
@@ -335,11 +350,12 @@ class _Run:
                     return True
                 since_dispatch = 0   # a fresh quantum, no switch
 
-    def _disk(self, ns: int) -> int:
-        """Rule 1/4: queue one operation on the paging disk now: it starts when
-        the disk is free (first come, first served); returns its completion."""
+    def _disk(self, ns: int, j: _Job, index) -> int:
+        """Rule 1/4: queue one operation on the paging disk now, for job ``j``
+        (its record ``index``, None for a suspension): it starts when the disk
+        is free (first come, first served); returns its completion."""
         start = max(self.disk_free, self.now)
-        self.disk_free = start + ns
+        self.disk_free = self._at(start + ns, _SUSPEND if index is None else _DISK, j, index)
         self.disk_busy += ns
         return self.disk_free
 
@@ -408,7 +424,7 @@ class _Run:
             outs = m._stats["swap_outs"]
             m._evict(j.proc, pfn)
             for _ in range(m._stats["swap_outs"] - outs):
-                self._disk(self.cost.disk_write)
+                self._disk(self.cost.disk_write, j, None)
 
     def _resume(self, j: _Job) -> None:
         """Counts as admitted now; joins the ready queue's tail, or keeps waiting

@@ -5,8 +5,9 @@ jobs' trace records on one CPU under a round-robin scheduler, with one FIFO
 paging disk and a private I/O device per job, in exact integer nanoseconds.
 This module holds what both implementations of ``run`` share: the public
 argument types (:class:`Job`, :class:`Cost`, :class:`WorkingSet`), the result
-(:class:`RunResult`, its per-job table of :data:`JOBS_DTYPE`) and the one
-argument check (:func:`check_run_args`), so that ``pymmu.Machine.run`` and
+(:class:`RunResult`, its per-job table of :data:`JOBS_DTYPE`), the one
+argument check (:func:`check_run_args`) and the error of a clock that would
+pass int64 (:func:`time_overflow`), so that ``pymmu.Machine.run`` and
 ``pymmu.reference.Machine.run`` refuse exactly the same calls with exactly the
 same errors. The rules themselves are in docs/semantics.md ("Many processes in
 time"); ``pymmu.reference_run`` follows them one by one.
@@ -36,11 +37,61 @@ import numpy as np
 
 from pymmu.errors import ProcessStateError
 
-__all__ = ["Cost", "Job", "WorkingSet", "RunResult", "JOBS_DTYPE", "check_run_args"]
+__all__ = ["Cost", "Job", "WorkingSet", "RunResult", "JOBS_DTYPE", "check_run_args",
+           "time_overflow"]
 
 # Times are int64 nanoseconds in the core: every argument that is a time or a
-# count of references must fit in one.
+# count of references must fit in one, and so must every instant of a run.
 _INT64_MAX = (1 << 63) - 1
+
+#: What can make an instant of a run pass 2**63 - 1 ns, as ``time_overflow``
+#: says it (the core names them by index: ``OV_*`` in pymmu/_run.pyx).
+OVERFLOW_WHAT = (
+    "the CPU time of a reference",
+    "a switch",
+    "a paging-disk operation",
+    "an I/O burst",
+    "a disk write of a suspension",
+)
+
+
+def time_overflow(what: str, job: int, pid: int, index) -> OverflowError:
+    """The error of a run whose clock would pass 2**63 - 1 ns (docs/semantics.md,
+    "Many processes in time", rule 12), the same from both implementations.
+
+    Parameters
+    ----------
+    what : str
+        One of :data:`OVERFLOW_WHAT`: the time that does not fit.
+    job : int
+        The job (its position in ``jobs``) whose reference, switch, I/O burst
+        or suspension it is.
+    pid : int
+        That job's process.
+    index : int or None
+        The position in the job's trace of the record that reference belongs
+        to (for a switch, the record the job runs next); None for a suspension.
+
+    Returns
+    -------
+    OverflowError
+        With ``.index``, ``.pid`` and ``.job`` set, for the caller to raise.
+
+    Examples
+    --------
+    >>> e = time_overflow(OVERFLOW_WHAT[0], 1, 2, 7)
+    >>> print(e)
+    m.run: simulated time would pass 2**63 - 1 ns (the int64 clock) with the CPU time of a reference (job 1, pid 2, trace record 7): use smaller costs or I/O times
+    >>> e.index, e.pid, e.job
+    (7, 2, 1)
+    """
+    where = f"job {job}, pid {pid}" + ("" if index is None else f", trace record {index}")
+    error = OverflowError(f"m.run: simulated time would pass 2**63 - 1 ns (the int64 "
+                          f"clock) with {what} ({where}): use smaller costs or I/O times")
+    error.index = index
+    error.pid = pid
+    error.job = job
+    return error
 
 #: One row per job of ``RunResult.jobs`` (DESIGN.md section 12 rule 9), in job
 #: order. Times are nanoseconds; for every job ``cpu_ns + disk_wait_ns + io_ns +
@@ -61,10 +112,11 @@ JOBS_DTYPE = np.dtype([
 ])
 
 
-def _time_int(value, name: str, *, minimum: int) -> int:
+def _time_int(value, name: str, *, minimum: int, unit: str = "nanoseconds") -> int:
     """``value`` as an int in ``[minimum, 2**63)``: ``TypeError`` for anything
     that is not an integer (bools and floats included), ``ValueError`` for one
-    out of range. ``name`` says which argument, in both."""
+    out of range. ``name`` says which argument, in both; ``unit`` what it
+    counts."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, not bool")
     try:
@@ -75,7 +127,7 @@ def _time_int(value, name: str, *, minimum: int) -> int:
         what = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
         raise ValueError(f"{name} {what}, got {value}")
     if value > _INT64_MAX:
-        raise ValueError(f"{name} must be below 2**63 (an int64 of nanoseconds), got {value}")
+        raise ValueError(f"{name} must be below 2**63 (an int64 of {unit}), got {value}")
     return value
 
 
@@ -189,7 +241,7 @@ class Job:
     def __post_init__(self):
         _check_trace_arg(self.trace)
         object.__setattr__(self, "io_every", _time_int(self.io_every, "Job.io_every",
-                                                       minimum=0))
+                                                       minimum=0, unit="references"))
         object.__setattr__(self, "io_ns", _time_int(self.io_ns, "Job.io_ns", minimum=0))
 
     def __repr__(self) -> str:
@@ -213,7 +265,11 @@ class WorkingSet:
     Parameters
     ----------
     window : int
-        References per working set, at least 1.
+        References per working set, at least 1 and below 2**63 (numpy ints
+        accepted; bools, floats and others raise ``TypeError``). A window
+        longer than a job's references is all of them (the pages it has
+        referenced so far); what a working set costs in memory follows the
+        references made, never the window.
 
     Examples
     --------
@@ -223,13 +279,17 @@ class WorkingSet:
     Traceback (most recent call last):
     ...
     ValueError: WorkingSet.window must be at least 1, got 0
+    >>> WorkingSet(2**63)
+    Traceback (most recent call last):
+    ...
+    ValueError: WorkingSet.window must be below 2**63 (an int64 of references), got 9223372036854775808
     """
 
     window: int
 
     def __post_init__(self):
         object.__setattr__(self, "window", _time_int(self.window, "WorkingSet.window",
-                                                     minimum=1))
+                                                     minimum=1, unit="references"))
 
 
 class RunResult:
@@ -387,7 +447,7 @@ def check_run_args(machine, jobs, quantum, cost, load_control):
     for i, job in enumerate(jobs):
         if not isinstance(job, Job):
             raise TypeError(f"job {i} is a {type(job).__name__}, not a pymmu.Job")
-    quantum = _time_int(quantum, "quantum", minimum=1)
+    quantum = _time_int(quantum, "quantum", minimum=1, unit="references")
     if cost is None:
         cost = Cost()
     elif not isinstance(cost, Cost):

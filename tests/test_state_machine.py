@@ -67,7 +67,8 @@ CI = dict(max_examples=500, stateful_step_count=60)     # fallback if conftest l
 
 # Exceptions the API raises on purpose. Anything else (AttributeError,
 # IndexError, NotImplementedError, ...) is a bug even when both sides agree.
-EXPECTED = (pymmu.MMUError, ValueError, TypeError, KeyError)
+# (OverflowError: an m.run whose clock would pass int64, issue 16.)
+EXPECTED = (pymmu.MMUError, ValueError, TypeError, KeyError, OverflowError)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -136,6 +137,8 @@ def outcome(fn):
         key = ("raises", type(e).__name__)
         if isinstance(e, (pymmu.MemoryFault, pymmu.OutOfMemory)):
             key += (e.addr, e.access, e.pid)
+        if isinstance(e, OverflowError) and str(e).startswith("m.run:"):
+            key += (e.pid, e.job, str(e))           # (pymmu.run.time_overflow's, both)
         if getattr(e, "index", None) is not None:      # a replayed or run record
             key += (("index", e.index),)
         return key, e
@@ -589,13 +592,16 @@ class DiffMachine(RuleBasedStateMachine):
                         min_size=1, max_size=3),
           quantum=st.integers(1, 6),
           cost=st.lists(st.sampled_from([0, 1, 5, 10, 100]), min_size=9, max_size=9),
-          window=st.sampled_from([0, 0, 1, 2, 3, 6]))
-    def run_jobs(self, jobs, quantum, cost, window):
+          window=st.sampled_from([0, 0, 1, 2, 3, 6, 2**62, 2**63 - 1]),
+          huge=st.sampled_from([None] * 6 + list(range(10))))
+    def run_jobs(self, jobs, quantum, cost, window, huge):
         """m.run (DESIGN.md section 12): up to three jobs, in live processes or
         fresh ones, interleaved in time under pressure, with I/O bursts, small
         round costs (many ties at one instant) and load control; the whole
         result (elapsed time, every job's row, counters) must agree, and the
-        machines after it."""
+        machines after it. With ``huge``, one cost (or, 9, the I/O bursts) is
+        near 2**62: the clock may pass int64 (OverflowError), at the same
+        point on both sides; windows past any run are the whole run."""
         used, specs = set(), []
         for who, own, recs, io_every, io_ns in jobs:
             pid = self.pick(who) if own else None
@@ -610,10 +616,14 @@ class DiffMachine(RuleBasedStateMachine):
             trace = (f"Trace({addrs!r}, kind={[r[1] for r in recs]!r}, "
                      f"size={[r[2] for r in recs]!r})")
             proc = f"P[{pid}]" if pid is not None else "None"
+            if huge == 9 and io_ns:
+                io_ns = 2**62 - io_ns
             specs.append(f"pymmu.Job({trace}, process={proc}, io_every={io_every}, "
                          f"io_ns={io_ns})")
         names = ("ref", "tlb_miss", "minor", "zero", "copy", "major", "disk_read",
                  "disk_write", "switch")
+        if huge is not None and huge < 9:
+            cost[huge] = 2**62 - cost[huge]
         cost_src = ", ".join(f"{n}={v}" for n, v in zip(names, cost))
         control = f"pymmu.WorkingSet({window})" if window else "None"
         self.run(f"m.run([{', '.join(specs)}], quantum={quantum}, "

@@ -95,11 +95,28 @@ def test_tlb_slot_is_vpn_mod_entries(entries):
     assert _testing.tlb_slots(m._core, vpns) == [v % entries for v in vpns]
 
 
-@given(st.integers(1, 40), st.lists(st.integers(0, 60) | st.integers(0, 2**52), max_size=300))
+@given(st.integers(1, 40) | st.sampled_from([2**62, 2**63 - 1]),
+       st.lists(st.integers(0, 60) | st.integers(0, 2**52), max_size=300))
 def test_working_set_is_the_distinct_pages_of_the_last_window(window, vpns):
-    # many collisions (0..60) and far pages; the window slides past each
-    sizes = _testing.wset_run(window, vpns)
+    # many collisions (0..60) and far pages; the window slides past each; a
+    # window longer than the references is all of them. Memory follows the
+    # references: the ring holds min(window, references) rounded up to a power
+    # of two (at least 16), the table twice the distinct pages (at least 32).
+    sizes, (ring, slots) = _testing.wset_run(window, vpns)
     assert sizes == [len(set(vpns[max(0, i + 1 - window):i + 1])) for i in range(len(vpns))]
+    held = min(window, len(vpns))
+    assert ring == min(window, max(16, 1 << (held - 1).bit_length()))
+    assert slots <= max(32, 4 * (max(sizes, default=0) + 1))
+
+
+def test_working_set_memory_follows_its_references_not_its_window():
+    # 100,000 references to 1,000 pages under the largest window (issue 16: the
+    # ring's size once doubled past 2**63 to 0 and looped forever)
+    vpns = [(i * 7919) % 1000 for i in range(100_000)]
+    sizes, (ring, slots) = _testing.wset_run(2**63 - 1, vpns)
+    assert sizes[-1] == 1000 and (ring, slots) == (2**17, 2048)
+    sizes, (ring, slots) = _testing.wset_run(10, vpns)
+    assert set(sizes[10:]) == {10} and (ring, slots) == (10, 32)
 
 
 @given(st.sampled_from([1, 7, 512, 513, 100_000, 2**34]), st.data())
