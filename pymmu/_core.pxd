@@ -265,8 +265,6 @@ cdef class Core:
                            int kind, int64_t *ps)
     cdef int _write_bytes(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                           const uint8_t *buf, int64_t *ps) except -1
-    cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
-                     const uint32_t[::1] size, int64_t *index, bint poll) except -1 nogil
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil
     cdef void _refusal_event(self, int st, int64_t pid) noexcept nogil
     cdef object _status_error(self, int st, int64_t pid)

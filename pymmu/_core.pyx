@@ -1170,160 +1170,6 @@ cdef class Core:
     # ------------------------------------------------------------------
     # trace replay
 
-    cdef int _replay(self, int64_t mm, const uint64_t[::1] addr, const uint8_t[::1] kind,
-                     const uint32_t[::1] size, int64_t *index, bint poll) except -1 nogil:
-        """Run trace records in order; each page a record touches is an
-        independent reference (no pinning). Stops at the first record that
-        faults or runs out of memory, with ``index`` set to it.
-
-        With ``poll`` (the main thread), it looks for a pending signal every
-        ``POLL_REFS`` page references, between two records: if a handler
-        raises (KeyboardInterrupt), it stops before the record, ``index`` set
-        to it, the records before it applied, and returns -1 with that
-        exception set.
-
-        The common cases are handled inline, through the same operations as
-        ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
-        the policy unit's ``on_use``) with the hit and miss counts in
-        registers: a TLB hit on a page that allows the access, and a TLB miss
-        whose walk the page-walk cache answers with such a page.
-
-        Under memory pressure (no free frame) most records fault, and a fault
-        waits on loads from all over memory: the PTE, then the swap slot it
-        names. The loop pipelines them: it starts loading the PTE of the record
-        ``PF_PTE`` ahead, and the swap slot of the record ``PF_SLOT`` ahead
-        (whose PTE is in cache by then).
-        """
-        cdef Py_ssize_t i, n = addr.shape[0]
-        cdef int64_t pfn, length, t
-        cdef uint64_t a, vpn, last
-        cdef int acc, st, need
-        cdef uint8_t code
-        cdef int64_t *vma = NULL
-        cdef uint64_t vstart = 1, vend = 0     # the cached mapping: [vstart, vend)
-        cdef int vprot = 0
-        cdef pte_t *p
-        cdef pte_t bits
-        # The policy's operations on a resident page's reference and ahead of
-        # one (policy_ops_t: NULL when its unit has none), fixed for the loop.
-        cdef policy_use_f use = self.pol.on_use
-        cdef policy_ahead_f ahead = self.pol.ahead
-        cdef pte_t *q
-        cdef pte_t *tp
-        cdef pte_t *walked
-        # Counters of the inline paths stay in registers until the loop ends:
-        # TLB hits and misses, then reads, writes and fetches (by access kind).
-        cdef int64_t hits = 0, misses = 0
-        cdef int64_t done[3]
-        # The fields the inline paths read, as locals: a store through a PTE
-        # pointer could alias any field of self, so the compiler would reload them.
-        cdef int shift = self.page_shift
-        cdef int64_t tn = self.tlb.n
-        cdef tlb_t tlb = self.tlb             # (its arrays are shared, not copied)
-        cdef int64_t zero_pfn = self.zero_pfn
-        # Page references are counted down in a register, `left` before the
-        # next look for a signal (Ctrl-C; never off the main thread): the count
-        # so far is `mark - left`. The test of the countdown uses the flags of
-        # its subtraction, and an interrupt leaves by the loop's normal exit
-        # (a return of its own, with its tally, cost 2-4 % in benchmarks/ab.py):
-        # the look costs nothing measurable per record.
-        cdef int64_t left = POLL_REFS if poll else INT64_MAX - self.references
-        cdef int64_t mark = self.references + left
-        cdef bint interrupted = False
-        done[0] = done[1] = done[2] = 0
-        for i in range(n):
-            if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
-                q = pt_walk_cached(&self.pt, mm, addr[i + PF_PTE] >> shift)
-                if q != NULL:
-                    prefetch(q)
-                q = pt_walk_cached(&self.pt, mm, addr[i + PF_SLOT] >> shift)
-                if q != NULL and pte_is_swap(q[0]):
-                    prefetch(&self.sl[pte_pfn(q[0])])
-            if ahead != NULL:
-                ahead(self, mark - left + 1 + PF_PTE)   # (the reference PF_PTE ahead)
-            a = addr[i]
-            code = kind[i]                     # each column read once
-            length = size[i]
-            if code > 3 or length == 0:        # never trust the columns
-                index[0] = i
-                self.references = mark - left
-                self._tally(hits, misses, done)
-                return ST_BAD_RECORD
-            acc = kind_access(code)
-            need = access_need(acc)
-            vpn = a >> shift
-            last = (a + <uint64_t>(length - 1)) >> shift
-            if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
-                st = self._check(mm, a, length, acc)
-                if st != ST_OK:
-                    index[0] = i
-                    self.references = mark - left
-                    self._tally(hits, misses, done)
-                    return st
-                vma = self._vma(mm, vpn)
-                vstart, vend, vprot = vma[V_START], vma[V_END], vma[V_PROT]
-                if last >= vend:             # spans mappings: look each page up
-                    vstart, vend = 1, 0
-            bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
-            left -= <int64_t>(last - vpn) + 1   # the record's page references
-            if unlikely(left <= 0):
-                left += POLL_REFS
-                mark += POLL_REFS
-                if signal_raised():            # Ctrl-C: stop before this record
-                    left += <int64_t>(last - vpn) + 1
-                    interrupted = True
-                    break
-            while vpn <= last:
-                p = walked = NULL
-                if tn:
-                    t = tlb_slot(&tlb, vpn)
-                    q = tlb_lookup(&tlb, t, mm, vpn)
-                    if q != NULL:
-                        if pte_allows(q[0], acc):
-                            p = q
-                            hits += 1
-                    else:
-                        q = pt_walk_cached(&self.pt, mm, vpn)
-                        if q != NULL and pte_allows(q[0], acc):
-                            p = q
-                            misses += 1
-                            tlb_fill(&tlb, t, mm, vpn, q)
-                        else:
-                            walked = q      # a fault on a PTE we already found
-                if p != NULL:
-                    p[0] |= bits
-                    pfn = pte_pfn(p[0])
-                    if use != NULL and pfn != zero_pfn:
-                        use(self, pfn, mark - left - <int64_t>(last - vpn))
-                else:
-                    self.fault_addr = a if vpn == a >> shift else vpn << shift
-                    self.fault_kind = acc
-                    if vend == 0:
-                        vma = self._vma(mm, vpn)
-                    self.references = mark - left - <int64_t>(last - vpn)   # events' seq
-                    if walked != NULL:
-                        misses += 1
-                        st = self._settle(mm, vpn, acc, vma, walked, t, &tp)
-                    else:
-                        st = self._touch(mm, vpn, acc, vma, &tp)   # (p stays in a register)
-                    if st != ST_OK:
-                        index[0] = i
-                        self._tally(hits, misses, done)
-                        return st
-                vpn += 1
-            done[acc] += 1
-            if unlikely(self.hook_failed):  # a policy hook raised: stop after this record
-                index[0] = i
-                self.references = mark - left
-                self._tally(hits, misses, done)
-                return ST_HOOK_LATE
-        self.references = mark - left
-        self._tally(hits, misses, done)
-        if interrupted:
-            index[0] = i
-            return -1
-        return ST_OK
-
     cdef void _tally(self, int64_t hits, int64_t misses, int64_t *done) noexcept nogil:
         """Add what a replay counted in registers to the machine's and the process's
         counters (done: reads, writes, fetches, indexed by access kind)."""
@@ -1342,7 +1188,7 @@ cdef class Core:
         like ``ps``) gains what the replay added to the machine's counters,
         taken while the machine is busy: no other thread's access is in it.
         On the main thread a pending signal's exception (KeyboardInterrupt)
-        propagates, raised between two records (``_replay``)."""
+        propagates, raised between two records (``replay_loop``)."""
         cdef int64_t index = -1
         cdef int st
         cdef int64_t pfn, i
@@ -1376,7 +1222,12 @@ cdef class Core:
             for i in range(S_COUNT):
                 before[i] = self.stats[i]
             with nogil:
-                st = self._replay(mm, addr, kind, size, &index, poll)
+                if self.pol.on_use != NULL:
+                    st = replay_loop(self, <unit_uses_t *>NULL, mm, addr, kind, size,
+                                     &index, poll)
+                else:
+                    st = replay_loop(self, <unit_ignores_t *>NULL, mm, addr, kind, size,
+                                     &index, poll)
         finally:
             if added != NULL:
                 for i in range(S_COUNT):
@@ -1791,6 +1642,182 @@ cdef class _EventBuffer:
 
     def __dealloc__(self):
         free(self.p)
+
+
+
+# Core.replay's loop in two forms (replay_loop): for a policy unit with an on_use
+# and for one without. The types are tags only.
+ctypedef struct unit_uses_t:
+    char tag
+ctypedef struct unit_ignores_t:
+    char tag
+ctypedef fused uses_kind:
+    unit_uses_t
+    unit_ignores_t
+
+
+cdef int replay_loop(Core self, uses_kind *uses, int64_t mm, const uint64_t[::1] addr,
+                     const uint8_t[::1] kind, const uint32_t[::1] size, int64_t *index,
+                     bint poll) except -1 nogil:
+    """``Core.replay``'s loop: run trace records in order; each page a record touches is an
+    independent reference (no pinning). Stops at the first record that
+    faults or runs out of memory, with ``index`` set to it.
+
+    With ``poll`` (the main thread), it looks for a pending signal every
+    ``POLL_REFS`` page references, between two records: if a handler
+    raises (KeyboardInterrupt), it stops before the record, ``index`` set
+    to it, the records before it applied, and returns -1 with that
+    exception set.
+
+    The common cases are handled inline, through the same operations as
+    ``_touch`` (``tlb_lookup``, ``pt_walk_cached``, ``tlb_fill``, set A/D,
+    the policy unit's ``on_use``) with the hit and miss counts in
+    registers: a TLB hit on a page that allows the access, and a TLB miss
+    whose walk the page-walk cache answers with such a page.
+
+    Under memory pressure (no free frame) most records fault, and a fault
+    waits on loads from all over memory: the PTE, then the swap slot it
+    names. The loop pipelines them: it starts loading the PTE of the record
+    ``PF_PTE`` ahead, and the swap slot of the record ``PF_SLOT`` ahead
+    (whose PTE is in cache by then).
+
+    It is compiled twice (``uses``, a fused type whose pointer is only a tag):
+    for a policy unit that wants every reference (``on_use``, and ``ahead``)
+    and for one that does not, whose hit step then makes no call at all (a
+    call site in the loop, even one never taken, cost 4-6 % in
+    benchmarks/ab.py).
+    """
+    cdef Py_ssize_t i, n = addr.shape[0]
+    cdef int64_t pfn, length, t
+    cdef uint64_t a, vpn, last
+    cdef int acc, st, need
+    cdef uint8_t code
+    cdef int64_t *vma = NULL
+    cdef uint64_t vstart = 1, vend = 0     # the cached mapping: [vstart, vend)
+    cdef int vprot = 0
+    cdef pte_t *p
+    cdef pte_t bits
+    # The policy's operations on a resident page's reference and ahead of one
+    # (policy_ops_t), fixed for the loop: called only in its unit_uses_t form.
+    cdef policy_use_f use = self.pol.on_use
+    cdef policy_ahead_f ahead = self.pol.ahead
+    cdef pte_t *q
+    cdef pte_t *tp
+    cdef pte_t *walked
+    # Counters of the inline paths stay in registers until the loop ends:
+    # TLB hits and misses, then reads, writes and fetches (by access kind).
+    cdef int64_t hits = 0, misses = 0
+    cdef int64_t done[3]
+    # The fields the inline paths read, as locals: a store through a PTE
+    # pointer could alias any field of self, so the compiler would reload them.
+    cdef int shift = self.page_shift
+    cdef int64_t tn = self.tlb.n
+    cdef tlb_t tlb = self.tlb             # (its arrays are shared, not copied)
+    cdef int64_t zero_pfn = self.zero_pfn
+    # Page references are counted down in a register, `left` before the
+    # next look for a signal (Ctrl-C; never off the main thread): the count
+    # so far is `mark - left`. The test of the countdown uses the flags of
+    # its subtraction, and an interrupt leaves by the loop's normal exit
+    # (a return of its own, with its tally, cost 2-4 % in benchmarks/ab.py):
+    # the look costs nothing measurable per record.
+    cdef int64_t left = POLL_REFS if poll else INT64_MAX - self.references
+    cdef int64_t mark = self.references + left
+    cdef bint interrupted = False
+    done[0] = done[1] = done[2] = 0
+    for i in range(n):
+        if self.pool.count + self.dirty.count == 0 and i + PF_PTE < n:
+            q = pt_walk_cached(&self.pt, mm, addr[i + PF_PTE] >> shift)
+            if q != NULL:
+                prefetch(q)
+            q = pt_walk_cached(&self.pt, mm, addr[i + PF_SLOT] >> shift)
+            if q != NULL and pte_is_swap(q[0]):
+                prefetch(&self.sl[pte_pfn(q[0])])
+        if uses_kind is unit_uses_t:
+            if ahead != NULL:
+                ahead(self, mark - left + 1 + PF_PTE)   # (the reference PF_PTE ahead)
+        a = addr[i]
+        code = kind[i]                     # each column read once
+        length = size[i]
+        if code > 3 or length == 0:        # never trust the columns
+            index[0] = i
+            self.references = mark - left
+            self._tally(hits, misses, done)
+            return ST_BAD_RECORD
+        acc = kind_access(code)
+        need = access_need(acc)
+        vpn = a >> shift
+        last = (a + <uint64_t>(length - 1)) >> shift
+        if last < vpn or vpn < vstart or last >= vend or not (vprot & need):
+            st = self._check(mm, a, length, acc)
+            if st != ST_OK:
+                index[0] = i
+                self.references = mark - left
+                self._tally(hits, misses, done)
+                return st
+            vma = self._vma(mm, vpn)
+            vstart, vend, vprot = vma[V_START], vma[V_END], vma[V_PROT]
+            if last >= vend:             # spans mappings: look each page up
+                vstart, vend = 1, 0
+        bits = PTE_ACCESSED | (PTE_DIRTY if acc == ACC_WRITE else 0)
+        left -= <int64_t>(last - vpn) + 1   # the record's page references
+        if unlikely(left <= 0):
+            left += POLL_REFS
+            mark += POLL_REFS
+            if signal_raised():            # Ctrl-C: stop before this record
+                left += <int64_t>(last - vpn) + 1
+                interrupted = True
+                break
+        while vpn <= last:
+            p = walked = NULL
+            if tn:
+                t = tlb_slot(&tlb, vpn)
+                q = tlb_lookup(&tlb, t, mm, vpn)
+                if q != NULL:
+                    if pte_allows(q[0], acc):
+                        p = q
+                        hits += 1
+                else:
+                    q = pt_walk_cached(&self.pt, mm, vpn)
+                    if q != NULL and pte_allows(q[0], acc):
+                        p = q
+                        misses += 1
+                        tlb_fill(&tlb, t, mm, vpn, q)
+                    else:
+                        walked = q      # a fault on a PTE we already found
+            if p != NULL:
+                p[0] |= bits
+                pfn = pte_pfn(p[0])
+                if uses_kind is unit_uses_t:
+                    if pfn != zero_pfn:
+                        use(self, pfn, mark - left - <int64_t>(last - vpn))
+            else:
+                self.fault_addr = a if vpn == a >> shift else vpn << shift
+                self.fault_kind = acc
+                if vend == 0:
+                    vma = self._vma(mm, vpn)
+                self.references = mark - left - <int64_t>(last - vpn)   # events' seq
+                if walked != NULL:
+                    misses += 1
+                    st = self._settle(mm, vpn, acc, vma, walked, t, &tp)
+                else:
+                    st = self._touch(mm, vpn, acc, vma, &tp)   # (p stays in a register)
+                if st != ST_OK:
+                    index[0] = i
+                    self._tally(hits, misses, done)
+                    return st
+            vpn += 1
+        done[acc] += 1
+        if unlikely(self.hook_failed):  # a policy hook raised: stop after this record
+            index[0] = i
+            self.references = mark - left
+            self._tally(hits, misses, done)
+            return ST_HOOK_LATE
+    self.references = mark - left
+    self._tally(hits, misses, done)
+    if interrupted:
+        index[0] = i
+        return -1
+    return ST_OK
 
 
 def _restore_core(tuple config, dict state):
