@@ -135,7 +135,7 @@ cdef class Scheduler:
     cdef int64_t next_wake              # earliest due time of a blocked or ending job
     cdef int64_t admit_seq, susp_seq
     cdef int64_t poll_at                # core.references when to look for Ctrl-C next
-    cdef int64_t cost[9]
+    cdef int64_t cost[COST_COUNT]      # by COST_* (tables.COSTS)
     cdef object on_exit                 # on_exit(job index, status): a process exits
     cdef list keep                      # the trace columns and counter arrays
     cdef readonly int64_t err_job, err_rec
@@ -149,8 +149,8 @@ cdef class Scheduler:
         """``jobs``: per job ``(mm, pid, addr, kind, size, ps, io_every, io_ns, fresh,
         vfork_child)``
         with the trace columns as numpy arrays (uint64, uint8, uint32) and ``ps`` the
-        process's counters; ``cost``: ref, tlb_miss, minor, zero, copy, major,
-        disk_read, disk_write, switch (pymmu.Cost's order); ``window``: 0 without
+        process's counters; ``cost``: pymmu.Cost's fields in
+        tables.COSTS's order (the COST_* codes); ``window``: 0 without
         load control."""
         cdef int64_t j, k
         cdef job_t *J
@@ -163,7 +163,7 @@ cdef class Scheduler:
         self.window = window
         self.on_exit = on_exit
         self.keep = []
-        for k in range(9):
+        for k in range(COST_COUNT):
             self.cost[k] = cost[k]
         self.jobs = <job_t *>calloc(max(self.nj, 1), sizeof(job_t))
         self.queue = <int64_t *>calloc(max(self.nj, 1), sizeof(int64_t))
@@ -327,10 +327,10 @@ cdef class Scheduler:
         J = &self.jobs[j]
         J.col[C_READY] += self.now - J.ready_since
         if self.last_ran >= 0 and self.last_ran != j:
-            if ckd_add_i64(&t, self.now, self.cost[8]):
+            if ckd_add_i64(&t, self.now, self.cost[COST_SWITCH]):
                 return self._overflow(j, J.rec, OV_SWITCH)
             self.now = t
-            J.col[C_CPU] += self.cost[8]
+            J.col[C_CPU] += self.cost[COST_SWITCH]
             self.switches += 1
         self.last_ran = j
         self.running = j
@@ -456,7 +456,7 @@ cdef class Scheduler:
             writes = c.stats[S_SWAP_OUTS]
             c._evict(pfn)
             for k in range(c.stats[S_SWAP_OUTS] - writes):
-                if self._disk(self.cost[7]) < 0:
+                if self._disk(self.cost[COST_DISK_WRITE]) < 0:
                     return self._overflow(j, -1, OV_SUSPEND)
         return 0
 
@@ -514,7 +514,7 @@ cdef class Scheduler:
         cdef int64_t mm = J.mm, n = J.n, rec = J.rec
         cdef int shift = self.core.page_shift
         cdef int64_t now = self.now, stop = self.next_wake
-        cdef int64_t c_hit = self.cost[0], c_miss
+        cdef int64_t c_hit = self.cost[COST_REF], c_miss
         cdef int64_t since = self.since, quantum = self.quantum, lim
         cdef int64_t total = J.col[C_REFS], io_every = J.io_every
         cdef int64_t zero_pfn = self.core.zero_pfn
@@ -530,7 +530,7 @@ cdef class Scheduler:
             return 0
         # the clock: while now < stop, a reference's CPU time (at most c_miss)
         # cannot pass INT64_MAX
-        if ckd_add_i64(&c_miss, c_hit, self.cost[1]):
+        if ckd_add_i64(&c_miss, c_hit, self.cost[COST_TLB_MISS]):
             return 0
         if stop > INT64_MAX - c_miss:
             stop = INT64_MAX - c_miss
@@ -681,8 +681,8 @@ cdef class Scheduler:
             stat_count(self.core, S_TLB_MISSES if miss else S_TLB_HITS)
             if self.window:
                 wset_add(&J.ws, vpn)            # (cannot fail: reserved)
-            c = self.cost[0]
-            if miss and ckd_add_i64(&c, self.cost[0], self.cost[1]):
+            c = self.cost[COST_REF]
+            if miss and ckd_add_i64(&c, self.cost[COST_REF], self.cost[COST_TLB_MISS]):
                 c = -1
             J.col[C_REFS] += 1
             return self._after(j, J, c, 0, 0)
@@ -710,13 +710,17 @@ cdef class Scheduler:
         (``D_*`` order), or -1 if it does not fit an int64."""
         cdef int64_t zero = d[D_ZERO_FILLS] - d[D_POOL_HITS]
         cdef int64_t n[5]
-        cdef int64_t c = self.cost[0], term
+        cdef int64_t w[5]
+        cdef int64_t c = self.cost[COST_REF], term
         cdef int k
         # (cost, count) pairs: tlb_miss, minor, zero, copy, major
+        w[0], w[1], w[2], w[3], w[4] = (self.cost[COST_TLB_MISS], self.cost[COST_MINOR],
+                                        self.cost[COST_ZERO], self.cost[COST_COPY],
+                                        self.cost[COST_MAJOR])
         n[0], n[1], n[2], n[3], n[4] = (d[D_TLB], d[D_MINOR], zero if zero > 0 else 0,
                                         d[D_COPIES], d[D_MAJOR])
         for k in range(5):
-            if ckd_mul_i64(&term, self.cost[k + 1], n[k]) or ckd_add_i64(&c, c, term):
+            if ckd_mul_i64(&term, w[k], n[k]) or ckd_add_i64(&c, c, term):
                 return -1
         return c
 
@@ -750,11 +754,11 @@ cdef class Scheduler:
         J.col[C_CPU] += c
         # rule 4: its disk operations, writes first
         for k in range(writes):
-            t = self._disk(self.cost[7])
+            t = self._disk(self.cost[COST_DISK_WRITE])
             if t < 0:
                 return self._overflow(j, rec, OV_DISK)
         if read:
-            t = self._disk(self.cost[6])
+            t = self._disk(self.cost[COST_DISK_READ])
             if t < 0:
                 return self._overflow(j, rec, OV_DISK)
         J.col[C_DISK] += t - self.now

@@ -80,3 +80,16 @@ cdef enum:
     PROT_READ = 1
     PROT_WRITE = 2
     PROT_EXEC = 4
+
+# Costs of m.run (tables.COSTS)
+cdef enum:
+    COST_REF = 0
+    COST_TLB_MISS = 1
+    COST_MINOR = 2
+    COST_ZERO = 3
+    COST_COPY = 4
+    COST_MAJOR = 5
+    COST_DISK_READ = 6
+    COST_DISK_WRITE = 7
+    COST_SWITCH = 8
+    COST_COUNT = 9

@@ -31,7 +31,7 @@ from pymmu import _introspect, _invariants
 from pymmu._core import Core, ProcessCore
 from pymmu.errors import InvariantError, ProcessStateError, SegmentationFault, TraceError
 from pymmu.image import Image
-from pymmu.tables import POLICY_CODES, PROT_EXEC, PROT_READ, PROT_WRITE
+from pymmu.tables import COSTS, POLICY_CODES, PROT_EXEC, PROT_READ, PROT_WRITE
 from pymmu.policy import Policy
 from pymmu.vmas import KINDS, AddressMap, Mapping, Vma, mapping_of
 
@@ -518,8 +518,7 @@ class Machine:
         specs = [(proc._mm, proc.pid, trace.addr, trace.kind, trace.size, proc._stats,
                   job.io_every, job.io_ns, fresh, proc._lender is not None)
                  for (job, _, trace), (proc, fresh) in zip(entries, procs)]
-        costs = (cost.ref, cost.tlb_miss, cost.minor, cost.zero, cost.copy, cost.major,
-                 cost.disk_read, cost.disk_write, cost.switch)
+        costs = tuple(getattr(cost, name) for name in COSTS)
         try:
             rows, disk_busy, switches, added = Scheduler(self._core, specs, quantum, costs,
                                                   window, on_exit).run()

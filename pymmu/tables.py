@@ -1,8 +1,8 @@
 """The names both sides of the core share, in one place.
 
 The typed core numbers these things (a policy, a counter, an event kind, a kind
-of mapping, a column of a mapping table, an access, a protection bit); the Python
-layer names them.
+of mapping, a column of a mapping table, an access, a protection bit, a cost of
+m.run); the Python layer names them.
 This module is the one source of both: ``setup.py`` writes the core's
 constants, ``pymmu/_tables.pxd``, from it at every build (``write_pxd``), and
 the Python layer imports the names from here. tests/test_tables.py checks that
@@ -42,6 +42,11 @@ VMA_KINDS = ("anon", "shared", "file", "stack")
 #: Columns of the mapping table machine.py pushes to the core, one row a mapping.
 VMA_COLUMNS = ("start", "end", "prot", "kind", "obj", "pgoff")
 
+#: ``m.run``'s costs (``pymmu.Cost``'s fields), in the order of the core's
+#: array (``Scheduler.cost`` in pymmu/_run.pyx).
+COSTS = ("ref", "tlb_miss", "minor", "zero", "copy", "major", "disk_read",
+         "disk_write", "switch")
+
 #: Access kinds, as the errors name them.
 ACCESSES = ("read", "write", "execute")
 
@@ -66,6 +71,7 @@ _TABLES = (
     ("ACC", ACCESSES, {"execute": "EXEC"}, None, "access kinds (tables.ACCESSES)", None),
     ("PROT", tuple(_PROT_BITS), {}, None,
      "protection bits, PROT_x == 1 << ACC_x (tables.PROT_READ, ...)", _PROT_BITS),
+    ("COST", COSTS, {}, "COST_COUNT", "costs of m.run (tables.COSTS)", None),
 )
 
 

@@ -28,6 +28,12 @@ def test_the_python_layer_names_come_from_tables():
     assert POLICIES == tuple(p for p in tables.POLICY_CODES if p != "python")
 
 
+def test_the_run_costs_are_cost_fields_in_order():
+    # the core reads m.run's costs by COST_* code, machine.py passes them in this order
+    import dataclasses
+    assert tables.COSTS == tuple(f.name for f in dataclasses.fields(pymmu.Cost))
+
+
 def test_the_protection_bits_have_one_source():
     # pymmu.PROT_* are the table's; the bit of access ACCESSES[i] is 1 << i (the
     # core's access_need shifts), and the core's mapping checks agree with them.
