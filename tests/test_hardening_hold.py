@@ -45,7 +45,8 @@ def _trace(base: int, pages: int, records: int, seed: int) -> Trace:
 def _run_child(code: str, timeout: int = 120) -> str:
     """Run ``code`` in a fresh interpreter; its stdout, or fail with what it said
     (a crash, a failed assertion)."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+    # (cwd: not the source tree, which CI does not build: it installs pymmu)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd="/",
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (f"child exited with {done.returncode}\n"
                                   f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

@@ -56,8 +56,9 @@ def child(code: str, *args, timeout: float = 120):
     root = os.path.dirname(os.path.dirname(os.path.abspath(pymmu.__file__)))
     env = dict(os.environ, PYTHONPATH=root)
     try:
+        # (cwd: not the source tree, which CI does not build: it installs pymmu)
         out = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
-                             capture_output=True, text=True, timeout=timeout)
+                             cwd="/", capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the child did not finish in {timeout} s")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]

@@ -510,8 +510,9 @@ def test_a_loaded_trace_truncated_by_another_program(tmp_path, how):
     env["PYTHONPATH"] = os.pathsep.join(
         [str(pathlib.Path(traces.__file__).resolve().parent.parent)]
         + [x for x in [env.get("PYTHONPATH")] if x])
+    # (cwd: not the source tree, which CI does not build: it installs pymmu)
     out = subprocess.run([sys.executable, "-c", _TRUNCATED, str(tmp_path / "t.pmt"), how],
-                         env=env, capture_output=True, text=True, timeout=120)
+                         env=env, cwd="/", capture_output=True, text=True, timeout=120)
     if how == "mapped":
         assert out.returncode == -signal.SIGBUS, (out.returncode, out.stderr[-2000:])
     else:
