@@ -87,6 +87,13 @@ cdef extern from *:
     bint signal_raised "pymmu_signal_raised" () nogil
 
 
+cdef inline bint on_main_thread():
+    """Python runs signal handlers on the main thread only: the long loops look
+    for a pending one (``signal_raised``) there alone."""
+    import threading
+    return threading.get_ident() == threading.main_thread().ident
+
+
 cdef enum:
     PF_PTE = 16           # replay prefetch distances (records ahead): PTEs,
     PF_SLOT = 8           # then the swap slots they name
@@ -258,6 +265,7 @@ cdef class Core:
     cdef int _reserve_pins(self, int64_t n) except -1 nogil
     cdef object _raise_status(self, int st, int64_t pid)
     cdef inline int _enter(self) except -1
+    cdef int _take_hold(self) except -1
     cdef inline int64_t *_counters(self, cnp.ndarray ps) except NULL
     cdef int _access_or_raise(self, int64_t mm, int64_t pid, uint64_t addr, int64_t n,
                               int kind, uint8_t *buf, int64_t *ps) except -1

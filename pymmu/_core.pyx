@@ -38,8 +38,6 @@ from libc.string cimport memcpy, memset
 
 cimport cython
 import heapq
-from cpython.pythread cimport PyThread_get_thread_ident
-from threading import main_thread as _main_thread
 
 import numpy as np
 cimport numpy as cnp
@@ -366,7 +364,7 @@ cdef class Core:
                 raise ValueError(f"limit must be at least 0, got {limit}")
             if limit <= INT64_MAX:       # (larger: no count reaches it, keep all)
                 keep = limit
-        _hold_log(self)
+        self._take_hold()
         try:
             if unlikely(self.ev.on):
                 raise RuntimeError("this machine is already recording events: "
@@ -380,7 +378,7 @@ cdef class Core:
         events copied out in bulk, oldest first (``pymmu.events.DTYPE`` is
         ``event_t``'s layout). RuntimeError while another thread holds the
         machine (its replay writes the log) or inside a policy hook."""
-        _hold_log(self)
+        self._take_hold()
         try:
             return _events_copy(self)
         finally:
@@ -392,7 +390,7 @@ cdef class Core:
         the log's buffer, and the next block starts a new one. RuntimeError,
         the block left open, while another thread holds the machine or inside
         a policy hook (``pymmu.machine._CoreRecorder.stop`` waits out the first)."""
-        _hold_log(self)
+        self._take_hold()
         try:
             return _events_close(self)
         finally:
@@ -528,10 +526,6 @@ cdef class Core:
     def __copy__(self):
         raise TypeError("a shallow copy of a machine's core would share its state: "
                         "use copy.deepcopy or pickle")
-
-    def check_idle(self):
-        """Raise RuntimeError during a replay in another thread or inside a hook."""
-        self._enter()
 
     # ------------------------------------------------------------------
     # a policy written in Python (pymmu/policy.py): its hooks, with the GIL
@@ -1030,9 +1024,19 @@ cdef class Core:
             raise RuntimeError("a policy hook may not call the machine it serves")
         return 0
 
-    def enter(self):
-        """Raise RuntimeError if this machine may not be used now (``_enter``)."""
+    cdef int _take_hold(self) except -1:
+        """Hold the machine (include/hold.h) for a call of several steps; the
+        caller gives it back with ``hold_give``. RuntimeError, holding nothing,
+        if another thread holds it or a policy hook is running (``_enter``).
+
+        The event log's calls hold it too: a replay in another thread, or a
+        call of the C API made without the GIL, appends to the log while it
+        holds the machine, so the log is read, reset or handed over only in a
+        hold, never under a writer."""
         self._enter()
+        if not hold_take(&self.hold):        # (taken by another thread meanwhile)
+            raise RuntimeError(_BUSY)
+        return 0
 
     def hold_acquire(self):
         """Hold the machine for an operation of several core calls (machine.py's
@@ -1040,11 +1044,7 @@ cdef class Core:
         with RuntimeError, and this thread's calls go through. Nests. Raises
         RuntimeError, and holds nothing, if another thread holds the machine
         or a policy hook is running."""
-        if not hold_take(&self.hold):
-            raise RuntimeError(_BUSY)
-        if self.in_hook:
-            hold_give(&self.hold)
-            raise RuntimeError("a policy hook may not call the machine it serves")
+        self._take_hold()
 
     def hold_release(self):
         """Give back one ``hold_acquire`` of this thread."""
@@ -1196,7 +1196,7 @@ cdef class Core:
         cdef int64_t *added = NULL
         cdef int64_t before[S_COUNT]
         cdef bint future
-        cdef bint poll = PyThread_get_thread_ident() == _main_thread().ident   # Ctrl-C
+        cdef bint poll = on_main_thread()     # (where Ctrl-C's handler runs)
         self._enter()
         if not self._live(mm):
             raise ValueError(f"no live address space {mm}")
@@ -1209,8 +1209,7 @@ cdef class Core:
         if next_use is not None and next_use.shape[0] and not (
                 0 <= np.min(next_use) and np.max(next_use) <= next_use.shape[0]):
             raise ValueError("next_use keys must lie in 0..len(next_use)")
-        if not hold_take(&self.hold):
-            raise RuntimeError(_BUSY)
+        self._take_hold()
         # a policy that uses the future hears of it (opt), for this replay only
         future = next_use is not None and self.pol.begin != NULL
         try:
@@ -1548,23 +1547,6 @@ cdef class Core:
             freeheap_push(&self.pool, self.fm, <int32_t>pfn)
             done += 1
         return done
-
-
-cdef int _hold_log(Core c) except -1:
-    """Hold machine ``c`` for an event-log call (events_start, _snapshot, _stop);
-    the caller gives the hold back (``hold_give``).
-
-    A replay in another thread, or a call of the C API (pymmu/core.pxd) made
-    without the GIL, appends to the log without the GIL while it holds the
-    machine; the log is read, reset or handed over only while this call holds
-    it, so no buffer is freed or moved under a writer (m.run's exit callback,
-    on the holding thread, nests). RuntimeError when another thread holds the
-    machine, or inside a hook.
-    """
-    c._enter()
-    if not hold_take(&c.hold):
-        raise RuntimeError(_BUSY)
-    return 0
 
 
 cdef tuple _events_copy(Core self):

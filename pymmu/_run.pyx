@@ -35,8 +35,6 @@ from pymmu._core cimport *
 from pymmu._pte cimport *
 from pymmu.counting cimport *
 
-from cpython.pythread cimport PyThread_get_thread_ident
-from threading import main_thread as _main_thread
 
 cnp.import_array()
 
@@ -830,13 +828,10 @@ cdef class Scheduler:
         cdef Core core = self.core
         cdef int st = ST_OK
         cdef int64_t j, k
-        core._enter()
-        if not hold_take(&core.hold):
-            raise RuntimeError("this Machine is busy in another thread")
+        core._take_hold()
         added = np.array(core.stats_array, copy=True)
         # Python runs signal handlers on the main thread only: elsewhere, never look
-        self.poll_at = (core.references + POLL_REFS
-                        if PyThread_get_thread_ident() == _main_thread().ident else INT64_MAX)
+        self.poll_at = core.references + POLL_REFS if on_main_thread() else INT64_MAX
         try:
             try:
                 with nogil:

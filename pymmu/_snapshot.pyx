@@ -43,9 +43,7 @@ def held_state(Core self, dict memo=None):
     if the machine is busy (a replay in another thread) or inside a policy hook."""
     import copy
 
-    self._enter()
-    if not hold_take(&self.hold):
-        raise RuntimeError("this Machine is busy in another thread")
+    self._take_hold()
     try:
         config, st = state(self)
         if memo is not None:
