@@ -500,7 +500,6 @@ class Machine:
         from pymmu._run import Scheduler
         from pymmu.run import JOBS_DTYPE, RunResult, check_run_args
 
-        self._guard()
         entries, quantum, cost, window = check_run_args(self, jobs, quantum, cost,
                                                         load_control)
         procs = []
@@ -619,7 +618,6 @@ class Machine:
         KeyError
             If no process ever had this pid, or it exited and nothing holds it.
         """
-        self._guard()
         pid = as_int(pid, "pid")
         p = self._procs.get(pid)
         if p is None:
@@ -740,7 +738,6 @@ class Machine:
     @_holding
     def processes(self) -> list["Process"]:
         """Every process that has not exited (running, suspended or zombie), by pid."""
-        self._guard()
         return [p for _, p in sorted(self._procs.items()) if p.state != "exited"]
 
     @_holding
@@ -771,9 +768,11 @@ class Machine:
 
     @property
     def clock_hand(self) -> int | None:
-        """The pfn under the clock hand (policy "clock"); None for other policies."""
+        """The pfn under the clock hand (policy "clock"); None for a policy
+        without a hand (its unit says: ``Core.hand`` is -1)."""
         self._guard()
-        return self._core.hand if self.policy == "clock" else None
+        hand = self._core.hand
+        return None if hand < 0 else hand
 
     def _count(self, p: "Process", name: str) -> None:
         """Count one ``name`` for the machine and process ``p`` (in the core's
@@ -960,7 +959,8 @@ class Process(ProcessCore):
         return dict(zip(STAT_NAMES, self._stats.tolist()))
 
     def _running(self, what: str) -> None:
-        self._core.enter()       # busy or in a hook: before anything changes
+        # (its callers hold the machine: another thread and a policy hook were
+        # refused before anything changed)
         state = self.state
         if state != "running":
             raise ProcessStateError(f"pid {self.pid} is {state}: cannot {what}")
@@ -1370,7 +1370,6 @@ class Process(ProcessCore):
     @_holding
     def maps(self) -> list[Mapping]:
         """The mappings, like ``/proc/PID/maps``."""
-        self._m._guard()
         if self._space is None:
             return []
         names = {"stack": "[stack]"}
