@@ -280,7 +280,7 @@ cdef int _load_objects(Core self, list objects) except -1:
         if row is None:
             self.obj_free.append(i)
             continue
-        # (npages, base, pages, values); snapshots before issue 17 also kept the
+        # (npages, base, pages, values); snapshots of earlier versions also kept the
         # family that made the object, which nothing reads: accepted and dropped
         row = tuple(row)
         if len(row) == 5:

@@ -89,7 +89,7 @@ cdef int64_t _as_pfn(object value) except? -2:
     A type without ``__index__`` (float, str, numpy.bool_, ...) is no frame
     number (-1: the caller's ValueError). An exception its ``__index__``
     raises, or a non-int it returns (TypeError), propagates: it is the
-    policy's own error, raised as it is (DESIGN.md section 11).
+    policy's own error, raised as it is (docs/api.md, "pymmu.Policy").
     """
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         return -1
